@@ -1,0 +1,1 @@
+"""Provisioning of the junk-removal quoting service's PostgreSQL database: roles, grants and schema batches."""

@@ -1,0 +1,1 @@
+"""The migration engine: reads SQL batches, applies, validates and rolls them back. Knows nothing of Pulumi."""

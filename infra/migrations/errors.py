@@ -1,0 +1,128 @@
+"""Errors a user can act on. Each message names the thing, shows what was seen and says what to do."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class MigrationError(Exception):
+    """Base class of every error the migration engine reports to a user."""
+
+
+class BatchDirectoryInvalid(MigrationError):
+    """A batch folder under sql/ is missing a file or is badly named."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        super().__init__(f"batch folder {path} {problem}")
+
+
+class SqlSyntaxError(MigrationError):
+    """A batch file does not parse as PostgreSQL."""
+
+    def __init__(self, batch: str, file: str, line: int, message: str) -> None:
+        self.batch, self.file, self.line = batch, file, line
+        super().__init__(f"batch '{batch}' {file}:{line}: syntax error: {message}; fix the SQL before applying")
+
+
+class UnsupportedStatement(MigrationError):
+    """A statement the engine cannot run safely as written."""
+
+    def __init__(self, batch: str, file: str, line: int, problem: str) -> None:
+        self.batch, self.file, self.line = batch, file, line
+        super().__init__(f"batch '{batch}' {file}:{line}: {problem}")
+
+
+class TargetUnreachable(MigrationError):
+    """The database server could not be reached or refused the connection."""
+
+    def __init__(self, target: str, cause: str) -> None:
+        self.target = target
+        super().__init__(f"cannot connect to {target}: {cause}; check the database host, port and name in the stack config")
+
+
+class AuthenticationFailed(MigrationError):
+    """The server rejected the configured user or password."""
+
+    def __init__(self, target: str, user: str) -> None:
+        self.target, self.user = target, user
+        super().__init__(
+            f"password authentication failed for user '{user}' at {target}; "
+            "set the right one with `pulumi config set --secret junkquote-db:password`"
+        )
+
+
+class ConnectionLost(MigrationError):
+    """The connection dropped while a batch was being applied."""
+
+    def __init__(self, target: str, batch: str, during: str) -> None:
+        self.target, self.batch = target, batch
+        super().__init__(
+            f"connection to {target} was lost during {during} of batch '{batch}'; "
+            "completed steps are recorded, run `pulumi up` again to resume"
+        )
+
+
+class BatchChanged(MigrationError):
+    """An applied batch's file no longer matches the checksum recorded when it was applied."""
+
+    def __init__(self, batch: str, file: str, expected_sha256: str, found_sha256: str) -> None:
+        self.batch, self.file = batch, file
+        self.expected_sha256, self.found_sha256 = expected_sha256, found_sha256
+        super().__init__(
+            f"batch '{batch}' {file} changed after it was applied (sha256 {found_sha256[:12]}, "
+            f"ledger has {expected_sha256[:12]}); add a new batch instead of editing an applied one"
+        )
+
+
+class LockBusy(MigrationError):
+    """Another migration run holds the migration lock on this database."""
+
+    def __init__(self, target: str, holder: str, waited_s: float) -> None:
+        self.target, self.holder = target, holder
+        super().__init__(
+            f"another migration run holds the migration lock on {target} ({holder}); "
+            f"gave up after {waited_s:g}s, run again when it has finished"
+        )
+
+
+class StatementFailed(MigrationError):
+    """A statement of a batch failed; the batch was undone."""
+
+    def __init__(self, batch: str, file: str, line: int, cause: str, undone: bool = True) -> None:
+        self.batch, self.file, self.line, self.cause = batch, file, line, cause
+        outcome = "the batch was undone" if undone else "undoing the batch failed too, see above"
+        super().__init__(f"batch '{batch}' {file}:{line} failed: {cause}; {outcome}, fix the batch and run again")
+
+
+class LockNotAcquired(MigrationError):
+    """A statement could not take its lock within lock_timeout after every retry."""
+
+    def __init__(self, batch: str, file: str, line: int, attempts: int, lock_timeout_ms: int) -> None:
+        self.batch, self.file, self.line = batch, file, line
+        super().__init__(
+            f"batch '{batch}' {file}:{line} could not take its lock in {attempts} attempts of "
+            f"{lock_timeout_ms} ms (a long transaction holds the table); the batch was undone, "
+            "run again when the blocking transaction has ended"
+        )
+
+
+class ValidationFailed(MigrationError):
+    """One or more validation checks of a batch failed; the batch was undone."""
+
+    def __init__(self, batch: str, failed: Sequence[tuple[str, str]], undone: bool = True) -> None:
+        self.batch, self.failed = batch, tuple(failed)
+        names = "; ".join(f"{name}: {detail}" for name, detail in self.failed)
+        outcome = "the batch was undone" if undone else "undoing the batch failed too"
+        super().__init__(f"batch '{batch}' failed validation ({len(self.failed)} checks): {names}; {outcome}")
+
+
+class DestroyRefused(MigrationError):
+    """Rolling back was refused because the stack is protected."""
+
+    def __init__(self, batch: str, stack: str) -> None:
+        self.batch, self.stack = batch, stack
+        super().__init__(
+            f"refusing to roll back batch '{batch}': stack '{stack}' is protected "
+            "(junkquote-db:migrations.protected); production schema is only changed by new batches"
+        )

@@ -1,0 +1,60 @@
+"""Reads sql/ into frozen Batch objects. No database access."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BatchDirectoryInvalid
+
+BATCH_FILES = ("migration.sql", "validation.sql", "rollback.sql")
+BATCH_NAME = re.compile(r"^(?P<number>\d{4})_(?P<slug>[a-z0-9_]+)$")
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One versioned batch: forward SQL, its validation checks and the SQL that reverses it."""
+
+    name: str
+    migration: str
+    validation: str
+    rollback: str
+
+    @property
+    def number(self) -> int:
+        return int(self.name[:4])
+
+    @property
+    def checksums(self) -> dict[str, str]:
+        return {file: sha256_text(self.text(file)) for file in BATCH_FILES}
+
+    def text(self, file: str) -> str:
+        return {"migration.sql": self.migration, "validation.sql": self.validation, "rollback.sql": self.rollback}[file]
+
+
+def load_batch(directory: Path) -> Batch:
+    if not BATCH_NAME.match(directory.name):
+        raise BatchDirectoryInvalid(str(directory), "is not named NNNN_slug (four digits, lowercase slug)")
+    missing = [f for f in BATCH_FILES if not (directory / f).is_file()]
+    if missing:
+        raise BatchDirectoryInvalid(str(directory), f"lacks {', '.join(missing)}; every batch has {', '.join(BATCH_FILES)}")
+    texts = {f.split(".")[0]: (directory / f).read_text(encoding="utf-8") for f in BATCH_FILES}
+    return Batch(name=directory.name, **texts)
+
+
+def load_batches(sql_dir: Path) -> tuple[Batch, ...]:
+    """Every batch under sql_dir, in number order; numbers must be unique."""
+    if not sql_dir.is_dir():
+        raise BatchDirectoryInvalid(str(sql_dir), "does not exist")
+    batches = tuple(load_batch(d) for d in sorted(sql_dir.iterdir()) if d.is_dir() and not d.name.startswith("."))
+    numbers = [b.number for b in batches]
+    duplicates = sorted({n for n in numbers if numbers.count(n) > 1})
+    if duplicates:
+        raise BatchDirectoryInvalid(str(sql_dir), f"has two batches numbered {duplicates[0]:04d}; renumber one")
+    return batches

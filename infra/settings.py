@@ -1,0 +1,151 @@
+"""The one place that reads stack config. Returns frozen, validated settings."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+
+from .durations import parse_duration_ms
+
+PROJECT = "junkquote-db"
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+KNOWN_KEYS = frozenset({"database", "password", "migrations", "roles"})
+SSL_MODES = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"})
+HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.\-]*[A-Za-z0-9])?$|^\[?[0-9A-Fa-f:.]+\]?$")
+DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,62}$")
+
+
+class ConfigError(pulumi.RunError):
+    """A stack config value is missing or invalid; the message names the key."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        super().__init__(f"stack config {PROJECT}:{key} {problem}")
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """Where the schema lives. The password stays an Output so it remains secret end to end."""
+
+    host: str
+    port: int
+    name: str
+    user: str
+    sslmode: str
+    password: pulumi.Output[str] | None
+
+    @property
+    def target(self) -> str:
+        return f"{self.host}:{self.port}/{self.name}"
+
+
+@dataclass(frozen=True)
+class MigrationSettings:
+    """How batches are applied on this stack."""
+
+    sql_dir: Path
+    lock_timeout_ms: int
+    statement_timeout_ms: int
+    lock_retries: int
+    lock_wait_ms: int
+    protected: bool
+    adopt_baseline: bool
+    lint: str
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    stack: str
+    database: DatabaseSettings
+    migrations: MigrationSettings
+
+
+def _require(obj: Mapping[str, Any], section: str, key: str) -> Any:
+    value = obj.get(key)
+    if value in (None, ""):
+        raise ConfigError(f"{section}.{key}", "is required; set it in Pulumi.<stack>.yaml")
+    return value
+
+
+def _unknown(obj: Mapping[str, Any], section: str, allowed: set[str]) -> None:
+    extra = sorted(set(obj) - allowed)
+    if extra:
+        raise ConfigError(f"{section}.{extra[0]}", f"is not a known setting (known: {', '.join(sorted(allowed))})")
+
+
+def parse_database(obj: Mapping[str, Any] | None, password: pulumi.Output[str] | None) -> DatabaseSettings:
+    if not isinstance(obj, Mapping):
+        raise ConfigError("database", "is required: an object with host, port, name, user")
+    _unknown(obj, "database", {"host", "port", "name", "user", "sslmode"})
+    host = str(_require(obj, "database", "host"))
+    if not HOSTNAME.match(host):
+        raise ConfigError("database.host", f"'{host}' is not a host name or IP address")
+    port = obj.get("port", 5432)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ConfigError("database.port", f"'{port}' is not a TCP port (1-65535)")
+    name = str(_require(obj, "database", "name"))
+    if not DATABASE_NAME.match(name):
+        raise ConfigError("database.name", f"'{name}' is not a valid database name")
+    sslmode = str(obj.get("sslmode", "prefer"))
+    if sslmode not in SSL_MODES:
+        raise ConfigError("database.sslmode", f"'{sslmode}' is not one of {', '.join(sorted(SSL_MODES))}")
+    user = str(_require(obj, "database", "user"))
+    return DatabaseSettings(host=host, port=port, name=name, user=user, sslmode=sslmode, password=password)
+
+
+def _duration(obj: Mapping[str, Any], key: str, default: str) -> int:
+    ms = parse_duration_ms(obj.get(key, default))
+    if ms is None or ms <= 0:
+        raise ConfigError(f"migrations.{key}", f"'{obj.get(key)}' is not a duration like 500ms, 30s, 5min or 1h")
+    return ms
+
+
+def parse_migrations(obj: Mapping[str, Any] | None, sql_dir: Path = SQL_DIR) -> MigrationSettings:
+    obj = obj or {}
+    _unknown(obj, "migrations", {"lockTimeout", "statementTimeout", "lockRetries", "lockWait", "protected", "baseline", "lint"})
+    retries = obj.get("lockRetries", 10)
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
+        raise ConfigError("migrations.lockRetries", f"'{retries}' is not a whole number from 0 to 100")
+    baseline = obj.get("baseline", "apply")
+    if baseline not in ("apply", "adopt"):
+        raise ConfigError("migrations.baseline", f"'{baseline}' must be 'apply' (run 0000 on a new database) or 'adopt' (record it on a live one)")
+    lint = obj.get("lint", "warn")
+    if lint not in ("warn", "block"):
+        raise ConfigError("migrations.lint", f"'{lint}' must be 'warn' or 'block'")
+    protected = obj.get("protected", False)
+    if not isinstance(protected, bool):
+        raise ConfigError("migrations.protected", f"'{protected}' must be true or false")
+    return MigrationSettings(
+        sql_dir=sql_dir,
+        lock_timeout_ms=_duration(obj, "lockTimeout", "500ms"),
+        statement_timeout_ms=_duration(obj, "statementTimeout", "30min"),
+        lock_retries=retries,
+        lock_wait_ms=_duration(obj, "lockWait", "2min"),
+        protected=protected,
+        adopt_baseline=baseline == "adopt",
+        lint=lint,
+    )
+
+
+def configured_keys() -> set[str]:
+    """The keys of this project's namespace that the stack config sets."""
+    config = pulumi.runtime.config.CONFIG.get()
+    prefix = f"{PROJECT}:"
+    return {k[len(prefix):] for k in config if k.startswith(prefix)}
+
+
+def load_settings() -> StackSettings:
+    unknown = sorted(configured_keys() - KNOWN_KEYS)
+    if unknown:
+        raise ConfigError(unknown[0], f"is not a known setting (known: {', '.join(sorted(KNOWN_KEYS))})")
+    config = pulumi.Config(PROJECT)
+    return StackSettings(
+        stack=pulumi.get_stack(),
+        database=parse_database(config.get_object("database"), config.get_secret("password")),
+        migrations=parse_migrations(config.get_object("migrations")),
+    )
