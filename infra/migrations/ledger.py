@@ -1,0 +1,132 @@
+"""The ledger: which batches this database has applied. This module is its only writer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import class_row
+
+from .plan import Batch
+
+SCHEMA = "schema_ledger"
+
+_DDL = [
+    "CREATE SCHEMA IF NOT EXISTS schema_ledger",
+    """CREATE TABLE IF NOT EXISTS schema_ledger.batch (
+        batch text PRIMARY KEY,
+        migration_sha256 text NOT NULL,
+        validation_sha256 text NOT NULL,
+        rollback_sha256 text NOT NULL,
+        applied_at timestamptz NOT NULL DEFAULT now(),
+        duration_ms integer NOT NULL,
+        applied_by text NOT NULL,
+        stack text NOT NULL,
+        adopted boolean NOT NULL DEFAULT false
+    )""",
+    """CREATE TABLE IF NOT EXISTS schema_ledger.batch_step (
+        batch text NOT NULL,
+        file text NOT NULL,
+        step integer NOT NULL,
+        sha256 text NOT NULL,
+        finished_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (batch, file, step)
+    )""",
+    "COMMENT ON SCHEMA schema_ledger IS 'Migration ledger of the junkquote-db project; written only by its migration engine'",
+    "COMMENT ON TABLE schema_ledger.batch IS 'One row per applied SQL batch (sql/NNNN_slug)'",
+    "COMMENT ON COLUMN schema_ledger.batch.batch IS 'Batch folder name, e.g. 0001_add_memory_entities'",
+    "COMMENT ON COLUMN schema_ledger.batch.migration_sha256 IS 'sha256 of migration.sql as applied; an edited file is refused'",
+    "COMMENT ON COLUMN schema_ledger.batch.validation_sha256 IS 'sha256 of validation.sql as applied'",
+    "COMMENT ON COLUMN schema_ledger.batch.rollback_sha256 IS 'sha256 of rollback.sql as applied'",
+    "COMMENT ON COLUMN schema_ledger.batch.applied_at IS 'When the batch finished applying and passed validation'",
+    "COMMENT ON COLUMN schema_ledger.batch.duration_ms IS 'Wall time of apply and validation, in milliseconds'",
+    "COMMENT ON COLUMN schema_ledger.batch.applied_by IS 'Operating-system user and host that ran the batch'",
+    "COMMENT ON COLUMN schema_ledger.batch.stack IS 'Pulumi stack (or tool) that applied the batch'",
+    "COMMENT ON COLUMN schema_ledger.batch.adopted IS 'True when recorded as applied without running it (baseline of a live database)'",
+    "COMMENT ON TABLE schema_ledger.batch_step IS 'Steps finished by a batch still being applied; lets a crashed run resume'",
+]
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    batch: str
+    migration_sha256: str
+    validation_sha256: str
+    rollback_sha256: str
+    applied_at: datetime
+    duration_ms: int
+    applied_by: str
+    stack: str
+    adopted: bool
+
+    @property
+    def checksums(self) -> dict[str, str]:
+        return {"migration.sql": self.migration_sha256, "validation.sql": self.validation_sha256,
+                "rollback.sql": self.rollback_sha256}
+
+
+class Ledger:
+    """Reads and writes schema_ledger. Writes happen inside the caller's transaction."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+
+    def ensure(self, grant_to: str | None = None) -> None:
+        with self.conn.transaction():
+            for ddl in _DDL:
+                self.conn.execute(ddl)
+            if grant_to:
+                role = sql.Identifier(grant_to)
+                self.conn.execute(sql.SQL("GRANT USAGE ON SCHEMA schema_ledger TO {}").format(role))
+                self.conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA schema_ledger TO {}").format(role))
+
+    def exists(self) -> bool:
+        row = self.conn.execute("SELECT to_regclass('schema_ledger.batch') IS NOT NULL").fetchone()
+        return bool(row and row[0])
+
+    def entries(self) -> dict[str, LedgerEntry]:
+        if not self.exists():
+            return {}
+        with self.conn.cursor(row_factory=class_row(LedgerEntry)) as cur:
+            rows = cur.execute("SELECT * FROM schema_ledger.batch ORDER BY batch").fetchall()
+        return {row.batch: row for row in rows}
+
+    def entry(self, batch: str) -> LedgerEntry | None:
+        with self.conn.cursor(row_factory=class_row(LedgerEntry)) as cur:
+            return cur.execute("SELECT * FROM schema_ledger.batch WHERE batch = %s", (batch,)).fetchone()
+
+    def record(self, batch: Batch, *, duration_ms: int, applied_by: str, stack: str, adopted: bool = False) -> LedgerEntry:
+        sums = batch.checksums
+        self.conn.execute("DELETE FROM schema_ledger.batch_step WHERE batch = %s", (batch.name,))
+        with self.conn.cursor(row_factory=class_row(LedgerEntry)) as cur:
+            row = cur.execute(
+                """INSERT INTO schema_ledger.batch (batch, migration_sha256, validation_sha256, rollback_sha256,
+                       duration_ms, applied_by, stack, adopted)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
+                (batch.name, sums["migration.sql"], sums["validation.sql"], sums["rollback.sql"],
+                 duration_ms, applied_by, stack, adopted),
+            ).fetchone()
+        assert row is not None
+        return row
+
+    def remove(self, batch: str) -> None:
+        self.conn.execute("DELETE FROM schema_ledger.batch WHERE batch = %s", (batch,))
+        self.conn.execute("DELETE FROM schema_ledger.batch_step WHERE batch = %s", (batch,))
+
+    def finished_steps(self, batch: str, file: str) -> dict[int, str]:
+        rows = self.conn.execute(
+            "SELECT step, sha256 FROM schema_ledger.batch_step WHERE batch = %s AND file = %s", (batch, file)
+        ).fetchall()
+        return {step: sha for step, sha in rows}
+
+    def finish_step(self, batch: str, file: str, step: int, sha256: str) -> None:
+        self.conn.execute(
+            """INSERT INTO schema_ledger.batch_step (batch, file, step, sha256) VALUES (%s, %s, %s, %s)
+               ON CONFLICT (batch, file, step) DO UPDATE SET sha256 = EXCLUDED.sha256, finished_at = now()""",
+            (batch, file, step, sha256),
+        )
+
+    def forget_steps(self, batch: str) -> None:
+        self.conn.execute("DELETE FROM schema_ledger.batch_step WHERE batch = %s", (batch,))

@@ -1,0 +1,317 @@
+"""Applies, validates, adopts and rolls back batches with psycopg. Knows nothing of Pulumi.
+
+apply_batch: under the migration lock, runs migration.sql step by step (see steps.py), each transactional
+step together with its progress row, CONCURRENTLY steps alone in autocommit (dropping an INVALID leftover
+first); every step runs under lock_timeout and is retried with backoff when it cannot take its lock. Then
+validation.sql runs; the ledger row is written only when every check passes. A SQL error, an exhausted
+lock budget or a failed check undoes the batch with its rollback.sql (which must be idempotent). A lost
+connection or a killed process leaves the finished steps recorded, and the next run resumes from there.
+"""
+
+from __future__ import annotations
+
+import getpass
+import random
+import socket
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import NoReturn
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import sql
+
+from .errors import BatchChanged, ConnectionLost, LockNotAcquired, MigrationError, StatementFailed, ValidationFailed
+from .ledger import Ledger, LedgerEntry
+from .lock import migration_lock
+from .plan import BATCH_FILES, Batch
+from .steps import Statement, Step, plan_steps
+from .target import Target
+from .validation import CheckResult, run_checks
+
+MAX_BACKOFF_S = 5.0
+
+
+def default_applied_by() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a run behaves: timeouts and retries for lock-taking statements, and who is recorded."""
+
+    stack: str = "local"
+    lock_timeout_ms: int = 500
+    statement_timeout_ms: int = 30 * 60_000
+    lock_retries: int = 10
+    lock_wait_ms: int = 120_000
+    role: str | None = None
+    applied_by: str = field(default_factory=default_applied_by)
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    batch: str
+    checksums: dict[str, str]
+    applied_at: str
+    duration_ms: int
+    checks: tuple[CheckResult, ...]
+    adopted: bool = False
+    already_applied: bool = False
+
+
+def applied_batches(target: Target) -> dict[str, LedgerEntry]:
+    with target.connect(autocommit=True) as conn:
+        return Ledger(conn).entries()
+
+
+def verify_unchanged(batch: Batch, entry: LedgerEntry) -> None:
+    """Raise BatchChanged if any file of an applied batch differs from what was applied."""
+    for file in BATCH_FILES:
+        if batch.checksums[file] != entry.checksums[file]:
+            raise BatchChanged(batch.name, file, entry.checksums[file], batch.checksums[file])
+
+
+def pending_batches(target: Target, batches: Sequence[Batch]) -> tuple[Batch, ...]:
+    """Batches the ledger lacks; an applied batch whose files changed is refused."""
+    entries = applied_batches(target)
+    for batch in batches:
+        if batch.name in entries:
+            verify_unchanged(batch, entries[batch.name])
+    return tuple(b for b in batches if b.name not in entries)
+
+
+def apply_batch(target: Target, batch: Batch, settings: RunSettings) -> ApplyResult:
+    with _session(target, settings) as run:
+        return run.apply(batch)
+
+
+def adopt_batch(target: Target, batch: Batch, settings: RunSettings) -> ApplyResult:
+    """Record a batch as applied without running it, after its validation confirms the live schema."""
+    with _session(target, settings) as run:
+        return run.adopt(batch)
+
+
+def rollback_batch(target: Target, batch: Batch, settings: RunSettings) -> bool:
+    """Run rollback.sql and forget the batch. False if the ledger did not have it (nothing to do)."""
+    with _session(target, settings) as run:
+        return run.rollback(batch)
+
+
+class _session:
+    """Migration lock + a work connection, with the role and timeouts set."""
+
+    def __init__(self, target: Target, settings: RunSettings) -> None:
+        app = f"junkquote-db migrations ({settings.stack}, {settings.applied_by})"[:63]
+        self.target = replace(target, application_name=app)
+        self.settings = settings
+
+    def __enter__(self) -> _Run:
+        self._lock = migration_lock(self.target, self.settings.lock_wait_ms)
+        self._lock.__enter__()
+        try:
+            self._run = _Run(self.target, self.settings)
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+        return self._run
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._run.close()
+        finally:
+            self._lock.__exit__(*exc)
+
+
+class _Run:
+    def __init__(self, target: Target, settings: RunSettings) -> None:
+        self.target, self.settings = target, settings
+        self.conn = self._connect()
+        Ledger(self.conn).ensure(grant_to=settings.role)
+
+    def _connect(self) -> psycopg.Connection:
+        conn = self.target.connect(autocommit=True)
+        conn.execute(f"SET lock_timeout = {int(self.settings.lock_timeout_ms)}")
+        conn.execute(f"SET statement_timeout = {int(self.settings.statement_timeout_ms)}")
+        if self.settings.role:
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(self.settings.role)))
+        return conn
+
+    def close(self) -> None:
+        if not self.conn.closed:
+            self.conn.close()
+
+    @property
+    def ledger(self) -> Ledger:
+        return Ledger(self.conn)
+
+    # -- apply -------------------------------------------------------------------------------------
+    def apply(self, batch: Batch) -> ApplyResult:
+        entry = self.ledger.entry(batch.name)
+        if entry is not None:
+            verify_unchanged(batch, entry)
+            return _result(batch, entry, (), already_applied=True)
+        steps = plan_steps(batch.name, "migration.sql", batch.migration)
+        started = time.monotonic()
+        self._discard_stale_progress(batch, steps)
+        self._run_all(batch, steps)
+        checks = self._validate(batch)
+        with self.conn.transaction():
+            entry = self.ledger.record(batch, duration_ms=int((time.monotonic() - started) * 1000),
+                                       applied_by=self.settings.applied_by, stack=self.settings.stack)
+        return _result(batch, entry, checks)
+
+    def adopt(self, batch: Batch) -> ApplyResult:
+        entry = self.ledger.entry(batch.name)
+        if entry is not None:
+            verify_unchanged(batch, entry)
+            return _result(batch, entry, (), already_applied=True)
+        checks = run_checks(self.conn, batch, self.settings.statement_timeout_ms)
+        failed = [(c.name, c.detail) for c in checks if not c.ok]
+        if failed:
+            raise ValidationFailed(batch.name, failed, undone=False)
+        with self.conn.transaction():
+            entry = self.ledger.record(batch, duration_ms=0, applied_by=self.settings.applied_by,
+                                       stack=self.settings.stack, adopted=True)
+        return _result(batch, entry, checks)
+
+    def _discard_stale_progress(self, batch: Batch, steps: Sequence[Step]) -> None:
+        """A half-applied run of a different version of this batch is undone before starting over."""
+        done = self.ledger.finished_steps(batch.name, "migration.sql")
+        current = {s.number: s.sha256 for s in steps}
+        if any(current.get(number) != sha for number, sha in done.items()):
+            self._undo(batch)
+
+    def _run_all(self, batch: Batch, steps: Iterable[Step]) -> None:
+        done = self.ledger.finished_steps(batch.name, "migration.sql")
+        for step in steps:
+            if step.number in done:
+                continue
+            try:
+                self._run_step(batch, step, track=True)
+            except ConnectionLost:
+                raise
+            except MigrationError as err:
+                self._undo_after(batch, err)
+
+    def _validate(self, batch: Batch) -> tuple[CheckResult, ...]:
+        try:
+            checks = run_checks(self.conn, batch, self.settings.statement_timeout_ms)
+        except psycopg.OperationalError:
+            raise ConnectionLost(self.target.display(), batch.name, "validation") from None
+        except MigrationError as err:
+            self._undo_after(batch, err)
+        failed = [(c.name, c.detail) for c in checks if not c.ok]
+        if failed:
+            self._undo_after(batch, ValidationFailed(batch.name, failed))
+        return checks
+
+    # -- rollback ------------------------------------------------------------------------------------
+    def rollback(self, batch: Batch) -> bool:
+        entry = self.ledger.entry(batch.name)
+        if entry is None:
+            return False
+        if not entry.adopted:
+            for step in plan_steps(batch.name, "rollback.sql", batch.rollback):
+                self._run_step(batch, step, track=False)
+        with self.conn.transaction():
+            self.ledger.remove(batch.name)
+        return True
+
+    def _undo_after(self, batch: Batch, err: MigrationError) -> NoReturn:
+        """Undo the batch, then re-raise err (saying whether undoing worked)."""
+        try:
+            self._undo(batch)
+        except MigrationError as undo_err:
+            raise _not_undone(err) from undo_err
+        raise err
+
+    def _undo(self, batch: Batch) -> None:
+        if self.conn.broken or self.conn.closed:
+            self.conn = self._connect()
+        for step in plan_steps(batch.name, "rollback.sql", batch.rollback):
+            self._run_step(batch, step, track=False)
+        with self.conn.transaction():
+            self.ledger.forget_steps(batch.name)
+
+    # -- one step ------------------------------------------------------------------------------------
+    def _run_step(self, batch: Batch, step: Step, *, track: bool) -> None:
+        attempts = self.settings.lock_retries + 1
+        for attempt in range(attempts):
+            try:
+                self._attempt(batch, step, track)
+                return
+            except pg_errors.LockNotAvailable:
+                if attempt + 1 < attempts:
+                    time.sleep(_backoff_s(attempt, self.settings.lock_timeout_ms))
+            except psycopg.Error as err:
+                raise self._step_error(batch, step, err) from None
+        raise LockNotAcquired(batch.name, step.file, step.line, attempts, self.settings.lock_timeout_ms)
+
+    def _attempt(self, batch: Batch, step: Step, track: bool) -> None:
+        if step.autocommit:
+            self._run_concurrent(step.statements[0])
+            if track:
+                with self.conn.transaction():
+                    self.ledger.finish_step(batch.name, step.file, step.number, step.sha256)
+            return
+        with self.conn.transaction():
+            for stmt in step.statements:
+                self._current = stmt
+                self.conn.execute(stmt.sql)
+            if track:
+                self.ledger.finish_step(batch.name, step.file, step.number, step.sha256)
+
+    def _run_concurrent(self, stmt: Statement) -> None:
+        """CREATE INDEX CONCURRENTLY, resumable: a valid index is kept, an INVALID leftover rebuilt."""
+        self._current = stmt
+        if stmt.index_name and stmt.summary.startswith("create index"):
+            valid = self._index_valid(stmt.index_name)
+            if valid:
+                return
+            if valid is False:
+                self.conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(stmt.index_name)))
+        self.conn.execute(stmt.sql)
+
+    def _index_valid(self, name: str) -> bool | None:
+        row = self.conn.execute(
+            "SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass(%s)",
+            (sql.Identifier(name).as_string(self.conn),),
+        ).fetchone()
+        return None if row is None else bool(row[0])
+
+    def _step_error(self, batch: Batch, step: Step, err: psycopg.Error) -> MigrationError:
+        stmt = getattr(self, "_current", step.statements[0])
+        if self.conn.broken or isinstance(err, (pg_errors.AdminShutdown, pg_errors.ConnectionFailure)):
+            return ConnectionLost(self.target.display(), batch.name, f"{step.file} step {step.number} (line {stmt.line})")
+        cause = _cause(err)
+        if isinstance(err, pg_errors.QueryCanceled):
+            cause = f"{cause} (statement_timeout is {self.settings.statement_timeout_ms} ms)"
+        return StatementFailed(batch.name, step.file, stmt.line, cause)
+
+
+def _backoff_s(attempt: int, lock_timeout_ms: int) -> float:
+    base = min(lock_timeout_ms / 1000 * (2 ** attempt), MAX_BACKOFF_S)
+    return base * random.uniform(0.5, 1.0)
+
+
+def _cause(err: psycopg.Error) -> str:
+    diag = err.diag
+    text = (diag.message_primary or str(err)).strip()
+    return f"{text} (SQLSTATE {diag.sqlstate})" if diag.sqlstate else text
+
+
+def _not_undone(err: MigrationError) -> MigrationError:
+    if isinstance(err, StatementFailed):
+        return StatementFailed(err.batch, err.file, err.line, err.cause, undone=False)
+    if isinstance(err, ValidationFailed):
+        return ValidationFailed(err.batch, err.failed, undone=False)
+    return err
+
+
+def _result(batch: Batch, entry: LedgerEntry, checks: tuple[CheckResult, ...], *, already_applied: bool = False) -> ApplyResult:
+    return ApplyResult(
+        batch=batch.name, checksums=entry.checksums, applied_at=entry.applied_at.isoformat(),
+        duration_ms=entry.duration_ms, checks=checks, adopted=entry.adopted, already_applied=already_applied,
+    )

@@ -1,0 +1,47 @@
+"""Runs a batch's validation.sql: named checks, in one transaction that is always rolled back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from .errors import StatementFailed, UnsupportedStatement
+from .plan import Batch
+from .steps import split_statements
+
+CHECK_COLUMNS = ["check_name", "ok", "detail"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+
+
+def run_checks(conn: psycopg.Connection, batch: Batch, statement_timeout_ms: int) -> tuple[CheckResult, ...]:
+    """Every (check_name, ok, detail) row the validation statements return; test data never persists."""
+    statements = split_statements(batch.name, "validation.sql", batch.validation)
+    results: list[CheckResult] = []
+    with conn.transaction(force_rollback=True), conn.cursor() as cur:
+        cur.execute(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}")
+        for _node, sql, line in statements:
+            try:
+                cur.execute(sql)
+            except psycopg.Error as err:
+                if conn.broken:
+                    raise
+                raise StatementFailed(batch.name, "validation.sql", line, _cause(err)) from None
+            if cur.description and [c.name for c in cur.description] == CHECK_COLUMNS:
+                results.extend(CheckResult(str(n), ok is True, str(d or "")) for n, ok, d in cur.fetchall())
+    if not results:
+        raise UnsupportedStatement(batch.name, "validation.sql", 1,
+                                   "returns no checks; select rows of (check_name, ok, detail)")
+    return tuple(results)
+
+
+def _cause(err: psycopg.Error) -> str:
+    diag = err.diag
+    text = (diag.message_primary or str(err)).strip()
+    return f"{diag.sqlstate} {text}" if diag.sqlstate else text
