@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +30,14 @@ class ConfigError(pulumi.RunError):
 
 @dataclass(frozen=True)
 class DatabaseSettings:
-    """Where the schema lives. The password stays an Output so it remains secret end to end."""
+    """Where the schema lives. The password is kept out of repr; resources receive it as a secret Output."""
 
     host: str
     port: int
     name: str
     user: str
     sslmode: str
-    password: pulumi.Output[str] | None
+    password: str | None = field(default=None, repr=False)
 
     @property
     def target(self) -> str:
@@ -78,7 +78,7 @@ def _unknown(obj: Mapping[str, Any], section: str, allowed: set[str]) -> None:
         raise ConfigError(f"{section}.{extra[0]}", f"is not a known setting (known: {', '.join(sorted(allowed))})")
 
 
-def parse_database(obj: Mapping[str, Any] | None, password: pulumi.Output[str] | None) -> DatabaseSettings:
+def parse_database(obj: Mapping[str, Any] | None, password: str | None) -> DatabaseSettings:
     if not isinstance(obj, Mapping):
         raise ConfigError("database", "is required: an object with host, port, name, user")
     _unknown(obj, "database", {"host", "port", "name", "user", "sslmode"})
@@ -139,6 +139,14 @@ def configured_keys() -> set[str]:
     return {k[len(prefix):] for k in config if k.startswith(prefix)}
 
 
+def secret_value(config: pulumi.Config, key: str) -> str | None:
+    """A config value that must be stored encrypted (`pulumi config set --secret`)."""
+    value = config.get(key)
+    if value is not None and not pulumi.runtime.config.is_config_secret(config.full_key(key)):
+        raise ConfigError(key, f"must be a secret; run `pulumi config set --secret {PROJECT}:{key}` (and remove the plaintext value)")
+    return value or None
+
+
 def load_settings() -> StackSettings:
     unknown = sorted(configured_keys() - KNOWN_KEYS)
     if unknown:
@@ -146,6 +154,6 @@ def load_settings() -> StackSettings:
     config = pulumi.Config(PROJECT)
     return StackSettings(
         stack=pulumi.get_stack(),
-        database=parse_database(config.get_object("database"), config.get_secret("password")),
+        database=parse_database(config.get_object("database"), secret_value(config, "password")),
         migrations=parse_migrations(config.get_object("migrations")),
     )

@@ -1,0 +1,92 @@
+# The whole set-up is `make up` (dev stack on an embedded local PostgreSQL) and `make test`.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STACK ?= dev
+PG15_BIN ?= /usr/lib/postgresql/15/bin
+
+# Offline by default: local file backend inside the project, no update checks, no plugin downloads.
+export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
+export PULUMI_CONFIG_PASSPHRASE ?= dev-only
+export PULUMI_SKIP_UPDATE_CHECK := true
+export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
+export PULUMI_SKIP_CONFIRMATIONS := true
+export PYTHONDONTWRITEBYTECODE := 1
+
+WITH_CLI = PATH="$$(scripts/ensure-pulumi.sh):$$PATH"
+
+.PHONY: help venv cli db-start db-stop db-destroy stack up preview destroy outputs test test-unit test-integration test-e2e test-pg15 bench
+
+help: ## list the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed ## create the virtualenv and install the pinned dependencies
+
+cli: ## obtain the Pulumi CLI (PATH, or built from the pinned Go modules and cached)
+	@scripts/ensure-pulumi.sh >/dev/null && echo "pulumi CLI: $$(scripts/ensure-pulumi.sh)"
+
+db-start: venv ## start the embedded dev PostgreSQL (127.0.0.1:54329, data in .localdb/)
+	$(PY) -m infra.localdb start --database junkquote
+
+db-stop: venv ## stop the embedded dev PostgreSQL
+	$(PY) -m infra.localdb stop
+
+db-destroy: venv ## stop the dev PostgreSQL and delete its data
+	$(PY) -m infra.localdb destroy
+
+stack: venv cli
+	@mkdir -p .pulumi-state
+	@$(WITH_CLI) pulumi stack select $(STACK) --create --non-interactive >/dev/null
+
+up: venv cli db-start stack ## apply the dev stack (STACK=...) and print its outputs
+	$(WITH_CLI) pulumi up --yes --non-interactive --stack $(STACK)
+	$(WITH_CLI) pulumi stack output --stack $(STACK) --json
+
+preview: venv cli db-start stack ## show what `up` would run, per batch, with locks and lint (DIFF=1 for full SQL)
+	$(WITH_CLI) pulumi preview --non-interactive --stack $(STACK) $(if $(DIFF),--diff,)
+
+destroy: venv cli db-start stack ## roll back every batch of the stack (refused on protected stacks)
+	$(WITH_CLI) pulumi destroy --yes --non-interactive --stack $(STACK)
+
+outputs: venv cli stack ## print the stack outputs
+	$(WITH_CLI) pulumi stack output --stack $(STACK) --json
+
+# pytest exit code 5 means "no tests collected": a tier that ran nothing is a failure, not a pass.
+PYTEST = $(WITH_CLI) $(PY) -m pytest
+define run_pytest
+	rc=0; $(PYTEST) $(1) || rc=$$?; \
+	if [[ $$rc == 5 ]]; then echo "no tests were collected in $(1)" >&2; exit 1; fi; exit $$rc
+endef
+
+test: venv cli ## run every tier: unit, integration (embedded PostgreSQL 18), e2e (real Pulumi CLI)
+	$(call run_pytest,tests)
+
+test-unit: venv
+	$(call run_pytest,tests/unit)
+
+test-integration: venv
+	$(call run_pytest,tests/integration)
+
+test-e2e: venv cli
+	$(call run_pytest,tests/e2e)
+
+test-pg15: venv ## run the integration tier against the machine's PostgreSQL 15 ($(PG15_BIN))
+	@test -x $(PG15_BIN)/postgres || { echo "PostgreSQL 15 not found in $(PG15_BIN)" >&2; exit 1; }
+	data=$$(mktemp -d /tmp/jq-pg15-XXXXXX); port=$$($(PY) -c 'from infra.localdb import free_port; print(free_port())'); \
+	trap '$(PY) -m infra.localdb destroy --data $$data/data --port $$port --bin $(PG15_BIN) >/dev/null; rm -rf $$data' EXIT; \
+	$(PY) -m infra.localdb start --data $$data/data --port $$port --bin $(PG15_BIN); \
+	rc=0; PG_TEST_DSN=postgresql://postgres@127.0.0.1:$$port/postgres $(PYTEST) tests/integration || rc=$$?; \
+	if [[ $$rc == 5 ]]; then echo "no tests were collected" >&2; exit 1; fi; exit $$rc
+
+bench: venv ## measure write stalls while Batch 1 applies (ROWS=2000000 by default)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	$(PY) -m bench.run $(if $(ROWS),--rows $(ROWS),)

@@ -1,0 +1,61 @@
+"""Human-readable account of what applying a batch will do: steps, statements, objects and locks."""
+
+from __future__ import annotations
+
+from .plan import Batch
+from .runner import RunSettings
+from .steps import Step, plan_steps, split_statements
+
+
+def step_lines(batch: Batch, file: str = "migration.sql") -> list[str]:
+    """One line per step: how it runs, where it is in the file, what it does and which locks it takes."""
+    return [_step_line(step) for step in plan_steps(batch.name, file, batch.text(file))]
+
+
+def lock_lines(batch: Batch) -> list[str]:
+    """Locks the batch takes on tables that existed before it (the ones live traffic feels)."""
+    seen: list[str] = []
+    for step in plan_steps(batch.name, "migration.sql", batch.migration):
+        for stmt in step.statements:
+            for lock in stmt.locks:
+                line = f"{lock.mode} on existing table {lock.table} (migration.sql:{stmt.line}, {_how(step)})"
+                if lock.existing and line not in seen:
+                    seen.append(line)
+    return seen
+
+
+def check_count(batch: Batch) -> int:
+    """Number of statements in validation.sql (each may yield several checks)."""
+    return len(split_statements(batch.name, "validation.sql", batch.validation))
+
+
+def describe_batch(batch: Batch, target: str, settings: RunSettings) -> str:
+    locks = lock_lines(batch)
+    lines = [
+        f"batch {batch.name} will be applied to {target} "
+        f"(lock_timeout {settings.lock_timeout_ms} ms, {settings.lock_retries} retries with backoff; "
+        f"statement_timeout {settings.statement_timeout_ms // 1000} s"
+        + (f"; as role {settings.role}" if settings.role else "") + "):",
+        *(f"  {line}" for line in step_lines(batch)),
+        "  locks on existing tables:" if locks else "  locks on existing tables: none",
+        *(f"    {line}" for line in locks),
+        f"  then validation.sql ({check_count(batch)} statements, run in a transaction that is rolled back); "
+        "if a step or a check fails, rollback.sql undoes the batch",
+        "  full SQL: `pulumi preview --diff` (properties migrationSql, validationSql, rollbackSql)",
+    ]
+    return "\n".join(lines)
+
+
+def _how(step: Step) -> str:
+    if step.autocommit:
+        return "autocommit, writes continue"
+    if step.locks_existing_table:
+        return "own short transaction under lock_timeout"
+    return "transaction"
+
+
+def _step_line(step: Step) -> str:
+    first, last = step.statements[0].line, step.statements[-1].line
+    where = f"{step.file}:{first}" + (f"-{last}" if last != first else "")
+    what = "; ".join(s.summary for s in step.statements)
+    return f"step {step.number:>2} [{_how(step)}] {where}: {what}"

@@ -1,0 +1,1 @@
+"""Pulumi dynamic providers: thin adapters over the migration engine."""

@@ -1,0 +1,124 @@
+"""Dynamic provider: one `Migration` resource per SQL batch. A thin adapter over the migration engine.
+
+The provider object is pickled into the stack state and `pulumi destroy` runs it from there, so it keeps
+nothing on `self`: every method parses its property bag into `MigrationProps` and calls the engine, and
+everything `delete` needs (connection, password as a secret, rollback SQL) is in the resource's outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
+
+from infra.migrations.errors import BatchChanged, DestroyRefused, MigrationError
+from infra.migrations.plan import BATCH_FILES, Batch
+from infra.migrations.runner import ApplyResult, RunSettings, adopt_batch, apply_batch, applied_batches, rollback_batch
+from infra.migrations.target import Target
+
+_OUTPUTS = ("appliedAt", "durationMs", "checks", "adopted")
+_FILE_PROPS = {"migration.sql": "migrationSql", "validation.sql": "validationSql", "rollback.sql": "rollbackSql"}
+
+
+@dataclass(frozen=True)
+class MigrationProps:
+    """The property bag of a Migration resource, typed."""
+
+    batch: Batch
+    target: Target
+    run: RunSettings
+    adopt: bool
+    protected: bool
+
+    @classmethod
+    def parse(cls, props: dict[str, Any]) -> MigrationProps:
+        conn, run = props["connection"], props["settings"]
+        batch = Batch(props["batch"], props["migrationSql"], props["validationSql"], props["rollbackSql"])
+        target = Target(host=conn["host"], port=int(conn["port"]), dbname=conn["dbname"], user=conn["user"],
+                        password=props.get("password") or None, sslmode=conn.get("sslmode", "prefer"))
+        settings = RunSettings(
+            stack=run["stack"], lock_timeout_ms=int(run["lockTimeoutMs"]),
+            statement_timeout_ms=int(run["statementTimeoutMs"]), lock_retries=int(run["lockRetries"]),
+            lock_wait_ms=int(run["lockWaitMs"]), role=run.get("role") or None,
+        )
+        return cls(batch, target, settings, adopt=bool(props.get("adopt")), protected=bool(props.get("protected")))
+
+
+def _outs(props: dict[str, Any], result: ApplyResult) -> dict[str, Any]:
+    return {
+        **props,
+        "checksums": result.checksums,
+        "appliedAt": result.applied_at,
+        "durationMs": result.duration_ms,
+        "adopted": result.adopted,
+        "checks": [c.name for c in result.checks],
+    }
+
+
+def _engine_error(err: MigrationError) -> Exception:
+    """The engine's one-line message, without a Python traceback around it."""
+    return Exception(str(err))
+
+
+class MigrationProvider(ResourceProvider):
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        for file, prop in _FILE_PROPS.items():
+            old_sha = (olds.get("checksums") or {}).get(file)
+            new_sha = (news.get("checksums") or {}).get(file)
+            if old_sha and new_sha and old_sha != new_sha:
+                raise _engine_error(BatchChanged(news["batch"], file, old_sha, new_sha))
+        changed = [k for k in news if k not in _OUTPUTS and olds.get(k) != news.get(k)]
+        return DiffResult(changes=bool(changed), replaces=[], stables=["batch"], delete_before_replace=False)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        p = MigrationProps.parse(props)
+        try:
+            result = (adopt_batch if p.adopt else apply_batch)(p.target, p.batch, p.run)
+        except MigrationError as err:
+            raise _engine_error(err) from None
+        return CreateResult(id_=p.batch.name, outs=_outs(props, result))
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs=self.create(news).outs)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        p = MigrationProps.parse(props)
+        try:
+            entry = applied_batches(p.target).get(p.batch.name)
+        except MigrationError as err:
+            raise _engine_error(err) from None
+        if entry is None:
+            return ReadResult(None, {})
+        return ReadResult(id_, {**props, "appliedAt": entry.applied_at.isoformat(), "adopted": entry.adopted})
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        p = MigrationProps.parse(props)
+        try:
+            if p.protected:
+                raise DestroyRefused(p.batch.name, p.run.stack)
+            rollback_batch(p.target, p.batch, p.run)
+        except MigrationError as err:
+            raise _engine_error(err) from None
+
+
+class Migration(Resource, module="junkquote", name="Migration"):
+    """A SQL batch applied to the stack's database, validated, and rolled back on destroy."""
+
+    checksums: pulumi.Output[dict[str, str]]
+    appliedAt: pulumi.Output[str]
+    durationMs: pulumi.Output[int]
+    checks: pulumi.Output[list[str]]
+    adopted: pulumi.Output[bool]
+
+    def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None) -> None:
+        outputs = dict.fromkeys(_OUTPUTS)
+        secret = pulumi.ResourceOptions(additional_secret_outputs=["password"])
+        super().__init__(MigrationProvider(), name, {**props, **outputs}, pulumi.ResourceOptions.merge(secret, opts))
+
+
+def batch_props(batch: Batch) -> dict[str, Any]:
+    """The inputs that carry a batch's SQL and checksums."""
+    return {"batch": batch.name, "checksums": batch.checksums,
+            **{_FILE_PROPS[f]: batch.text(f) for f in BATCH_FILES}}

@@ -1,0 +1,86 @@
+"""The application's schema as Pulumi resources: one Migration per SQL batch, in order.
+
+During a preview the component also reads the ledger (read-only) to find the pending batches, and for
+each one logs what will run and which locks it takes, and lints it (squawk) under the stack's policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pulumi
+
+from .migrations.lint import check_syntax, enforce, lint_batch
+from .migrations.plan import Batch
+from .migrations.report import describe_batch, lock_lines, step_lines
+from .migrations.runner import RunSettings, pending_batches
+from .migrations.target import Target
+from .providers.migration import Migration, batch_props
+from .settings import DatabaseSettings, StackSettings
+
+
+def run_settings(settings: StackSettings, role: str | None) -> RunSettings:
+    m = settings.migrations
+    return RunSettings(stack=settings.stack, lock_timeout_ms=m.lock_timeout_ms, statement_timeout_ms=m.statement_timeout_ms,
+                       lock_retries=m.lock_retries, lock_wait_ms=m.lock_wait_ms, role=role)
+
+
+def engine_target(db: DatabaseSettings) -> Target:
+    return Target(host=db.host, port=db.port, dbname=db.name, user=db.user, password=db.password, sslmode=db.sslmode)
+
+
+def _common_props(settings: StackSettings, run: RunSettings) -> dict[str, Any]:
+    db = settings.database
+    return {
+        "target": db.target,
+        "connection": {"host": db.host, "port": db.port, "dbname": db.name, "user": db.user, "sslmode": db.sslmode},
+        "password": pulumi.Output.secret(db.password) if db.password else None,
+        "settings": {"stack": run.stack, "lockTimeoutMs": run.lock_timeout_ms, "statementTimeoutMs": run.statement_timeout_ms,
+                     "lockRetries": run.lock_retries, "lockWaitMs": run.lock_wait_ms, "role": run.role},
+        "protected": settings.migrations.protected,
+    }
+
+
+class SchemaMigrations(pulumi.ComponentResource):
+    """Every batch under sql/ as a Migration resource, each depending on the one before."""
+
+    migrations: list[Migration]
+    schema_version: pulumi.Output[str]
+    applied: pulumi.Output[list[dict[str, Any]]]
+
+    def __init__(self, name: str, settings: StackSettings, batches: Sequence[Batch], *, role: str | None = None,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("junkquote:schema:SchemaMigrations", name, None, opts)
+        run = run_settings(settings, role)
+        preflight(settings, batches, run)
+        common = _common_props(settings, run)
+        self.migrations = []
+        for batch in batches:
+            adopt = settings.migrations.adopt_baseline and batch.number == 0
+            props = {**batch_props(batch), **common, "adopt": adopt, "plan": step_lines(batch), "locks": lock_lines(batch)}
+            depends = self.migrations[-1:]
+            self.migrations.append(Migration(batch.name, props, pulumi.ResourceOptions(
+                parent=self, depends_on=depends, protect=settings.migrations.protected)))
+        self.applied = pulumi.Output.all(*[_applied(m) for m in self.migrations])
+        last = self.migrations[-1] if self.migrations else None
+        self.schema_version = last.id if last else pulumi.Output.from_input("none")
+        self.register_outputs({"applied": self.applied, "schemaVersion": self.schema_version})
+
+
+def _applied(m: Migration) -> pulumi.Output[dict[str, Any]]:
+    return pulumi.Output.all(m.id, m.checksums, m.appliedAt).apply(
+        lambda v: {"name": v[0], "sha256": (v[1] or {}).get("migration.sql"), "appliedAt": v[2]})
+
+
+def preflight(settings: StackSettings, batches: Sequence[Batch], run: RunSettings) -> None:
+    """Syntax of every batch; in a preview, what each pending batch will do and its lint findings."""
+    for batch in batches:
+        check_syntax(batch)
+    if not pulumi.runtime.is_dry_run():
+        return
+    pending = pending_batches(engine_target(settings.database), batches)
+    for batch in pending:
+        pulumi.log.info(describe_batch(batch, settings.database.target, run))
+    for line in enforce([lint_batch(b) for b in pending], settings.migrations.lint):
+        pulumi.log.warn(line)
