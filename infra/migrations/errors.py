@@ -98,11 +98,13 @@ class StatementFailed(MigrationError):
 class LockNotAcquired(MigrationError):
     """A statement could not take its lock within lock_timeout after every retry."""
 
-    def __init__(self, batch: str, file: str, line: int, attempts: int, lock_timeout_ms: int) -> None:
+    def __init__(self, batch: str, file: str, line: int, attempts: int, lock_timeout_ms: int, undone: bool = True) -> None:
         self.batch, self.file, self.line = batch, file, line
+        self.attempts, self.lock_timeout_ms = attempts, lock_timeout_ms
+        outcome = "the batch was undone" if undone else "undoing the batch failed too, finished steps stay recorded"
         super().__init__(
             f"batch '{batch}' {file}:{line} could not take its lock in {attempts} attempts of "
-            f"{lock_timeout_ms} ms (a long transaction holds the table); the batch was undone, "
+            f"{lock_timeout_ms} ms (a long transaction holds the table); {outcome}, "
             "run again when the blocking transaction has ended"
         )
 

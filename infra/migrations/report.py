@@ -9,13 +9,13 @@ from .steps import Step, plan_steps, split_statements
 
 def step_lines(batch: Batch, file: str = "migration.sql") -> list[str]:
     """One line per step: how it runs, where it is in the file, what it does and which locks it takes."""
-    return [_step_line(step) for step in plan_steps(batch.name, file, batch.text(file))]
+    return [_step_line(step) for step in plan_steps(batch, file)]
 
 
 def lock_lines(batch: Batch) -> list[str]:
     """Locks the batch takes on tables that existed before it (the ones live traffic feels)."""
     seen: list[str] = []
-    for step in plan_steps(batch.name, "migration.sql", batch.migration):
+    for step in plan_steps(batch, "migration.sql"):
         for stmt in step.statements:
             for lock in stmt.locks:
                 line = f"{lock.mode} on existing table {lock.table} (migration.sql:{stmt.line}, {_how(step)})"
@@ -26,7 +26,7 @@ def lock_lines(batch: Batch) -> list[str]:
 
 def check_count(batch: Batch) -> int:
     """Number of statements in validation.sql (each may yield several checks)."""
-    return len(split_statements(batch.name, "validation.sql", batch.validation))
+    return len(split_statements(batch, "validation.sql"))
 
 
 def describe_batch(batch: Batch, target: str, settings: RunSettings) -> str:

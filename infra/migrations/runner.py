@@ -152,7 +152,7 @@ class _Run:
         if entry is not None:
             verify_unchanged(batch, entry)
             return _result(batch, entry, (), already_applied=True)
-        steps = plan_steps(batch.name, "migration.sql", batch.migration)
+        steps = plan_steps(batch, "migration.sql")
         started = time.monotonic()
         self._discard_stale_progress(batch, steps)
         self._run_all(batch, steps)
@@ -213,7 +213,7 @@ class _Run:
         if entry is None:
             return False
         if not entry.adopted:
-            for step in plan_steps(batch.name, "rollback.sql", batch.rollback):
+            for step in plan_steps(batch, "rollback.sql"):
                 self._run_step(batch, step, track=False)
         with self.conn.transaction():
             self.ledger.remove(batch.name)
@@ -230,7 +230,7 @@ class _Run:
     def _undo(self, batch: Batch) -> None:
         if self.conn.broken or self.conn.closed:
             self.conn = self._connect()
-        for step in plan_steps(batch.name, "rollback.sql", batch.rollback):
+        for step in plan_steps(batch, "rollback.sql"):
             self._run_step(batch, step, track=False)
         with self.conn.transaction():
             self.ledger.forget_steps(batch.name)
@@ -259,13 +259,16 @@ class _Run:
         with self.conn.transaction():
             for stmt in step.statements:
                 self._current = stmt
-                self.conn.execute(stmt.sql)
+                if not self._without_effect(stmt):
+                    self.conn.execute(stmt.sql)
             if track:
                 self.ledger.finish_step(batch.name, step.file, step.number, step.sha256)
 
     def _run_concurrent(self, stmt: Statement) -> None:
         """CREATE INDEX CONCURRENTLY, resumable: a valid index is kept, an INVALID leftover rebuilt."""
         self._current = stmt
+        if self._without_effect(stmt):
+            return
         if stmt.index_name and stmt.summary.startswith("create index"):
             valid = self._index_valid(stmt.index_name)
             if valid:
@@ -273,6 +276,14 @@ class _Run:
             if valid is False:
                 self.conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(stmt.index_name)))
         self.conn.execute(stmt.sql)
+
+    def _without_effect(self, stmt: Statement) -> bool:
+        """True for an IF EXISTS drop whose object is already gone: skipped, so it takes no lock."""
+        if stmt.absent_probe is None:
+            return False
+        query, params = stmt.absent_probe
+        row = self.conn.execute(query, params).fetchone()
+        return bool(row and row[0])
 
     def _index_valid(self, name: str) -> bool | None:
         row = self.conn.execute(
@@ -303,10 +314,13 @@ def _cause(err: psycopg.Error) -> str:
 
 
 def _not_undone(err: MigrationError) -> MigrationError:
+    """The same error, saying that undoing the batch failed as well."""
     if isinstance(err, StatementFailed):
         return StatementFailed(err.batch, err.file, err.line, err.cause, undone=False)
     if isinstance(err, ValidationFailed):
         return ValidationFailed(err.batch, err.failed, undone=False)
+    if isinstance(err, LockNotAcquired):
+        return LockNotAcquired(err.batch, err.file, err.line, err.attempts, err.lock_timeout_ms, undone=False)
     return err
 
 

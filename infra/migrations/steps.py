@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pglast import ast, enums, parser
-from pglast.parser import ParseError
+from pglast import ast, enums
 
-from .errors import SqlSyntaxError, UnsupportedStatement
-from .plan import sha256_text
+from .errors import UnsupportedStatement
+from .plan import Batch, sha256_text
+from .syntax import parse_statements, refusal
 
 ACCESS_EXCLUSIVE = "ACCESS EXCLUSIVE"
 SHARE_ROW_EXCLUSIVE = "SHARE ROW EXCLUSIVE"
@@ -25,10 +25,6 @@ ROW_SHARE = "ROW SHARE"
 
 AT = enums.AlterTableType
 OBJ = enums.ObjectType
-_REFUSED = {
-    "TransactionStmt": "manages its own transaction (BEGIN/COMMIT); the engine runs each step in its own transaction",
-    "VariableSetStmt": "sets a session variable (SET); the engine sets lock_timeout and statement_timeout itself",
-}
 
 
 @dataclass(frozen=True)
@@ -49,6 +45,8 @@ class Statement:
     concurrent: bool = False
     index_name: str | None = None
     creates_table: str | None = None
+    # A query (and its parameters) returning true when this IF EXISTS drop has nothing left to drop.
+    absent_probe: tuple[str, tuple[object, ...]] | None = None
 
     @property
     def locks_existing_table(self) -> bool:
@@ -77,43 +75,21 @@ class Step:
         return any(s.locks_existing_table for s in self.statements)
 
 
-def split_statements(batch: str, file: str, text: str) -> list[tuple[ast.Node, str, int]]:
-    """(node, sql, line) for each statement; a syntax error names the file and line."""
-    try:
-        raw = parser.parse_sql(text)
-    except ParseError as err:
-        raise SqlSyntaxError(batch, file, line_of(text, err.location), str(err.args[0])) from None
-    data = text.encode("utf-8")
+def split_statements(batch: Batch, file: str) -> list[tuple[ast.Node, str, int]]:
+    """(node, sql, line) for each statement; a syntax error or a refused statement names the file and line."""
+    text = batch.text(file)
     out = []
-    for stmt in raw:
-        chunk = data[stmt.stmt_location: stmt.stmt_location + stmt.stmt_len if stmt.stmt_len else None]
-        sql = chunk.decode("utf-8")
-        offset = stmt.stmt_location + _leading_noise(sql)
-        out.append((stmt.stmt, sql.strip(), data[:offset].count(b"\n") + 1))
+    for stmt in parse_statements(batch, file):
+        problem = refusal(text, stmt)
+        if problem:
+            raise UnsupportedStatement(batch.name, file, stmt.line, problem)
+        out.append((stmt.node, text[stmt.start:stmt.end].strip(), stmt.line))
     return out
 
 
-def line_of(text: str, byte_offset: int) -> int:
-    return text.encode("utf-8")[: max(byte_offset, 0)].count(b"\n") + 1
-
-
-def _leading_noise(sql: str) -> int:
-    """Bytes of whitespace and -- comments before the statement's first token."""
-    i, data = 0, sql.encode("utf-8")
-    while i < len(data):
-        if data[i:i + 1].isspace():
-            i += 1
-        elif data[i:i + 2] == b"--":
-            nl = data.find(b"\n", i)
-            i = len(data) if nl < 0 else nl + 1
-        else:
-            break
-    return i
-
-
-def plan_steps(batch: str, file: str, text: str) -> tuple[Step, ...]:
+def plan_steps(batch: Batch, file: str) -> tuple[Step, ...]:
     created: set[str] = set()
-    statements = [_describe(batch, file, node, sql, line, created) for node, sql, line in split_statements(batch, file, text)]
+    statements = [_describe(node, sql, line, created) for node, sql, line in split_statements(batch, file)]
     return tuple(_group(file, statements))
 
 
@@ -139,11 +115,7 @@ def qualified(rv: ast.RangeVar) -> str:
     return f"{rv.schemaname}.{rv.relname}" if rv.schemaname else rv.relname
 
 
-def _describe(batch: str, file: str, node: ast.Node, sql: str, line: int, created: set[str]) -> Statement:
-    kind = type(node).__name__
-    if kind in _REFUSED:
-        raise UnsupportedStatement(batch, file, line, f"statement {_REFUSED[kind]}; remove it")
-
+def _describe(node: ast.Node, sql: str, line: int, created: set[str]) -> Statement:
     def lock(table: str, mode: str) -> Lock:
         return Lock(table, mode, existing=table not in created)
 
@@ -155,8 +127,6 @@ def _describe(batch: str, file: str, node: ast.Node, sql: str, line: int, create
                          creates_table=table)
     if isinstance(node, ast.IndexStmt):
         table = qualified(node.relation)
-        if not node.idxname:
-            raise UnsupportedStatement(batch, file, line, "CREATE INDEX needs an explicit index name (used to resume after a crash)")
         mode = SHARE_UPDATE_EXCLUSIVE if node.concurrent else SHARE
         how = "concurrently " if node.concurrent else ""
         return Statement(sql, line, f"create index {how}{node.idxname} on {table}", (lock(table, mode),),
@@ -186,7 +156,8 @@ def _describe_alter(node: ast.AlterTableStmt, sql: str, line: int, lock) -> Stat
         locks[table] = _stronger(locks.get(table), mode)
         if ref:
             locks[ref[0]] = _stronger(locks.get(ref[0]), ref[1])
-    return Statement(sql, line, f"alter table {table}: {', '.join(actions)}", tuple(lock(t, m) for t, m in locks.items()))
+    return Statement(sql, line, f"alter table {table}: {', '.join(actions)}", tuple(lock(t, m) for t, m in locks.items()),
+                     absent_probe=_alter_drop_probe(node))
 
 
 def _alter_cmd(cmd: ast.AlterTableCmd) -> tuple[str, str, tuple[str, str] | None]:
@@ -220,7 +191,40 @@ def _describe_drop(node: ast.DropStmt, sql: str, line: int, lock) -> Statement:
     if node.removeType == OBJ.OBJECT_TABLE:
         locks = tuple(lock(n, ACCESS_EXCLUSIVE) for n in names)
     return Statement(sql, line, f"drop {kind} {how}{', '.join(names)}", locks, concurrent=bool(node.concurrent),
-                     index_name=names[0] if node.removeType == OBJ.OBJECT_INDEX else None)
+                     index_name=names[0] if node.removeType == OBJ.OBJECT_INDEX else None,
+                     absent_probe=_drop_probe(node))
+
+
+def quote_ident(*parts: str) -> str:
+    """A (possibly schema-qualified) name quoted as PostgreSQL would read it back."""
+    return ".".join('"' + p.replace('"', '""') + '"' for p in parts)
+
+
+_RELATION_KINDS = {OBJ.OBJECT_TABLE, OBJ.OBJECT_INDEX, OBJ.OBJECT_SEQUENCE, OBJ.OBJECT_VIEW, OBJ.OBJECT_MATVIEW}
+
+
+def _drop_probe(node: ast.DropStmt) -> tuple[str, tuple[object, ...]] | None:
+    if not node.missing_ok:
+        return None
+    if node.removeType in _RELATION_KINDS:
+        names = [quote_ident(*(p.sval for p in obj)) for obj in node.objects]
+        return "SELECT bool_and(to_regclass(n) IS NULL) FROM unnest(%s::text[]) AS n", (names,)
+    if node.removeType == OBJ.OBJECT_TYPE:
+        names = [quote_ident(*(p.sval for p in obj.names)) for obj in node.objects]
+        return "SELECT bool_and(to_regtype(n) IS NULL) FROM unnest(%s::text[]) AS n", (names,)
+    return None
+
+
+def _alter_drop_probe(node: ast.AlterTableStmt) -> tuple[str, tuple[object, ...]] | None:
+    if len(node.cmds) != 1 or not node.cmds[0].missing_ok:
+        return None
+    cmd, table = node.cmds[0], quote_ident(*filter(None, (node.relation.schemaname, node.relation.relname)))
+    if cmd.subtype == AT.AT_DropColumn:
+        return ("SELECT NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+                "AND attname = %s AND attnum > 0 AND NOT attisdropped)", (table, cmd.name))
+    if cmd.subtype == AT.AT_DropConstraint:
+        return "SELECT NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass(%s) AND conname = %s)", (table, cmd.name)
+    return None
 
 
 def _name(obj: ast.Node) -> str:

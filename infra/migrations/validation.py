@@ -22,7 +22,7 @@ class CheckResult:
 
 def run_checks(conn: psycopg.Connection, batch: Batch, statement_timeout_ms: int) -> tuple[CheckResult, ...]:
     """Every (check_name, ok, detail) row the validation statements return; test data never persists."""
-    statements = split_statements(batch.name, "validation.sql", batch.validation)
+    statements = split_statements(batch, "validation.sql")
     results: list[CheckResult] = []
     with conn.transaction(force_rollback=True), conn.cursor() as cur:
         cur.execute(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}")

@@ -1,0 +1,231 @@
+"""The migration engine against a real PostgreSQL: apply, validate, undo, resume, refuse."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from infra.migrations.errors import (
+    BatchChanged,
+    ConnectionLost,
+    LockBusy,
+    LockNotAcquired,
+    StatementFailed,
+    ValidationFailed,
+)
+from infra.migrations.ledger import Ledger
+from infra.migrations.lock import LOCK_KEYS
+from infra.migrations.plan import Batch
+from infra.migrations.runner import RunSettings, adopt_batch, apply_batch, pending_batches, rollback_batch
+from infra.migrations.target import Target
+from tests.pg import connect
+from tests.support.batches import make_batch
+from tests.support.catalog import snapshot
+
+FAST = RunSettings(stack="test", lock_timeout_ms=200, lock_retries=2, lock_wait_ms=1000)
+
+BASE = 'CREATE TABLE "Lead" ("id" TEXT PRIMARY KEY, "name" TEXT NOT NULL DEFAULT \'\');\nINSERT INTO "Lead" ("id") VALUES (\'l1\');'
+BASE_ROLLBACK = 'DROP TABLE IF EXISTS "Lead";'
+LINK = """CREATE TABLE "Customer" ("id" TEXT PRIMARY KEY);
+CREATE INDEX "Customer_id_idx" ON "Customer" ("id");
+ALTER TABLE "Lead" ADD COLUMN "customer_id" TEXT;
+ALTER TABLE "Lead" ADD CONSTRAINT "Lead_customer_id_fkey" FOREIGN KEY ("customer_id") REFERENCES "Customer"("id") ON DELETE SET NULL NOT VALID;
+CREATE INDEX CONCURRENTLY "Lead_customer_id_idx" ON "Lead" ("customer_id");
+ALTER TABLE "Lead" VALIDATE CONSTRAINT "Lead_customer_id_fkey";
+"""
+LINK_CHECKS = """SELECT 'lead_customer_index_valid' AS check_name,
+       coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('"Lead_customer_id_idx"')), false) AS ok,
+       'Lead_customer_id_idx exists and is valid' AS detail;
+SELECT 'lead_customer_fk_valid' AS check_name,
+       coalesce((SELECT convalidated FROM pg_constraint WHERE conname = 'Lead_customer_id_fkey'), false) AS ok,
+       'Lead_customer_id_fkey exists and is validated' AS detail;
+"""
+LINK_ROLLBACK = """DROP INDEX CONCURRENTLY IF EXISTS "Lead_customer_id_idx";
+ALTER TABLE "Lead" DROP CONSTRAINT IF EXISTS "Lead_customer_id_fkey";
+ALTER TABLE "Lead" DROP COLUMN IF EXISTS "customer_id";
+DROP TABLE IF EXISTS "Customer";
+"""
+
+
+@pytest.fixture
+def base(tmp_path: Path, db_target: Target) -> Batch:
+    batch = make_batch(tmp_path, "0000_base", BASE, rollback=BASE_ROLLBACK)
+    apply_batch(db_target, batch, FAST)
+    return batch
+
+
+@pytest.fixture
+def link(tmp_path: Path) -> Batch:
+    return make_batch(tmp_path, "0001_link", LINK, LINK_CHECKS, LINK_ROLLBACK)
+
+
+def test_apply_runs_the_batch_validates_it_and_records_it_in_the_ledger(db_target: Target, db: psycopg.Connection, base: Batch, link: Batch) -> None:
+    result = apply_batch(db_target, link, FAST)
+
+    assert [c.name for c in result.checks] == ["lead_customer_index_valid", "lead_customer_fk_valid"]
+    assert all(c.ok for c in result.checks)
+    entry = Ledger(db).entry("0001_link")
+    assert entry is not None
+    assert entry.checksums == link.checksums
+    assert entry.stack == "test" and "@" in entry.applied_by and not entry.adopted
+    assert db.execute("SELECT count(*) FROM schema_ledger.batch_step").fetchone() == (0,)
+
+
+def test_applying_an_applied_batch_again_runs_nothing(db_target: Target, base: Batch, link: Batch) -> None:
+    first = apply_batch(db_target, link, FAST)
+    again = apply_batch(db_target, link, FAST)
+    assert again.already_applied and again.applied_at == first.applied_at
+
+
+def test_apply_refuses_batch_edited_after_apply(tmp_path: Path, db_target: Target, base: Batch, link: Batch) -> None:
+    apply_batch(db_target, link, FAST)
+    edited = make_batch(tmp_path / "edited", "0001_link", LINK + "\n-- an edit\n", LINK_CHECKS, LINK_ROLLBACK)
+    with pytest.raises(BatchChanged, match="add a new batch instead of editing an applied one"):
+        apply_batch(db_target, edited, FAST)
+    with pytest.raises(BatchChanged, match="0001_link.*migration.sql"):
+        pending_batches(db_target, [base, edited])
+
+
+def test_pending_batches_lists_what_the_ledger_lacks(db_target: Target, base: Batch, link: Batch) -> None:
+    assert pending_batches(db_target, [base, link]) == (link,)
+
+
+def test_sql_error_mid_batch_leaves_the_database_as_it_was(tmp_path: Path, db_target: Target, db: psycopg.Connection, base: Batch) -> None:
+    before = snapshot(db)
+    broken = make_batch(tmp_path, "0001_broken", LINK.replace("CREATE INDEX CONCURRENTLY", "CREATE INDEX CONCURRENTLY \"x\" ON \"Nope\" (a);\nCREATE INDEX CONCURRENTLY", 1), LINK_CHECKS, LINK_ROLLBACK)
+
+    with pytest.raises(StatementFailed, match=r"0001_broken' migration.sql:5 failed: relation \"Nope\" does not exist.*the batch was undone"):
+        apply_batch(db_target, broken, FAST)
+
+    assert snapshot(db) == before
+    assert Ledger(db).entry("0001_broken") is None
+    assert db.execute("SELECT count(*) FROM schema_ledger.batch_step").fetchone() == (0,)
+
+
+def test_corrected_batch_applies_after_a_failed_one(tmp_path: Path, db_target: Target, base: Batch, link: Batch) -> None:
+    broken = make_batch(tmp_path / "v1", "0001_link", LINK + "SELECT * FROM nope;", LINK_CHECKS, LINK_ROLLBACK)
+    with pytest.raises(StatementFailed):
+        apply_batch(db_target, broken, FAST)
+    assert not apply_batch(db_target, link, FAST).already_applied
+
+
+def test_failed_validation_undoes_the_batch_and_names_every_failed_check(tmp_path: Path, db_target: Target, db: psycopg.Connection, base: Batch) -> None:
+    before = snapshot(db)
+    checks = LINK_CHECKS + "SELECT 'customer_has_rows' AS check_name, false AS ok, 'expected 1 row, found 0' AS detail;\n" \
+        "SELECT 'lead_has_email' AS check_name, NULL::boolean AS ok, 'column email missing' AS detail;"
+    batch = make_batch(tmp_path, "0001_link", LINK, checks, LINK_ROLLBACK)
+
+    with pytest.raises(ValidationFailed, match="customer_has_rows: expected 1 row, found 0; lead_has_email") as failure:
+        apply_batch(db_target, batch, FAST)
+
+    assert [name for name, _ in failure.value.failed] == ["customer_has_rows", "lead_has_email"]
+    assert snapshot(db) == before
+
+
+def test_validation_test_data_never_persists(tmp_path: Path, db_target: Target, db: psycopg.Connection, base: Batch) -> None:
+    checks = """INSERT INTO "Lead" ("id") VALUES ('probe');
+SELECT 'probe_inserted' AS check_name, EXISTS (SELECT 1 FROM "Lead" WHERE "id" = 'probe') AS ok, '' AS detail;"""
+    apply_batch(db_target, make_batch(tmp_path, "0001_probe", "SELECT 1;", checks), FAST)
+    assert db.execute("""SELECT count(*) FROM "Lead" WHERE "id" = 'probe'""").fetchone() == (0,)
+
+
+def test_resume_drops_an_invalid_index_left_by_a_crash_and_skips_finished_steps(db_target: Target, db: psycopg.Connection, base: Batch, link: Batch) -> None:
+    # What a run killed during CREATE INDEX CONCURRENTLY leaves: steps 1-3 recorded, an INVALID index.
+    db.execute(LINK.split('CREATE INDEX CONCURRENTLY')[0].replace(";\n", ";\n"))
+    db.execute('CREATE INDEX "Lead_customer_id_idx" ON "Lead" ("customer_id")')
+    db.execute("""UPDATE pg_index SET indisvalid = false WHERE indexrelid = '"Lead_customer_id_idx"'::regclass""")
+    ledger = Ledger(db)
+    from infra.migrations.steps import plan_steps
+    for step in plan_steps(link, "migration.sql")[:3]:
+        ledger.finish_step(link.name, "migration.sql", step.number, step.sha256)
+
+    result = apply_batch(db_target, link, FAST)
+
+    assert all(c.ok for c in result.checks)
+    assert db.execute("""SELECT indisvalid FROM pg_index WHERE indexrelid = '"Lead_customer_id_idx"'::regclass""").fetchone() == (True,)
+
+
+def test_rollback_returns_to_the_previous_catalog_and_is_harmless_twice(db_target: Target, db: psycopg.Connection, base: Batch, link: Batch) -> None:
+    before = snapshot(db)
+    apply_batch(db_target, link, FAST)
+
+    assert rollback_batch(db_target, link, FAST) is True
+    assert rollback_batch(db_target, link, FAST) is False
+    assert snapshot(db) == before
+    assert Ledger(db).entry("0001_link") is None
+
+
+def test_adopting_records_a_batch_without_running_it_after_its_checks_pass(tmp_path: Path, db_target: Target, db: psycopg.Connection) -> None:
+    db.execute('CREATE TABLE "Lead" ("id" TEXT PRIMARY KEY)')
+    checks = "SELECT 'lead_exists' AS check_name, to_regclass('\"Lead\"') IS NOT NULL AS ok, 'table Lead' AS detail;"
+    baseline = make_batch(tmp_path, "0000_base", "CREATE TABLE \"Lead\" (\"id\" TEXT PRIMARY KEY);", checks, BASE_ROLLBACK)
+
+    result = adopt_batch(db_target, baseline, FAST)
+    assert result.adopted
+
+    rollback_batch(db_target, baseline, FAST)
+    assert db.execute("SELECT to_regclass('\"Lead\"') IS NOT NULL").fetchone() == (True,), "an adopted baseline is never dropped"
+
+
+def test_adopting_refuses_a_database_that_does_not_match(tmp_path: Path, db_target: Target) -> None:
+    checks = "SELECT 'lead_exists' AS check_name, to_regclass('\"Lead\"') IS NOT NULL AS ok, 'table Lead missing' AS detail;"
+    baseline = make_batch(tmp_path, "0000_base", "SELECT 1;", checks)
+    with pytest.raises(ValidationFailed, match="lead_exists: table Lead missing"):
+        adopt_batch(db_target, baseline, FAST)
+
+
+def test_a_second_run_waits_then_names_the_holder_of_the_migration_lock(db_target: Target, base: Batch, link: Batch) -> None:
+    with connect(db_target) as holder:
+        holder.execute("SET application_name = 'other deploy'")
+        holder.execute("SELECT pg_advisory_lock(%s, %s)", LOCK_KEYS)
+        started = time.monotonic()
+        with pytest.raises(LockBusy, match="pid \\d+, 'other deploy'"):
+            apply_batch(db_target, link, FAST)
+        assert time.monotonic() - started >= FAST.lock_wait_ms / 1000
+
+
+def test_a_statement_that_cannot_take_its_lock_is_retried_then_the_batch_is_undone(db_target: Target, db: psycopg.Connection, base: Batch, link: Batch) -> None:
+    before = snapshot(db)
+    with connect(db_target) as blocker:
+        blocker.execute("BEGIN")
+        blocker.execute('SELECT * FROM "Lead" FOR UPDATE')
+        with pytest.raises(LockNotAcquired, match=r"migration.sql:3 could not take its lock in 3 attempts of 200 ms"):
+            apply_batch(db_target, link, FAST)
+        blocker.execute("ROLLBACK")
+    assert snapshot(db) == before
+
+
+def test_a_blocker_that_ends_within_the_retry_budget_only_delays_the_batch(db_target: Target, base: Batch, link: Batch) -> None:
+    patient = RunSettings(stack="test", lock_timeout_ms=200, lock_retries=8, lock_wait_ms=1000)
+    with connect(db_target) as blocker:
+        blocker.execute("BEGIN")
+        blocker.execute('SELECT * FROM "Lead" FOR UPDATE')
+        release = threading.Timer(1.0, lambda: blocker.execute("ROLLBACK"))
+        release.start()
+        result = apply_batch(db_target, link, patient)
+        release.join()
+    assert all(c.ok for c in result.checks)
+
+
+def test_a_terminated_connection_is_reported_and_the_next_run_resumes(tmp_path: Path, db_target: Target, db: psycopg.Connection, base: Batch) -> None:
+    slow = LINK.replace('CREATE INDEX CONCURRENTLY', 'SELECT pg_sleep(5);\nCREATE INDEX CONCURRENTLY', 1)
+    batch = make_batch(tmp_path, "0001_link", slow, LINK_CHECKS, LINK_ROLLBACK)
+
+    def terminate() -> None:
+        time.sleep(1.0)
+        db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(5)%'")
+
+    killer = threading.Thread(target=terminate)
+    killer.start()
+    with pytest.raises(ConnectionLost, match=r"connection to .* was lost during migration.sql step 4 .*run `pulumi up` again to resume"):
+        apply_batch(db_target, batch, FAST)
+    killer.join()
+    finished = Ledger(db).finished_steps("0001_link", "migration.sql")
+    assert sorted(finished) == [1, 2, 3]
+
+    result = apply_batch(db_target, batch, FAST)
+    assert all(c.ok for c in result.checks)
