@@ -23,6 +23,14 @@ from pathlib import Path
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent / ".localdb" / "data"
 DEFAULT_PORT = 54329
 SUPERUSER = "postgres"
+# Local connections only: the superuser without a password (it is the developer's own server), every other
+# role with its password, so roles created by the stacks and the tests authenticate for real.
+PG_HBA = """\
+host all postgres 127.0.0.1/32 trust
+host all all 127.0.0.1/32 scram-sha-256
+host all postgres ::1/128 trust
+host all all ::1/128 scram-sha-256
+"""
 # Settings for a throwaway server: durability traded for speed. Never used for the dev database.
 THROWAWAY_SETTINGS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
 
@@ -98,6 +106,7 @@ class LocalServer:
             os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
         self._run(self.bin_dir / "initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust",
                   "--encoding=UTF8", "--locale=C", "--no-instructions")
+        (self.data_dir / "pg_hba.conf").write_text(PG_HBA)
 
     def _pg_ctl(self, *args: str) -> None:
         self._run(self.bin_dir / "pg_ctl", *args, "-D", str(self.data_dir))

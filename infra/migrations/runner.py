@@ -31,6 +31,7 @@ from .target import Target
 from .validation import CheckResult, run_checks
 
 MAX_BACKOFF_S = 5.0
+CLIENT_CHECK_MS = 1000
 
 
 def default_applied_by() -> str:
@@ -134,6 +135,9 @@ class _Run:
         conn = self.target.connect(autocommit=True)
         conn.execute(f"SET lock_timeout = {int(self.settings.lock_timeout_ms)}")
         conn.execute(f"SET statement_timeout = {int(self.settings.statement_timeout_ms)}")
+        if conn.info.server_version >= 140000:
+            # Abort a running statement (e.g. CREATE INDEX CONCURRENTLY) soon after this process dies.
+            conn.execute(f"SET client_connection_check_interval = {CLIENT_CHECK_MS}")
         if self.settings.role:
             conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(self.settings.role)))
         return conn

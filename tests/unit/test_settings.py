@@ -1,0 +1,72 @@
+"""Stack config becomes typed settings, and bad config names the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.durations import parse_duration_ms
+from infra.settings import ConfigError, parse_database, parse_migrations
+
+GOOD_DB = {"host": "db.internal", "port": 5432, "name": "junkquote", "user": "migrator"}
+
+
+def test_database_target_is_host_port_and_name_without_credentials() -> None:
+    db = parse_database(GOOD_DB, "s3cret-pw")
+    assert db.target == "db.internal:5432/junkquote"
+    assert "s3cret-pw" not in repr(db)
+    assert db.sslmode == "prefer"
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"host": None}, "database.host"),
+        ({"host": "db;drop"}, "database.host"),
+        ({"port": 70000}, "database.port"),
+        ({"port": "5432"}, "database.port"),
+        ({"name": 'x"; DROP'}, "database.name"),
+        ({"user": ""}, "database.user"),
+        ({"sslmode": "sometimes"}, "database.sslmode"),
+        ({"hots": "typo"}, "database.hots"),
+    ],
+)
+def test_bad_database_config_names_the_key(change: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=f"junkquote-db:{key} "):
+        parse_database({**GOOD_DB, **change}, None)
+
+
+def test_missing_database_section_says_what_it_needs() -> None:
+    with pytest.raises(ConfigError, match="junkquote-db:database is required"):
+        parse_database(None, None)
+
+
+def test_migration_defaults_are_lock_safe() -> None:
+    m = parse_migrations(None)
+    assert (m.lock_timeout_ms, m.lock_retries, m.statement_timeout_ms) == (500, 10, 30 * 60_000)
+    assert not m.protected and not m.adopt_baseline and m.lint == "warn"
+
+
+@pytest.mark.parametrize(
+    ("obj", "key"),
+    [
+        ({"lockTimeout": "soon"}, "migrations.lockTimeout"),
+        ({"lockRetries": -1}, "migrations.lockRetries"),
+        ({"baseline": "skip"}, "migrations.baseline"),
+        ({"lint": "ignore"}, "migrations.lint"),
+        ({"protected": "yes"}, "migrations.protected"),
+        ({"lockTimout": "1s"}, "migrations.lockTimout"),
+    ],
+)
+def test_bad_migration_config_names_the_key(obj: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=f"junkquote-db:{key} "):
+        parse_migrations(obj)
+
+
+@pytest.mark.parametrize(("text", "ms"), [("500ms", 500), ("2s", 2000), ("1.5s", 1500), ("5min", 300_000), ("1h", 3_600_000), (250, 250)])
+def test_durations_parse_to_milliseconds(text: str | int, ms: int) -> None:
+    assert parse_duration_ms(text) == ms
+
+
+@pytest.mark.parametrize("text", ["", "5 minutes", "-1s", True])
+def test_unparseable_durations_are_none(text: object) -> None:
+    assert parse_duration_ms(text) is None  # type: ignore[arg-type]
