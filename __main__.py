@@ -1,4 +1,4 @@
-"""Wires stack settings to the schema resources and exports what application stacks gate on."""
+"""Wires stack settings to the roles, the schema batches and the grants; exports what application stacks gate on."""
 
 import pulumi
 
@@ -10,7 +10,24 @@ from infra.settings import load_settings
 with reported_as_run_errors():
     settings = load_settings()
     batches = load_batches(settings.migrations.sql_dir)
-    schema = SchemaMigrations("schema", settings, batches)
+
+access = None
+if settings.access:  # a stack without roles creates no pulumi-postgresql resource (no plugin needed)
+    from infra.access.component import DatabaseAccess
+    from infra.access.verification import verify_access
+
+    access = DatabaseAccess("access", settings.access, settings.database,
+                            opts=pulumi.ResourceOptions(protect=settings.migrations.protected))
+
+with reported_as_run_errors():
+    schema = SchemaMigrations("schema", settings, batches, role=access.migrator_role if access else None,
+                              opts=pulumi.ResourceOptions(depends_on=access.schema_prerequisites if access else None))
+
+if access:
+    access.grant_on_objects(schema.migrations)
+    verification = verify_access(access, settings.access, settings.database, schema.schema_version)
+    pulumi.export("roles", access.role_names)
+    pulumi.export("accessChecks", verification.checks)
 
 pulumi.export("target", settings.database.target)
 pulumi.export("schemaVersion", schema.schema_version)

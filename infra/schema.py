@@ -16,6 +16,7 @@ from .migrations.plan import Batch
 from .migrations.report import describe_batch, lock_lines, step_lines
 from .migrations.runner import RunSettings, pending_batches
 from .migrations.target import Target
+from .providers.inputs import connection_inputs
 from .providers.migration import Migration, batch_props
 from .settings import DatabaseSettings, StackSettings
 
@@ -30,12 +31,13 @@ def engine_target(db: DatabaseSettings) -> Target:
     return Target(host=db.host, port=db.port, dbname=db.name, user=db.user, password=db.password, sslmode=db.sslmode)
 
 
+def database_inputs(db: DatabaseSettings) -> dict[str, Any]:
+    return connection_inputs(db.host, db.port, db.name, db.user, db.sslmode, db.password)
+
+
 def _common_props(settings: StackSettings, run: RunSettings) -> dict[str, Any]:
-    db = settings.database
     return {
-        "target": db.target,
-        "connection": {"host": db.host, "port": db.port, "dbname": db.name, "user": db.user, "sslmode": db.sslmode},
-        "password": pulumi.Output.secret(db.password) if db.password else None,
+        **database_inputs(settings.database),
         "settings": {"stack": run.stack, "lockTimeoutMs": run.lock_timeout_ms, "statementTimeoutMs": run.statement_timeout_ms,
                      "lockRetries": run.lock_retries, "lockWaitMs": run.lock_wait_ms, "role": run.role},
         "protected": settings.migrations.protected,

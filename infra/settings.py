@@ -10,11 +10,12 @@ from typing import Any
 
 import pulumi
 
+from .access.settings import SECRET_KEYS, AccessSettings, parse_access, secret_reader
 from .durations import parse_duration_ms
 
 PROJECT = "junkquote-db"
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-KNOWN_KEYS = frozenset({"database", "password", "migrations", "roles"})
+KNOWN_KEYS = frozenset({"database", "password", "migrations", "roles"}) | SECRET_KEYS
 SSL_MODES = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"})
 HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.\-]*[A-Za-z0-9])?$|^\[?[0-9A-Fa-f:.]+\]?$")
 DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,62}$")
@@ -63,6 +64,7 @@ class StackSettings:
     stack: str
     database: DatabaseSettings
     migrations: MigrationSettings
+    access: AccessSettings | None = None
 
 
 def _require(obj: Mapping[str, Any], section: str, key: str) -> Any:
@@ -139,21 +141,15 @@ def configured_keys() -> set[str]:
     return {k[len(prefix):] for k in config if k.startswith(prefix)}
 
 
-def secret_value(config: pulumi.Config, key: str) -> str | None:
-    """A config value that must be stored encrypted (`pulumi config set --secret`)."""
-    value = config.get(key)
-    if value is not None and not pulumi.runtime.config.is_config_secret(config.full_key(key)):
-        raise ConfigError(key, f"must be a secret; run `pulumi config set --secret {PROJECT}:{key}` (and remove the plaintext value)")
-    return value or None
-
-
 def load_settings() -> StackSettings:
     unknown = sorted(configured_keys() - KNOWN_KEYS)
     if unknown:
         raise ConfigError(unknown[0], f"is not a known setting (known: {', '.join(sorted(KNOWN_KEYS))})")
     config = pulumi.Config(PROJECT)
+    secrets = secret_reader(config)
     return StackSettings(
         stack=pulumi.get_stack(),
-        database=parse_database(config.get_object("database"), secret_value(config, "password")),
+        database=parse_database(config.get_object("database"), secrets("password")),
         migrations=parse_migrations(config.get_object("migrations")),
+        access=parse_access(config.get_object("roles"), secrets),
     )

@@ -62,6 +62,7 @@ class DatabaseAccess(pulumi.ComponentResource):
     migrator_role: str
     role_names: dict[str, object]
     schema_prerequisites: list[pulumi.Resource]
+    grants: list[pulumi.Resource]
 
     def __init__(self, name: str, access: AccessSettings | None, database: DatabaseSettings,
                  schema_resources: Sequence[pulumi.Resource] | None = None,
@@ -71,11 +72,14 @@ class DatabaseAccess(pulumi.ComponentResource):
                              "do not create it for a stack that declares none")
         _check_admin_is_not_managed(access, database.user)
         super().__init__(TYPE_TOKEN, name, None, opts)
-        self._name, self._access, self._database = name, access, database
+        self._prefix, self._access, self._database = name, access, database
         self._last: pulumi.Resource | None = None
+        self.grants = []
         self._objects_granted = False
-        self.provider = self._provider()
-        self.migrator, self.app, self.readonly = (self._role(kind, access.role(kind)) for kind in ("migrator", "app", "readonly"))
+        self.provider = self._make_provider()
+        self.migrator = self._role("migrator", access.migrator)
+        self.app = self._role("app", access.app)
+        self.readonly = self._role("readonly", access.readonly)
         self.members = {m.name: self._role(f"member-{m.name}", m) for m in access.members}
         self.migrator_role = access.migrator.name
         self.role_names = {"migrator": access.migrator.name, "app": access.app.name, "readonly": access.readonly.name,
@@ -93,23 +97,25 @@ class DatabaseAccess(pulumi.ComponentResource):
     def grant_on_objects(self, schema_resources: Sequence[pulumi.Resource]) -> None:
         """Grants on the tables and sequences the batches created; they run after `schema_resources`."""
         if self._objects_granted:
-            raise ValueError(f"grant_on_objects was already called for {self._name}")
+            raise ValueError(f"grant_on_objects was already called for {self._prefix}")
         self._objects_granted = True
         after = list(schema_resources)
         self._grant("tables-app", self.app, "table", APP_TABLE_PRIVILEGES, after)
         self._grant("sequences-app", self.app, "sequence", APP_SEQUENCE_PRIVILEGES, after)
         self._grant("tables-readonly", self.readonly, "table", READONLY_TABLE_PRIVILEGES, after)
 
-    def _provider(self) -> postgresql.Provider:
+    def _make_provider(self) -> postgresql.Provider:
         db = self._database
         return postgresql.Provider(
-            f"{self._name}-provider", host=db.host, port=db.port, database=db.name, username=db.user,
-            password=db.password, sslmode=provider_sslmode(db.sslmode), superuser=False,
+            f"{self._prefix}-provider", host=db.host, port=db.port, database=db.name, username=db.user,
+            password=pulumi.Output.secret(db.password) if db.password else None,
+            sslmode=provider_sslmode(db.sslmode), superuser=False,
             connect_timeout=CONNECT_TIMEOUT_S, opts=pulumi.ResourceOptions(parent=self))
 
     def _role(self, key: str, role: RoleSettings) -> postgresql.Role:
         return postgresql.Role(
-            f"{self._name}-role-{key}", name=role.name, login=role.login, password=role.password,
+            f"{self._prefix}-role-{key}", name=role.name, login=role.login,
+            password=pulumi.Output.secret(role.password) if role.password is not None else None,
             connection_limit=role.connection_limit,
             opts=pulumi.ResourceOptions(parent=self, provider=self.provider))
 
@@ -120,6 +126,7 @@ class DatabaseAccess(pulumi.ComponentResource):
                                       delete_before_replace=True)
 
     def _chain(self, resource: pulumi.Resource) -> pulumi.Resource:
+        self.grants.append(resource)
         self._last = resource
         return resource
 
@@ -131,7 +138,7 @@ class DatabaseAccess(pulumi.ComponentResource):
                after: Sequence[pulumi.Resource] = ()) -> None:
         schema = None if object_type == "database" else self._access.schema
         self._chain(postgresql.Grant(
-            f"{self._name}-{key}", database=self._database.name, schema=schema, role=role.name,
+            f"{self._prefix}-{key}", database=self._database.name, schema=schema, role=role.name,
             object_type=object_type, privileges=list(privileges), opts=self._serialized(after)))
 
     def _grant_database_and_schema(self) -> None:
@@ -143,7 +150,7 @@ class DatabaseAccess(pulumi.ComponentResource):
 
     def _default(self, key: str, role: postgresql.Role, object_type: str, privileges: Sequence[str]) -> None:
         self._chain(postgresql.DefaultPrivileges(
-            f"{self._name}-defaults-{key}", database=self._database.name, schema=self._access.schema,
+            f"{self._prefix}-defaults-{key}", database=self._database.name, schema=self._access.schema,
             owner=self.migrator.name, role=role.name, object_type=object_type, privileges=list(privileges),
             opts=self._serialized()))
 
@@ -155,7 +162,7 @@ class DatabaseAccess(pulumi.ComponentResource):
 
     def _membership(self, key: str, member: pulumi.Input[str], role: postgresql.Role) -> None:
         self._chain(postgresql.GrantRole(
-            f"{self._name}-{key}", role=member, grant_role=role.name, opts=self._serialized()))
+            f"{self._prefix}-{key}", role=member, grant_role=role.name, opts=self._serialized()))
 
     def _memberships(self) -> None:
         targets: dict[str | None, postgresql.Role] = {"migrator": self.migrator, "app": self.app, "readonly": self.readonly}

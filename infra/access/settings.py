@@ -32,18 +32,18 @@ RESERVED_ROLES = frozenset({"public", "postgres", "none", "all", "current_user",
 RESERVED_SCHEMAS = frozenset({"information_schema"})
 MAX_CONNECTION_LIMIT = 10_000
 
-PasswordFor = Callable[[str], "pulumi.Output[str] | None"]
+PasswordFor = Callable[[str], "str | pulumi.Output[str] | None"]
 
 
 @dataclass(frozen=True)
 class RoleSettings:
-    """One PostgreSQL role. The password stays an Output so it remains secret end to end."""
+    """One PostgreSQL role. The password is kept out of repr; resources receive it as a secret Output."""
 
     name: str
     login: bool = True
     connection_limit: int = -1
     member_of: str | None = None
-    password: pulumi.Output[str] | None = field(default=None, repr=False, compare=False)
+    password: str | pulumi.Output[str] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -116,9 +116,9 @@ def _connection_limit(key: str, value: Any) -> int:
     return value
 
 
-def _password(password_for: PasswordFor, key: str, needed_by: str) -> pulumi.Output[str]:
+def _password(password_for: PasswordFor, key: str, needed_by: str) -> str | pulumi.Output[str]:
     password = password_for(key)
-    if password is None:
+    if password is None or password == "":
         how = f"--path 'junkquote-db:{key}'" if "." in key else f"junkquote-db:{key}"
         raise config_error(key, f"is required because {needed_by} logs in; "
                                 f"set it with `pulumi config set --secret {how} <password>`")
@@ -189,15 +189,18 @@ def parse_access(obj: Mapping[str, Any] | None, password_for: PasswordFor) -> Ac
 
 
 def secret_reader(config: pulumi.Config) -> PasswordFor:
-    """A password getter over the stack's secrets: 'appPassword' reads a secret key, 'memberPasswords.kim' one
-    entry of the secret object memberPasswords. Values come back as secret Outputs; missing ones as None."""
+    """A password getter over the stack's secrets: 'appPassword' reads a key, 'memberPasswords.kim' one entry of
+    the object memberPasswords. A value stored in plaintext is refused; a missing one is None."""
 
-    def read(key: str) -> pulumi.Output[str] | None:
+    def read(key: str) -> str | None:
         top, _, entry = key.partition(".")
-        if not entry:
-            return config.get_secret(top)
-        entries = config.get_object(top)
-        value = entries.get(entry) if isinstance(entries, Mapping) else None
-        return None if value in (None, "") else pulumi.Output.secret(str(value))
+        value = config.get_object(top) if entry else config.get(top)
+        if value is not None and not pulumi.runtime.config.is_config_secret(config.full_key(top)):
+            how = f"--path 'junkquote-db:{key}'" if entry else f"junkquote-db:{key}"
+            raise config_error(top, f"must be a secret; run `pulumi config set --secret {how} <password>` "
+                                    "(and remove the plaintext value)")
+        if entry:
+            value = value.get(entry) if isinstance(value, Mapping) else None
+        return None if value in (None, "") else str(value)
 
     return read

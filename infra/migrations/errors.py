@@ -128,3 +128,13 @@ class DestroyRefused(MigrationError):
             f"refusing to roll back batch '{batch}': stack '{stack}' is protected "
             "(junkquote-db:migrations.protected); production schema is only changed by new batches"
         )
+
+
+class AccessCheckFailed(MigrationError):
+    """The roles' effective privileges in the database differ from the declared access model."""
+
+    def __init__(self, target: str, failed: Sequence[tuple[str, str]]) -> None:
+        self.target, self.failed = target, tuple(failed)
+        names = "; ".join(f"{name}: {detail}" for name, detail in self.failed)
+        super().__init__(f"privileges on {target} differ from the declared roles ({len(self.failed)} checks): {names}; "
+                         "run `pulumi refresh` then `pulumi up` to restore the grants")

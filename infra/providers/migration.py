@@ -17,6 +17,7 @@ from infra.migrations.errors import BatchChanged, DestroyRefused, MigrationError
 from infra.migrations.plan import BATCH_FILES, Batch
 from infra.migrations.runner import ApplyResult, RunSettings, adopt_batch, apply_batch, applied_batches, rollback_batch
 from infra.migrations.target import Target
+from infra.providers.inputs import target_from_inputs
 
 _OUTPUTS = ("appliedAt", "durationMs", "checks", "adopted")
 _FILE_PROPS = {"migration.sql": "migrationSql", "validation.sql": "validationSql", "rollback.sql": "rollbackSql"}
@@ -34,10 +35,9 @@ class MigrationProps:
 
     @classmethod
     def parse(cls, props: dict[str, Any]) -> MigrationProps:
-        conn, run = props["connection"], props["settings"]
+        run = props["settings"]
         batch = Batch(props["batch"], props["migrationSql"], props["validationSql"], props["rollbackSql"])
-        target = Target(host=conn["host"], port=int(conn["port"]), dbname=conn["dbname"], user=conn["user"],
-                        password=props.get("password") or None, sslmode=conn.get("sslmode", "prefer"))
+        target = target_from_inputs(props)
         settings = RunSettings(
             stack=run["stack"], lock_timeout_ms=int(run["lockTimeoutMs"]),
             statement_timeout_ms=int(run["statementTimeoutMs"]), lock_retries=int(run["lockRetries"]),

@@ -5,16 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pulumi
-import pytest
 
+from infra.migrations.plan import load_batches
+from infra.schema import SchemaMigrations
+from infra.settings import DatabaseSettings, StackSettings, parse_migrations
 from tests.unit.mocks import RecordingMocks
-
-MOCKS = RecordingMocks()
-pulumi.runtime.set_mocks(MOCKS, project="junkquote-db", stack="unit", preview=False)
-
-from infra.migrations.plan import load_batches  # noqa: E402  (mocks first)
-from infra.schema import SchemaMigrations  # noqa: E402
-from infra.settings import DatabaseSettings, StackSettings, parse_migrations  # noqa: E402
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
@@ -24,18 +19,13 @@ def stack_settings(**migrations: object) -> StackSettings:
     return StackSettings(stack="unit", database=db, migrations=parse_migrations(dict(migrations)))
 
 
-@pytest.fixture(autouse=True)
-def fresh_mocks() -> None:
-    MOCKS.resources.clear()
-
-
 @pulumi.runtime.test
-def test_one_migration_per_batch_each_depending_on_the_one_before():
+def test_one_migration_per_batch_each_depending_on_the_one_before(mocks: RecordingMocks):
     batches = load_batches(SQL_DIR)
     schema = SchemaMigrations("schema", stack_settings(), batches)
 
     def check(ids: list[str]) -> None:
-        migrations = MOCKS.of_type(":Migration")
+        migrations = mocks.of_type(":Migration")
         assert [m.name for m in migrations] == [b.name for b in batches]
         assert ids == [b.name + "-id" for b in batches]
 
@@ -43,13 +33,13 @@ def test_one_migration_per_batch_each_depending_on_the_one_before():
 
 
 @pulumi.runtime.test
-def test_migration_inputs_carry_sql_checksums_target_and_a_secret_password():
+def test_migration_inputs_carry_sql_checksums_target_and_a_secret_password(mocks: RecordingMocks):
     batches = load_batches(SQL_DIR)
     schema = SchemaMigrations("schema", stack_settings(lockTimeout="2s"), batches)
     first = schema.migrations[0]
 
     def check(_: object) -> None:
-        inputs = MOCKS.of_type(":Migration")[0].inputs
+        inputs = mocks.of_type(":Migration")[0].inputs
         assert inputs["batch"] == batches[0].name
         assert inputs["checksums"] == batches[0].checksums
         assert inputs["rollbackSql"] == batches[0].rollback, "destroy runs the rollback stored in state"
@@ -62,7 +52,7 @@ def test_migration_inputs_carry_sql_checksums_target_and_a_secret_password():
 
 
 @pulumi.runtime.test
-def test_the_database_password_reaches_each_migration_as_a_secret():
+def test_the_database_password_reaches_each_migration_as_a_secret(mocks: RecordingMocks):
     schema = SchemaMigrations("schema", stack_settings(), load_batches(SQL_DIR))
     password = schema.migrations[0].password  # type: ignore[attr-defined]
 
@@ -73,12 +63,12 @@ def test_the_database_password_reaches_each_migration_as_a_secret():
 
 
 @pulumi.runtime.test
-def test_baseline_is_adopted_only_when_the_stack_says_so():
+def test_baseline_is_adopted_only_when_the_stack_says_so(mocks: RecordingMocks):
     batches = load_batches(SQL_DIR)
     schema = SchemaMigrations("schema", stack_settings(baseline="adopt"), batches)
 
     def check(_: object) -> None:
-        adopt = {m.name: m.inputs["adopt"] for m in MOCKS.of_type(":Migration")}
+        adopt = {m.name: m.inputs["adopt"] for m in mocks.of_type(":Migration")}
         assert adopt == {b.name: b.number == 0 for b in batches}
 
     return schema.migrations[-1].id.apply(check)

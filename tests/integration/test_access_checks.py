@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from infra.access.checks import access_checks, failed
+from infra.access.settings import RoleNames
+
+TABLES = ("Customer", "Message")
+TYPES = ("MessageRole",)
+
+
+def run(conn: psycopg.Connection, template: str, *identifiers: str) -> None:
+    conn.execute(sql.SQL(template).format(*(sql.Identifier(i) for i in identifiers)))
+
+
+def grant_like_the_component(conn: psycopg.Connection, roles: RoleNames, dbname: str) -> None:
+    """The grants DatabaseAccess makes, in plain SQL, then two batch tables created as the migrator."""
+    m, a, r = roles.migrator, roles.app, roles.readonly
+    run(conn, "REVOKE CREATE ON SCHEMA public FROM PUBLIC")  # PostgreSQL 14 and older grant it to everyone
+    run(conn, "GRANT CONNECT ON DATABASE {} TO {}, {}, {}", dbname, m, a, r)
+    run(conn, "GRANT USAGE, CREATE ON SCHEMA public TO {}", m)
+    run(conn, "GRANT USAGE ON SCHEMA public TO {}, {}", a, r)
+    run(conn, "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {}", m, a)
+    run(conn, "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {}", m, a)
+    run(conn, "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT USAGE ON TYPES TO {}", m, a)
+    run(conn, "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT SELECT ON TABLES TO {}", m, r)
+    run(conn, "SET ROLE {}", m)
+    conn.execute("CREATE TYPE \"MessageRole\" AS ENUM ('user', 'assistant', 'system', 'tool')")
+    conn.execute('CREATE TABLE "Customer" (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text NOT NULL)')
+    conn.execute('CREATE TABLE "Message" (id uuid PRIMARY KEY, role "MessageRole" NOT NULL, content text NOT NULL)')
+    conn.execute("RESET ROLE")
+    run(conn, "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}", a)
+    run(conn, "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {}", a)
+    run(conn, "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}", r)
+
+
+@pytest.fixture
+def roles(db: psycopg.Connection, db_target) -> Iterator[RoleNames]:
+    """Three fresh roles (roles are cluster-wide: unique names, dropped afterwards) granted as the component does."""
+    suffix = uuid.uuid4().hex[:10]
+    names = RoleNames(migrator=f"jq_migrator_{suffix}", app=f"jq_app_{suffix}", readonly=f"jq_readonly_{suffix}")
+    for role in (names.migrator, names.app, names.readonly):
+        run(db, "CREATE ROLE {} NOLOGIN", role)
+    try:
+        grant_like_the_component(db, names, db_target.dbname)
+        yield names
+    finally:
+        db.execute("RESET ROLE")
+        for role in (names.app, names.readonly, names.migrator):  # one at a time: a single DROP OWNED of all three
+            run(db, "DROP OWNED BY {}", role)                      # fails on default ACLs naming two of them
+        run(db, "DROP ROLE {}, {}, {}", names.migrator, names.app, names.readonly)
+
+
+def failing(db: psycopg.Connection, roles: RoleNames) -> set[str]:
+    return {check.name for check in failed(access_checks(db, roles, TABLES, "public", TYPES))}
+
+
+def test_checks_pass_on_the_least_privilege_setup(db: psycopg.Connection, roles: RoleNames) -> None:
+    checks = access_checks(db, roles, TABLES, "public", TYPES)
+    assert failed(checks) == []
+    names = {check.name for check in checks}
+    assert {"migrator.owns:Customer", "app.table_dml:Message", "readonly.select_only:Customer",
+            "app.sequence_usage:Customer_id_seq", "app.type_usage:MessageRole", "app.owns_nothing"} <= names
+
+
+def test_checks_catch_app_missing_update(db: psycopg.Connection, roles: RoleNames) -> None:
+    run(db, 'REVOKE UPDATE ON "Customer" FROM {}', roles.app)
+    assert failing(db, roles) == {"app.table_dml:Customer"}
+    detail = next(c.detail for c in access_checks(db, roles, TABLES, "public") if c.name == "app.table_dml:Customer")
+    assert detail == "lacks UPDATE on table public.Customer"
+
+
+def test_checks_catch_readonly_insert(db: psycopg.Connection, roles: RoleNames) -> None:
+    run(db, 'GRANT INSERT ON "Message" TO {}', roles.readonly)
+    assert failing(db, roles) == {"readonly.select_only:Message"}
+
+
+def test_checks_catch_schema_create_for_app(db: psycopg.Connection, roles: RoleNames) -> None:
+    run(db, "GRANT CREATE ON SCHEMA public TO {}", roles.app)
+    assert failing(db, roles) == {"app.no_schema_create"}
+
+
+def test_checks_catch_truncate_for_app(db: psycopg.Connection, roles: RoleNames) -> None:
+    run(db, 'GRANT TRUNCATE, TRIGGER ON "Customer" TO {}', roles.app)
+    assert failing(db, roles) == {"app.no_extra_table_privileges:Customer"}
+
+
+def test_checks_catch_readonly_using_a_sequence(db: psycopg.Connection, roles: RoleNames) -> None:
+    run(db, 'GRANT USAGE ON SEQUENCE "Customer_id_seq" TO {}', roles.readonly)
+    assert failing(db, roles) == {"readonly.no_sequence_use:Customer_id_seq"}
+
+
+def test_checks_catch_a_table_owned_by_the_app(db: psycopg.Connection, roles: RoleNames) -> None:
+    run(db, 'ALTER TABLE "Message" OWNER TO {}', roles.app)
+    assert {"migrator.owns:Message", "app.owns_nothing", "app.no_extra_table_privileges:Message"} <= failing(db, roles)
+
+
+def test_checks_catch_app_as_member_of_the_migrator(db: psycopg.Connection, roles: RoleNames) -> None:
+    run(db, "GRANT {} TO {}", roles.migrator, roles.app)
+    assert {"app.not_member:migrator", "app.no_schema_create", "app.no_extra_table_privileges:Customer"} <= failing(db, roles)
+
+
+def test_checks_catch_app_without_usage_on_the_enum(db: psycopg.Connection, roles: RoleNames) -> None:
+    run(db, 'REVOKE USAGE ON TYPE "MessageRole" FROM PUBLIC, {}', roles.app)
+    assert failing(db, roles) == {"app.type_usage:MessageRole"}
+
+
+def test_checks_report_a_missing_table_and_role(db: psycopg.Connection, roles: RoleNames) -> None:
+    assert failing(db, roles) == set()
+    assert {c.name for c in failed(access_checks(db, roles, ("Invoice",), "public"))} == {"table_exists:Invoice"}
+    ghost = RoleNames(migrator=roles.migrator, app="jq_nobody", readonly=roles.readonly)
+    [check] = access_checks(db, ghost, TABLES, "public")
+    assert (check.name, check.ok) == ("roles_exist", False) and "jq_nobody" in check.detail

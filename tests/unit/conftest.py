@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pulumi
+import pytest
+
+from tests.unit.mocks import RecordingMocks
+
+
+@pytest.fixture
+def mocks() -> Iterator[RecordingMocks]:
+    """Fresh Pulumi mocks for one test (mocks are process-wide, so each test installs its own)."""
+    recorder = RecordingMocks()
+    pulumi.runtime.set_mocks(recorder, project="junkquote-db", stack="unit", preview=False)
+    yield recorder
+    pulumi.runtime.set_all_config({}, [])
