@@ -52,7 +52,7 @@ up: venv cli db-start stack ## apply the dev stack (STACK=...) and print its out
 	$(WITH_CLI) pulumi stack output --stack $(STACK) --json
 
 preview: venv cli db-start stack ## show what `up` would run, per batch, with locks and lint (DIFF=1 for full SQL)
-	$(WITH_CLI) pulumi preview --non-interactive --stack $(STACK) $(if $(DIFF),--diff,)
+	$(WITH_CLI) pulumi preview --non-interactive --stack $(STACK) $(if $(DIFF),--diff --show-full-output,)
 
 destroy: venv cli db-start stack ## roll back every batch of the stack (refused on protected stacks)
 	$(WITH_CLI) pulumi destroy --yes --non-interactive --stack $(STACK)

@@ -1,7 +1,8 @@
-"""Turns the engine's user-facing errors into one-line Pulumi program errors (no traceback)."""
+"""Reports a user-facing error of the program as one line, without a traceback or a second error line."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -9,10 +10,15 @@ import pulumi
 
 from .migrations.errors import MigrationError
 
+# The exit code the Python language host reads as "the program already showed the user an actionable error".
+EXITED_AFTER_SHOWING_ERROR = 32
+
 
 @contextmanager
 def reported_as_run_errors() -> Iterator[None]:
+    """Engine and config errors are logged as one `error:` line, then the program stops."""
     try:
         yield
-    except MigrationError as err:
-        raise pulumi.RunError(str(err)) from None
+    except (MigrationError, pulumi.RunError) as err:
+        pulumi.log.error(str(err))
+        sys.exit(EXITED_AFTER_SHOWING_ERROR)

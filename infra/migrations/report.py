@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from .plan import Batch
 from .runner import RunSettings
-from .steps import Step, plan_steps, split_statements
+from .steps import ACCESS_EXCLUSIVE, ROW_SHARE, SHARE, SHARE_ROW_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE, Step, plan_steps, split_statements
+
+# What live traffic on the table feels while the lock is held.
+IMPACT = {
+    ACCESS_EXCLUSIVE: "blocks reads and writes while held",
+    SHARE_ROW_EXCLUSIVE: "blocks writes while held",
+    SHARE: "blocks writes while held",
+    SHARE_UPDATE_EXCLUSIVE: "reads and writes continue",
+    ROW_SHARE: "reads and writes continue",
+}
 
 
 def step_lines(batch: Batch, file: str = "migration.sql") -> list[str]:
@@ -18,7 +27,8 @@ def lock_lines(batch: Batch) -> list[str]:
     for step in plan_steps(batch, "migration.sql"):
         for stmt in step.statements:
             for lock in stmt.locks:
-                line = f"{lock.mode} on existing table {lock.table} (migration.sql:{stmt.line}, {_how(step)})"
+                line = (f"{lock.mode} on existing table {lock.table}: {IMPACT[lock.mode]} "
+                        f"(migration.sql:{stmt.line}, {_how(step)})")
                 if lock.existing and line not in seen:
                     seen.append(line)
     return seen
@@ -41,7 +51,7 @@ def describe_batch(batch: Batch, target: str, settings: RunSettings) -> str:
         *(f"    {line}" for line in locks),
         f"  then validation.sql ({check_count(batch)} statements, run in a transaction that is rolled back); "
         "if a step or a check fails, rollback.sql undoes the batch",
-        "  full SQL: `pulumi preview --diff` (properties migrationSql, validationSql, rollbackSql)",
+        "  full SQL: `pulumi preview --diff --show-full-output` (properties migrationSql, validationSql, rollbackSql)",
     ]
     return "\n".join(lines)
 

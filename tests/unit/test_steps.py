@@ -1,0 +1,83 @@
+"""How the engine cuts a batch into steps, and what the preview says about locks. No database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.migrations.errors import SqlSyntaxError, UnsupportedStatement
+from infra.migrations.plan import load_batches
+from infra.migrations.report import describe_batch, lock_lines
+from infra.migrations.runner import RunSettings
+from infra.migrations.steps import ACCESS_EXCLUSIVE, SHARE_ROW_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE, plan_steps
+from tests.support.batches import make_batch
+
+ADDITIVE = """CREATE TYPE "Role" AS ENUM ('a', 'b');
+CREATE TABLE "Customer" ("id" TEXT PRIMARY KEY);
+CREATE INDEX "Customer_id_idx" ON "Customer" ("id");
+ALTER TABLE "Lead" ADD COLUMN "customer_id" TEXT;
+ALTER TABLE "Lead" ADD CONSTRAINT "Lead_customer_id_fkey" FOREIGN KEY ("customer_id") REFERENCES "Customer"("id") NOT VALID;
+-- comments before a statement do not move its line
+CREATE INDEX CONCURRENTLY "Lead_customer_id_idx" ON "Lead" ("customer_id");
+ALTER TABLE "Lead" VALIDATE CONSTRAINT "Lead_customer_id_fkey";
+"""
+
+
+def test_new_objects_share_a_transaction_and_each_statement_on_an_existing_table_runs_alone(tmp_path: Path) -> None:
+    steps = plan_steps(make_batch(tmp_path, "0001_x", ADDITIVE), "migration.sql")
+
+    assert [(s.number, s.autocommit, [st.line for st in s.statements]) for s in steps] == [
+        (1, False, [1, 2, 3]),
+        (2, False, [4]),
+        (3, False, [5]),
+        (4, True, [7]),
+        (5, False, [8]),
+    ]
+
+
+def test_locks_on_existing_tables_are_named_with_their_mode(tmp_path: Path) -> None:
+    steps = plan_steps(make_batch(tmp_path, "0001_x", ADDITIVE), "migration.sql")
+    locks = {(s.number, lock.table, lock.mode, lock.existing) for s in steps for st in s.statements for lock in st.locks}
+
+    assert (2, "Lead", ACCESS_EXCLUSIVE, True) in locks
+    assert (3, "Lead", SHARE_ROW_EXCLUSIVE, True) in locks
+    assert (3, "Customer", SHARE_ROW_EXCLUSIVE, False) in locks
+    assert (4, "Lead", SHARE_UPDATE_EXCLUSIVE, True) in locks
+
+
+def test_the_preview_report_names_target_steps_and_locks_of_batch_1() -> None:
+    batch1 = load_batches(Path(__file__).resolve().parents[2] / "sql")[1]
+    text = describe_batch(batch1, "db.internal:5432/junkquote", RunSettings(lock_timeout_ms=500, lock_retries=10))
+
+    assert text.startswith("batch 0001_add_memory_entities will be applied to db.internal:5432/junkquote (lock_timeout 500 ms")
+    assert "create index concurrently Lead_customer_id_idx on Lead" in text
+    assert "ACCESS EXCLUSIVE on existing table Lead: blocks reads and writes while held" in text
+    assert not [line for line in lock_lines(batch1) if "Customer" in line.split(":")[0]], "new tables are not 'existing'"
+
+
+@pytest.mark.parametrize(
+    ("sql", "problem"),
+    [
+        ("BEGIN;\nCREATE TABLE a (id int);\nCOMMIT;", "BEGIN is not allowed"),
+        ("SET lock_timeout = '1s';", "SET/RESET is not allowed"),
+        ('CREATE INDEX ON "Lead" ("x");', "CREATE INDEX without an index name"),
+    ],
+)
+def test_statements_the_engine_cannot_run_safely_are_refused_with_file_and_line(tmp_path: Path, sql: str, problem: str) -> None:
+    with pytest.raises(UnsupportedStatement, match=f"batch '0001_x' migration.sql:1: {problem}"):
+        plan_steps(make_batch(tmp_path, "0001_x", sql), "migration.sql")
+
+
+def test_a_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    batch = make_batch(tmp_path, "0001_x", "CREATE TABLE a (id int);\n\nCREATE TABLE b (id int,);\n")
+    with pytest.raises(SqlSyntaxError, match=r"batch '0001_x' migration.sql:3: syntax error"):
+        plan_steps(batch, "migration.sql")
+
+
+def test_if_exists_drops_carry_a_probe_so_a_drop_with_nothing_to_drop_takes_no_lock(tmp_path: Path) -> None:
+    rollback = 'DROP INDEX CONCURRENTLY IF EXISTS "Lead_x_idx";\nALTER TABLE "Lead" DROP COLUMN IF EXISTS "x";\nDROP TABLE IF EXISTS "Customer";\nDROP TYPE IF EXISTS "Role";\nDROP TABLE "Strict";'
+    steps = plan_steps(make_batch(tmp_path, "0001_x", "SELECT 1;", rollback=rollback), "rollback.sql")
+    probes = [st.absent_probe for s in steps for st in s.statements]
+    assert all(p is not None for p in probes[:4])
+    assert probes[4] is None, "a drop without IF EXISTS always runs"
