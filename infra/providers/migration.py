@@ -36,7 +36,7 @@ class MigrationProps:
     @classmethod
     def parse(cls, props: dict[str, Any]) -> MigrationProps:
         run = props["settings"]
-        batch = Batch(props["batch"], props["migrationSql"], props["validationSql"], props["rollbackSql"])
+        batch = Batch(props["batch"], *(file_text(props[prop]) for prop in _FILE_PROPS.values()))
         target = target_from_inputs(props)
         settings = RunSettings(
             stack=run["stack"], lock_timeout_ms=int(run["lockTimeoutMs"]),
@@ -64,7 +64,7 @@ def _engine_error(err: MigrationError) -> Exception:
 
 class MigrationProvider(ResourceProvider):
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        for file, prop in _FILE_PROPS.items():
+        for file in BATCH_FILES:
             old_sha = (olds.get("checksums") or {}).get(file)
             new_sha = (news.get("checksums") or {}).get(file)
             if old_sha and new_sha and old_sha != new_sha:
@@ -119,6 +119,11 @@ class Migration(Resource, module="junkquote", name="Migration"):
 
 
 def batch_props(batch: Batch) -> dict[str, Any]:
-    """The inputs that carry a batch's SQL and checksums."""
+    """The inputs that carry a batch's SQL (one list item per line, readable in `preview --diff`) and checksums."""
     return {"batch": batch.name, "checksums": batch.checksums,
-            **{_FILE_PROPS[f]: batch.text(f) for f in BATCH_FILES}}
+            **{_FILE_PROPS[f]: batch.text(f).split("\n") for f in BATCH_FILES}}
+
+
+def file_text(value: str | list[str]) -> str:
+    """A batch file back from its property: a list of lines (or, as first stored, one string)."""
+    return value if isinstance(value, str) else "\n".join(value)

@@ -220,6 +220,6 @@ def test_terminated_connection_mid_apply_is_a_clean_error_and_a_rerun_succeeds(a
         applied.stack.up(on_output=lambda _: None)
     killer.join()
 
-    assert "was lost during migration.sql step 1 (line 1) of batch '0002_slow'" in failure_text(failed.value)
+    assert "was lost during migration.sql step 1 (line 2) of batch '0002_slow'" in failure_text(failed.value)
     applied.stack.up(on_output=lambda _: None)
     assert [b for b, _ in ledger_rows(db_target)][-1] == "0002_slow"

@@ -62,7 +62,7 @@ def test_preview_of_a_pending_batch_shows_its_steps_locks_and_target(make_stack:
     assert ledger(db_target) == ["0000_baseline"], "a preview runs nothing"
 
     diff = stack.cli("preview", "--diff", "--show-full-output")
-    assert 'ALTER TABLE "Lead" ADD COLUMN' in diff.stdout, "--diff shows the full SQL"
+    assert 'ALTER TABLE \\"Lead\\" ADD COLUMN \\"customer_id\\" TEXT;' in diff.stdout, "--diff shows the full SQL"
 
 
 def test_destroy_rolls_back_every_batch_to_an_empty_schema_and_twice_is_harmless(make_stack: Callable[..., ProjectStack], db_target: Target) -> None:

@@ -42,7 +42,7 @@ def test_migration_inputs_carry_sql_checksums_target_and_a_secret_password(mocks
         inputs = mocks.of_type(":Migration")[0].inputs
         assert inputs["batch"] == batches[0].name
         assert inputs["checksums"] == batches[0].checksums
-        assert inputs["rollbackSql"] == batches[0].rollback, "destroy runs the rollback stored in state"
+        assert "\n".join(inputs["rollbackSql"]) == batches[0].rollback, "destroy runs the rollback stored in state"
         assert inputs["target"] == "db.internal:5432/junkquote"
         assert inputs["connection"] == {"host": "db.internal", "port": 5432, "dbname": "junkquote", "user": "admin", "sslmode": "require"}
         assert inputs["settings"]["lockTimeoutMs"] == 2000
