@@ -11,7 +11,7 @@ from typing import Any
 
 import pulumi
 
-from .migrations.lint import check_syntax, enforce, lint_batch
+from .migrations.lint import check_syntax, enforce, lint_batches
 from .migrations.plan import Batch
 from .migrations.report import describe_batch, lock_lines, step_lines
 from .migrations.runner import RunSettings, pending_batches
@@ -84,5 +84,5 @@ def preflight(settings: StackSettings, batches: Sequence[Batch], run: RunSetting
     pending = pending_batches(engine_target(settings.database), batches)
     for batch in pending:
         pulumi.log.info(describe_batch(batch, settings.database.target, run))
-    for line in enforce([lint_batch(b) for b in pending], settings.migrations.lint):
+    for line in enforce(lint_batches(pending), settings.migrations.lint) if pending else ():
         pulumi.log.warn(line)
