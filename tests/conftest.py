@@ -1,10 +1,19 @@
-"""Shared test policy: with CI=true a missing dependency (PostgreSQL, the Pulumi CLI) fails, never skips."""
+"""Shared test policy and fixtures.
+
+With CI=true a missing dependency (PostgreSQL, the Pulumi CLI) fails, never skips. The database fixtures
+are used by the integration and e2e tiers; the unit tier never asks for them.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
+import psycopg
 import pytest
+
+from infra.migrations.target import Target
+from tests.pg import create_database, drop_database, server_target
 
 
 def in_ci() -> bool:
@@ -16,3 +25,21 @@ def unavailable(reason: str) -> None:
     if in_ci():
         pytest.fail(f"{reason} (CI=true: required, not skipped)", pytrace=False)
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def pg_admin() -> Iterator[Target]:
+    """The test server's maintenance database (PG_TEST_DSN, or a throwaway embedded PostgreSQL 18)."""
+    try:
+        with server_target() as target:
+            yield target
+    except (RuntimeError, OSError, psycopg.Error) as err:
+        unavailable(f"no PostgreSQL server for the database tests: {err}")
+
+
+@pytest.fixture
+def db_target(pg_admin: Target) -> Iterator[Target]:
+    """A fresh, empty database on the test server, dropped afterwards."""
+    target = create_database(pg_admin)
+    yield target
+    drop_database(pg_admin, target.dbname)

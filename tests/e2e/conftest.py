@@ -5,13 +5,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from infra.migrations.target import Target
 from tests.conftest import unavailable
 from tests.e2e.project import ProjectStack, cli_bin_dir, copy_project, database_config, new_stack
-from tests.pg import create_database, drop_database, server_target
 
 
 @pytest.fixture(scope="session")
@@ -21,22 +19,6 @@ def cli_dir() -> Path:
     except (subprocess.CalledProcessError, OSError) as err:
         unavailable(f"no Pulumi CLI for e2e tests: {getattr(err, 'stderr', '') or err}")
         raise
-
-
-@pytest.fixture(scope="session")
-def pg_admin() -> Iterator[Target]:
-    try:
-        with server_target() as target:
-            yield target
-    except (RuntimeError, OSError, psycopg.Error) as err:
-        unavailable(f"no PostgreSQL server for e2e tests: {err}")
-
-
-@pytest.fixture
-def db_target(pg_admin: Target) -> Iterator[Target]:
-    target = create_database(pg_admin, prefix="e2e")
-    yield target
-    drop_database(pg_admin, target.dbname)
 
 
 @pytest.fixture
