@@ -129,15 +129,16 @@ class _Run:
     def __init__(self, target: Target, settings: RunSettings) -> None:
         self.target, self.settings = target, settings
         self.conn = self._connect()
-        Ledger(self.conn).ensure(grant_to=settings.role)
 
     def _connect(self) -> psycopg.Connection:
+        """A work connection: timeouts set, the ledger ensured as the connecting user (who owns it), then the role."""
         conn = self.target.connect(autocommit=True)
         conn.execute(f"SET lock_timeout = {int(self.settings.lock_timeout_ms)}")
         conn.execute(f"SET statement_timeout = {int(self.settings.statement_timeout_ms)}")
         if conn.info.server_version >= 140000:
             # Abort a running statement (e.g. CREATE INDEX CONCURRENTLY) soon after this process dies.
             conn.execute(f"SET client_connection_check_interval = {CLIENT_CHECK_MS}")
+        Ledger(conn).ensure(grant_to=self.settings.role)
         if self.settings.role:
             conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(self.settings.role)))
         return conn

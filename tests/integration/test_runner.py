@@ -8,6 +8,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from infra.migrations.errors import (
     BatchChanged,
@@ -229,3 +230,21 @@ def test_a_terminated_connection_is_reported_and_the_next_run_resumes(tmp_path: 
 
     result = apply_batch(db_target, batch, FAST)
     assert all(c.ok for c in result.checks)
+
+
+def test_batches_run_as_the_configured_role_which_then_owns_what_they_create(db_target: Target, db: psycopg.Connection, base: Batch, link: Batch) -> None:
+    role = f"migrator_{db_target.dbname}"
+    ident = sql.Identifier(role)
+    db.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(ident))
+    try:
+        db.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(ident))
+        db.execute(sql.SQL('ALTER TABLE "Lead" OWNER TO {}').format(ident))
+        apply_batch(db_target, link, RunSettings(stack="test", role=role, lock_timeout_ms=200, lock_retries=2, lock_wait_ms=1000))
+
+        owners = dict(db.execute("SELECT tablename, tableowner FROM pg_tables WHERE schemaname = 'public'").fetchall())
+        assert owners == {"Lead": role, "Customer": role}
+        assert Ledger(db).entry("0001_link") is not None
+    finally:
+        db.execute(sql.SQL("REASSIGN OWNED BY {} TO postgres").format(ident))
+        db.execute(sql.SQL("DROP OWNED BY {}").format(ident))
+        db.execute(sql.SQL("DROP ROLE {}").format(ident))
