@@ -133,11 +133,11 @@ class _Run:
     def _connect(self) -> psycopg.Connection:
         """A work connection: timeouts set, the ledger ensured as the connecting user (who owns it), then the role."""
         conn = self.target.connect(autocommit=True)
-        conn.execute(f"SET lock_timeout = {int(self.settings.lock_timeout_ms)}")
-        conn.execute(f"SET statement_timeout = {int(self.settings.statement_timeout_ms)}")
+        conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(self.settings.lock_timeout_ms)}ms",))
+        conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(self.settings.statement_timeout_ms)}ms",))
         if conn.info.server_version >= 140000:
             # Abort a running statement (e.g. CREATE INDEX CONCURRENTLY) soon after this process dies.
-            conn.execute(f"SET client_connection_check_interval = {CLIENT_CHECK_MS}")
+            conn.execute("SELECT set_config('client_connection_check_interval', %s, false)", (f"{CLIENT_CHECK_MS}ms",))
         Ledger(conn).ensure(grant_to=self.settings.role)
         if self.settings.role:
             conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(self.settings.role)))

@@ -25,7 +25,7 @@ def run_checks(conn: psycopg.Connection, batch: Batch, statement_timeout_ms: int
     statements = split_statements(batch, "validation.sql")
     results: list[CheckResult] = []
     with conn.transaction(force_rollback=True), conn.cursor() as cur:
-        cur.execute(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}")
+        cur.execute("SELECT set_config('statement_timeout', %s, true)", (f"{int(statement_timeout_ms)}ms",))
         for _node, sql, line in statements:
             try:
                 cur.execute(sql)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pglast
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from infra.migrations.plan import load_batch
@@ -315,7 +316,7 @@ def test_message_role_enum_has_the_four_labels_in_order(batch1_db: psycopg.Conne
 
 def test_validation_leaves_no_test_rows_behind(batch1_db: psycopg.Connection) -> None:
     run_validation(batch1_db, BATCH1 / "validation.sql")
-    counts = [batch1_db.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in (*NEW_TABLES, "Lead", "Job")]
+    counts = [batch1_db.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))).fetchone()[0] for t in (*NEW_TABLES, "Lead", "Job")]
     assert counts == [0] * (len(NEW_TABLES) + 2)
 
 
@@ -363,7 +364,8 @@ def test_validation_reports_the_invalid_index_a_failed_concurrent_build_leaves(b
     batch1_db.execute("""INSERT INTO "Customer" ("phone") VALUES ('+15550001'), ('+15550001')""")
     for table in ("Lead", "Customer"):
         with pytest.raises(psycopg.errors.UniqueViolation):
-            batch1_db.execute(f'CREATE UNIQUE INDEX CONCURRENTLY "{table}_phone_key" ON "{table}" ("phone")')
+            batch1_db.execute(sql.SQL('CREATE UNIQUE INDEX CONCURRENTLY {} ON {} ("phone")').format(
+                sql.Identifier(f"{table}_phone_key"), sql.Identifier(table)))
     failed = failing(run_validation(batch1_db, BATCH1 / "validation.sql"))
     assert set(failed) == {"no_invalid_indexes_on_lead_job", "no_unexpected_indexes_on_new_tables"}
     assert failed["no_invalid_indexes_on_lead_job"].endswith("found invalid: Lead_phone_key")
