@@ -27,6 +27,21 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Counts per tier, so a CI log shows that the database and Pulumi tiers really ran."""
+    tiers: dict[str, dict[str, int]] = {}
+    for outcome in ("passed", "failed", "skipped", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            parts = getattr(report, "nodeid", "").split("/")
+            tier = parts[1] if len(parts) > 2 and parts[0] == "tests" else "other"
+            tiers.setdefault(tier, {}).setdefault(outcome, 0)
+            tiers[tier][outcome] += 1
+    if tiers:
+        terminalreporter.section("tests per tier")
+        for tier, counts in sorted(tiers.items()):
+            terminalreporter.write_line(f"{tier}: " + ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())))
+
+
 @pytest.fixture(scope="session")
 def pg_admin() -> Iterator[Target]:
     """The test server's maintenance database (PG_TEST_DSN, or a throwaway embedded PostgreSQL 18)."""

@@ -223,3 +223,17 @@ def test_terminated_connection_mid_apply_is_a_clean_error_and_a_rerun_succeeds(a
     assert "was lost during migration.sql step 1 (line 2) of batch '0002_slow'" in failure_text(failed.value)
     applied.stack.up(on_output=lambda _: None)
     assert [b for b, _ in ledger_rows(db_target)][-1] == "0002_slow"
+
+
+def test_a_hostile_role_name_is_rejected_before_anything_runs(make_stack: Callable[..., ProjectStack], db_target: Target) -> None:
+    roles = {"migrator": {"name": 'x"; DROP TABLE "Lead"; --'}, "app": {"name": "jq_app"}, "readonly": {"name": "jq_ro"}}
+    stack = make_stack(extra={"roles": roles}, secrets={"migratorPassword": "m", "appPassword": "a", "readonlyPassword": "r"})
+
+    result = stack.cli("up", "--yes")
+
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "stack config junkquote-db:roles.migrator.name 'x\"; DROP TABLE \"Lead\"; --' is not a valid role name" in out
+    assert "Traceback" not in out
+    with connect(db_target) as conn:
+        assert conn.execute("SELECT to_regclass('schema_ledger.batch')").fetchone() == (None,), "nothing ran"
