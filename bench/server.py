@@ -1,0 +1,90 @@
+"""The benchmark's own PostgreSQL server: a LocalServer in a temp dir, tuned for a 2-core/24 GiB machine."""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from infra.localdb import LocalServer, free_port
+
+# Server settings for every scenario. Durability stays ON while traffic is measured (fsync is cheap here
+# and a production server has it); only seeding turns it off.
+BENCH_SETTINGS = {
+    "shared_buffers": "1GB",
+    "effective_cache_size": "16GB",
+    "maintenance_work_mem": "256MB",
+    "max_wal_size": "4GB",
+    "checkpoint_timeout": "30min",
+    "max_connections": "40",
+}
+FAST_LOAD = {"fsync": "off", "full_page_writes": "off", "synchronous_commit": "off"}
+DURABLE = {"fsync": "on", "full_page_writes": "on", "synchronous_commit": "on"}
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What the numbers were measured on."""
+
+    cores: int
+    ram_gib: float
+    cpu_model: str
+    postgres: str
+
+
+@contextmanager
+def bench_server() -> Iterator[LocalServer]:
+    """A tuned throwaway server on a free port; stopped and its data removed on exit, whatever happens."""
+    with tempfile.TemporaryDirectory(prefix="jq-bench-") as tmp:
+        server = LocalServer(Path(tmp) / "data", free_port())
+        try:
+            server.start()
+            configure(server, BENCH_SETTINGS)
+            server.stop()
+            server.start()
+            yield server
+        finally:
+            server.stop()
+
+
+def configure(server: LocalServer, settings: dict[str, str], *, reload: bool = False) -> None:
+    """ALTER SYSTEM each setting (restart-only ones take effect at the next start, the others on reload)."""
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        for name, value in settings.items():
+            conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+        if reload:
+            conn.execute("SELECT pg_reload_conf()")
+
+
+def make_durable(server: LocalServer) -> None:
+    """Turn fsync back on after seeding and flush everything the seed wrote."""
+    configure(server, DURABLE, reload=True)
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+
+
+def machine(server: LocalServer) -> Machine:
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        version = conn.execute("SELECT version()").fetchone()[0]
+    return Machine(cores=os.cpu_count() or 0, ram_gib=_ram_gib(), cpu_model=_cpu_model(), postgres=version)
+
+
+def _ram_gib() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) / 1024 / 1024
+    return 0.0
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"

@@ -1,0 +1,46 @@
+"""What the writers saw during a window of time."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .writer import Sample
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    """Writer transactions that overlapped [start, end] (so a write stalled across the window counts)."""
+
+    seconds: float
+    writes: int
+    failed: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    errors: dict[str, int]
+
+    @property
+    def per_second(self) -> float:
+        return self.writes / self.seconds if self.seconds > 0 else 0.0
+
+
+def window_stats(samples: Sequence[Sample], start: float, end: float) -> WindowStats:
+    inside = [s for s in samples if s.start <= end and s.end >= start]
+    latencies = sorted(s.latency * 1000 for s in inside)
+    failed = [s for s in inside if not s.ok]
+    return WindowStats(
+        seconds=end - start, writes=len(inside), failed=len(failed),
+        p50_ms=percentile(latencies, 50), p99_ms=percentile(latencies, 99),
+        max_ms=latencies[-1] if latencies else 0.0, errors=dict(Counter(s.error for s in failed)),
+    )
+
+
+def percentile(ordered: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile of an already sorted sequence (0 when empty)."""
+    if not ordered:
+        return 0.0
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
