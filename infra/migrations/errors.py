@@ -55,10 +55,11 @@ class AuthenticationFailed(MigrationError):
 class ConnectionLost(MigrationError):
     """The connection dropped while a batch was being applied."""
 
-    def __init__(self, target: str, batch: str, during: str) -> None:
+    def __init__(self, target: str, batch: str | None, during: str) -> None:
         self.target, self.batch = target, batch
+        where = f"{during} of batch '{batch}'" if batch else during
         super().__init__(
-            f"connection to {target} was lost during {during} of batch '{batch}'; "
+            f"connection to {target} was lost during {where}; "
             "completed steps are recorded, run `pulumi up` again to resume"
         )
 
@@ -138,3 +139,11 @@ class AccessCheckFailed(MigrationError):
         names = "; ".join(f"{name}: {detail}" for name, detail in self.failed)
         super().__init__(f"privileges on {target} differ from the declared roles ({len(self.failed)} checks): {names}; "
                          "run `pulumi refresh` then `pulumi up` to restore the grants")
+
+
+class DatabaseError(MigrationError):
+    """The database refused something the engine itself asked (not a batch statement), e.g. a permission."""
+
+    def __init__(self, target: str, during: str, cause: str) -> None:
+        self.target = target
+        super().__init__(f"{during} on {target} failed: {cause}; check the connecting user's privileges")

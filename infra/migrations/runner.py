@@ -14,7 +14,8 @@ import getpass
 import random
 import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import NoReturn
 
@@ -22,7 +23,15 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from .errors import BatchChanged, ConnectionLost, LockNotAcquired, MigrationError, StatementFailed, ValidationFailed
+from .errors import (
+    BatchChanged,
+    ConnectionLost,
+    DatabaseError,
+    LockNotAcquired,
+    MigrationError,
+    StatementFailed,
+    ValidationFailed,
+)
 from .ledger import Ledger, LedgerEntry
 from .lock import migration_lock
 from .plan import BATCH_FILES, Batch
@@ -62,8 +71,20 @@ class ApplyResult:
     already_applied: bool = False
 
 
+@contextmanager
+def _database_errors(target: Target, during: str, batch: Batch | None = None) -> Iterator[None]:
+    """psycopg errors that escape the step runner become one of the engine's errors, never a traceback."""
+    try:
+        yield
+    except psycopg.OperationalError:
+        raise ConnectionLost(target.display(), batch.name if batch else None, during) from None
+    except psycopg.Error as err:
+        where = f"{during} of batch '{batch.name}'" if batch else during
+        raise DatabaseError(target.display(), where, _cause(err)) from None
+
+
 def applied_batches(target: Target) -> dict[str, LedgerEntry]:
-    with target.connect(autocommit=True) as conn:
+    with _database_errors(target, "reading the ledger"), target.connect(autocommit=True) as conn:
         return Ledger(conn).entries()
 
 
@@ -84,19 +105,19 @@ def pending_batches(target: Target, batches: Sequence[Batch]) -> tuple[Batch, ..
 
 
 def apply_batch(target: Target, batch: Batch, settings: RunSettings) -> ApplyResult:
-    with _session(target, settings) as run:
+    with _database_errors(target, "apply", batch), _session(target, settings) as run:
         return run.apply(batch)
 
 
 def adopt_batch(target: Target, batch: Batch, settings: RunSettings) -> ApplyResult:
     """Record a batch as applied without running it, after its validation confirms the live schema."""
-    with _session(target, settings) as run:
+    with _database_errors(target, "adoption", batch), _session(target, settings) as run:
         return run.adopt(batch)
 
 
 def rollback_batch(target: Target, batch: Batch, settings: RunSettings) -> bool:
     """Run rollback.sql and forget the batch. False if the ledger did not have it (nothing to do)."""
-    with _session(target, settings) as run:
+    with _database_errors(target, "rollback", batch), _session(target, settings) as run:
         return run.rollback(batch)
 
 

@@ -13,6 +13,7 @@ from psycopg import sql
 from infra.migrations.errors import (
     BatchChanged,
     ConnectionLost,
+    DatabaseError,
     LockBusy,
     LockNotAcquired,
     StatementFailed,
@@ -248,3 +249,15 @@ def test_batches_run_as_the_configured_role_which_then_owns_what_they_create(db_
         db.execute(sql.SQL("REASSIGN OWNED BY {} TO postgres").format(ident))
         db.execute(sql.SQL("DROP OWNED BY {}").format(ident))
         db.execute(sql.SQL("DROP ROLE {}").format(ident))
+
+
+def test_a_user_without_privileges_gets_one_line_naming_the_cause(db_target: Target, db: psycopg.Connection, link: Batch) -> None:
+    user = f"weak_{db_target.dbname}"
+    db.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'weak-pw'").format(sql.Identifier(user)))
+    db.execute(sql.SQL("REVOKE CREATE ON DATABASE {} FROM PUBLIC").format(sql.Identifier(db_target.dbname)))
+    try:
+        weak = Target(db_target.host, db_target.port, db_target.dbname, user, "weak-pw")
+        with pytest.raises(DatabaseError, match=r"apply of batch '0001_link' on .* failed: permission denied for database .*SQLSTATE 42501.*check the connecting user's privileges"):
+            apply_batch(weak, link, FAST)
+    finally:
+        db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(user)))
