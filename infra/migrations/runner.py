@@ -72,7 +72,7 @@ class ApplyResult:
 
 
 @contextmanager
-def _database_errors(target: Target, during: str, batch: Batch | None = None) -> Iterator[None]:
+def database_errors(target: Target, during: str, batch: Batch | None = None) -> Iterator[None]:
     """psycopg errors that escape the step runner become one of the engine's errors, never a traceback."""
     try:
         yield
@@ -84,7 +84,7 @@ def _database_errors(target: Target, during: str, batch: Batch | None = None) ->
 
 
 def applied_batches(target: Target) -> dict[str, LedgerEntry]:
-    with _database_errors(target, "reading the ledger"), target.connect(autocommit=True) as conn:
+    with database_errors(target, "reading the ledger"), target.connect(autocommit=True) as conn:
         return Ledger(conn).entries()
 
 
@@ -105,19 +105,19 @@ def pending_batches(target: Target, batches: Sequence[Batch]) -> tuple[Batch, ..
 
 
 def apply_batch(target: Target, batch: Batch, settings: RunSettings) -> ApplyResult:
-    with _database_errors(target, "apply", batch), _session(target, settings) as run:
+    with database_errors(target, "apply", batch), _session(target, settings) as run:
         return run.apply(batch)
 
 
 def adopt_batch(target: Target, batch: Batch, settings: RunSettings) -> ApplyResult:
     """Record a batch as applied without running it, after its validation confirms the live schema."""
-    with _database_errors(target, "adoption", batch), _session(target, settings) as run:
+    with database_errors(target, "adoption", batch), _session(target, settings) as run:
         return run.adopt(batch)
 
 
 def rollback_batch(target: Target, batch: Batch, settings: RunSettings) -> bool:
     """Run rollback.sql and forget the batch. False if the ledger did not have it (nothing to do)."""
-    with _database_errors(target, "rollback", batch), _session(target, settings) as run:
+    with database_errors(target, "rollback", batch), _session(target, settings) as run:
         return run.rollback(batch)
 
 

@@ -13,11 +13,12 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
-from infra.migrations.errors import BatchChanged, DestroyRefused, MigrationError
+from infra.migrations.errors import BatchChanged, DestroyRefused
 from infra.migrations.plan import BATCH_FILES, Batch
 from infra.migrations.runner import ApplyResult, RunSettings, adopt_batch, apply_batch, applied_batches, rollback_batch
 from infra.migrations.target import Target
 from infra.providers.inputs import target_from_inputs
+from infra.providers.reporting import engine_errors
 
 _OUTPUTS = ("appliedAt", "durationMs", "checks", "adopted")
 _FILE_PROPS = {"migration.sql": "migrationSql", "validation.sql": "validationSql", "rollback.sql": "rollbackSql"}
@@ -57,50 +58,44 @@ def _outs(props: dict[str, Any], result: ApplyResult) -> dict[str, Any]:
     }
 
 
-def _engine_error(err: MigrationError) -> Exception:
-    """The engine's one-line message, without a Python traceback around it."""
-    return Exception(str(err))
-
-
 class MigrationProvider(ResourceProvider):
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         for file in BATCH_FILES:
             old_sha = (olds.get("checksums") or {}).get(file)
             new_sha = (news.get("checksums") or {}).get(file)
             if old_sha and new_sha and old_sha != new_sha:
-                raise _engine_error(BatchChanged(news["batch"], file, old_sha, new_sha))
+                with engine_errors():
+                    raise BatchChanged(news["batch"], file, old_sha, new_sha)
         changed = [k for k in news if k not in _OUTPUTS and olds.get(k) != news.get(k)]
         return DiffResult(changes=bool(changed), replaces=[], stables=["batch"], delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         p = MigrationProps.parse(props)
-        try:
+        with engine_errors():
             result = (adopt_batch if p.adopt else apply_batch)(p.target, p.batch, p.run)
-        except MigrationError as err:
-            raise _engine_error(err) from None
         return CreateResult(id_=p.batch.name, outs=_outs(props, result))
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(outs=self.create(news).outs)
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        """Settings or connection changed: the batch is already applied (or applied now, if the ledger lost it)."""
+        outs = self.create(news).outs
+        if not outs["checks"]:  # already applied: keep the checks recorded when it was validated
+            outs["checks"] = olds.get("checks") or []
+        return UpdateResult(outs=outs)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         p = MigrationProps.parse(props)
-        try:
+        with engine_errors():
             entry = applied_batches(p.target).get(p.batch.name)
-        except MigrationError as err:
-            raise _engine_error(err) from None
         if entry is None:
             return ReadResult(None, {})
         return ReadResult(id_, {**props, "appliedAt": entry.applied_at.isoformat(), "adopted": entry.adopted})
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         p = MigrationProps.parse(props)
-        try:
+        with engine_errors():
             if p.protected:
                 raise DestroyRefused(p.batch.name, p.run.stack)
             rollback_batch(p.target, p.batch, p.run)
-        except MigrationError as err:
-            raise _engine_error(err) from None
 
 
 class Migration(Resource, module="junkquote", name="Migration"):

@@ -13,8 +13,10 @@ from pulumi.dynamic import CreateResult, Resource, ResourceProvider, UpdateResul
 
 from infra.access.checks import access_checks, failed
 from infra.access.settings import RoleNames
-from infra.migrations.errors import AccessCheckFailed, MigrationError
+from infra.migrations.errors import AccessCheckFailed
+from infra.migrations.runner import database_errors
 from infra.providers.inputs import target_from_inputs
+from infra.providers.reporting import engine_errors
 
 APPLICATION_TABLES = "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1"
 ENUM_TYPES = "SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = %s AND t.typtype = 'e' ORDER BY 1"
@@ -24,7 +26,7 @@ def verify(props: dict[str, Any]) -> list[str]:
     """Names of the checks that passed; raises AccessCheckFailed naming every one that did not."""
     roles, target = props["roles"], target_from_inputs(props)
     names = RoleNames(migrator=roles["migrator"], app=roles["app"], readonly=roles["readonly"])
-    with target.connect(autocommit=True) as conn:
+    with database_errors(target, "checking privileges"), target.connect(autocommit=True) as conn:
         tables = [r[0] for r in conn.execute(APPLICATION_TABLES, (props["schema"],))]
         types = [r[0] for r in conn.execute(ENUM_TYPES, (props["schema"],))]
         checks = access_checks(conn, names, tables, props["schema"], types)
@@ -36,10 +38,8 @@ def verify(props: dict[str, Any]) -> list[str]:
 
 class AccessVerificationProvider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
-        try:
+        with engine_errors():
             return CreateResult(id_=f"access@{props['connection']['dbname']}", outs={**props, "checks": verify(props)})
-        except MigrationError as err:
-            raise Exception(str(err)) from None
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult(outs=self.create(news).outs)
