@@ -9,6 +9,10 @@ from psycopg import sql
 
 from infra.access.checks import access_checks, failed
 from infra.access.settings import RoleNames
+from infra.migrations.errors import AccessCheckFailed
+from infra.migrations.target import Target
+from infra.providers.inputs import connection_inputs
+from infra.providers.privileges import verify
 
 TABLES = ("Customer", "Message")
 TYPES = ("MessageRole",)
@@ -116,3 +120,20 @@ def test_checks_report_a_missing_table_and_role(db: psycopg.Connection, roles: R
     ghost = RoleNames(migrator=roles.migrator, app="jq_nobody", readonly=roles.readonly)
     [check] = access_checks(db, ghost, TABLES, "public")
     assert (check.name, check.ok) == ("roles_exist", False) and "jq_nobody" in check.detail
+
+
+def verification_props(target: Target, roles: RoleNames) -> dict:
+    inputs = connection_inputs(target.host, target.port, target.dbname, target.user, "disable", None)
+    return {**inputs, "schema": "public", "schemaVersion": "0001",
+            "roles": {"migrator": roles.migrator, "app": roles.app, "readonly": roles.readonly}}
+
+
+def test_the_after_up_verification_discovers_every_table_and_type_and_passes(db_target: Target, roles: RoleNames) -> None:
+    names = verify(verification_props(db_target, roles))
+    assert {"app.table_dml:Customer", "app.table_dml:Message", "app.type_usage:MessageRole"} <= set(names)
+
+
+def test_the_after_up_verification_fails_naming_each_broken_privilege(db: psycopg.Connection, db_target: Target, roles: RoleNames) -> None:
+    run(db, 'GRANT INSERT ON "Message" TO {}', roles.readonly)
+    with pytest.raises(AccessCheckFailed, match=r"privileges on .* differ from the declared roles \(1 checks\): readonly.select_only:Message"):
+        verify(verification_props(db_target, roles))
