@@ -44,9 +44,9 @@ def describe_batch(batch: Batch, target: str, settings: RunSettings) -> str:
     lines = [
         f"batch {batch.name} will be applied to {target} "
         f"(lock_timeout {settings.lock_timeout_ms} ms, {settings.lock_retries} retries with backoff; "
-        f"statement_timeout {settings.statement_timeout_ms // 1000} s"
+        f"statement_timeout {human_ms(settings.statement_timeout_ms)}"
         + (f"; as role {settings.role}" if settings.role else "") + "):",
-        *(f"  {line}" for line in step_lines(batch)),
+        *(f"  {line}" for step in plan_steps(batch, "migration.sql") for line in _step_block(step)),
         "  locks on existing tables:" if locks else "  locks on existing tables: none",
         *(f"    {line}" for line in locks),
         f"  then validation.sql ({check_count(batch)} statements, run in a transaction that is rolled back); "
@@ -56,12 +56,28 @@ def describe_batch(batch: Batch, target: str, settings: RunSettings) -> str:
     return "\n".join(lines)
 
 
+def human_ms(ms: int) -> str:
+    """500 ms, 2 s, 30 min, 1.5 h."""
+    for unit, size in (("h", 3_600_000), ("min", 60_000), ("s", 1000)):
+        if ms >= size:
+            return f"{ms / size:g} {unit}"
+    return f"{ms} ms"
+
+
 def _how(step: Step) -> str:
     if step.autocommit:
         return "autocommit, writes continue"
     if step.locks_existing_table:
         return "own short transaction under lock_timeout"
     return "transaction"
+
+
+def _step_block(step: Step) -> list[str]:
+    """A step on one line, or a header and one line per statement when it groups several."""
+    if len(step.statements) == 1:
+        return [_step_line(step)]
+    header = f"step {step.number:>2} [{_how(step)}] {step.file}:{step.line}-{step.statements[-1].line}, {len(step.statements)} statements:"
+    return [header, *(f"    {s.line:>4}  {s.summary}" for s in step.statements)]
 
 
 def _step_line(step: Step) -> str:
