@@ -120,6 +120,18 @@ class ValidationFailed(MigrationError):
         super().__init__(f"batch '{batch}' failed validation ({len(self.failed)} checks): {names}; {outcome}")
 
 
+class AdoptionRefused(MigrationError):
+    """A live database does not pass the checks of the batch it was to adopt; nothing was recorded."""
+
+    def __init__(self, batch: str, failed: Sequence[tuple[str, str]]) -> None:
+        self.batch, self.failed = batch, tuple(failed)
+        names = "; ".join(f"{name}: {detail}" for name, detail in self.failed)
+        super().__init__(
+            f"cannot adopt batch '{batch}': the live database fails {len(self.failed)} of its checks ({names}); "
+            "nothing was recorded, bring the database in line or set junkquote-db:migrations.baseline to apply on an empty one"
+        )
+
+
 class DestroyRefused(MigrationError):
     """Rolling back was refused because the stack is protected."""
 

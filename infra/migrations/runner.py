@@ -24,6 +24,7 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from .errors import (
+    AdoptionRefused,
     BatchChanged,
     ConnectionLost,
     DatabaseError,
@@ -121,29 +122,16 @@ def rollback_batch(target: Target, batch: Batch, settings: RunSettings) -> bool:
         return run.rollback(batch)
 
 
-class _session:
-    """Migration lock + a work connection, with the role and timeouts set."""
-
-    def __init__(self, target: Target, settings: RunSettings) -> None:
-        app = f"junkquote-db migrations ({settings.stack}, {settings.applied_by})"[:63]
-        self.target = replace(target, application_name=app)
-        self.settings = settings
-
-    def __enter__(self) -> _Run:
-        self._lock = migration_lock(self.target, self.settings.lock_wait_ms)
-        self._lock.__enter__()
+@contextmanager
+def _session(target: Target, settings: RunSettings) -> Iterator[_Run]:
+    """The migration lock, and under it a work connection with the timeouts and the role set."""
+    target = replace(target, application_name=f"junkquote-db migrations ({settings.stack}, {settings.applied_by})"[:63])
+    with migration_lock(target, settings.lock_wait_ms):
+        run = _Run(target, settings)
         try:
-            self._run = _Run(self.target, self.settings)
-        except BaseException:
-            self._lock.__exit__(None, None, None)
-            raise
-        return self._run
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self._run.close()
+            yield run
         finally:
-            self._lock.__exit__(*exc)
+            run.close()
 
 
 class _Run:
@@ -196,7 +184,7 @@ class _Run:
         checks = run_checks(self.conn, batch, self.settings.statement_timeout_ms)
         failed = [(c.name, c.detail) for c in checks if not c.ok]
         if failed:
-            raise ValidationFailed(batch.name, failed, undone=False)
+            raise AdoptionRefused(batch.name, failed)
         with self.conn.transaction():
             entry = self.ledger.record(batch, duration_ms=0, applied_by=self.settings.applied_by,
                                        stack=self.settings.stack, adopted=True)

@@ -11,6 +11,7 @@ import pytest
 from psycopg import sql
 
 from infra.migrations.errors import (
+    AdoptionRefused,
     BatchChanged,
     ConnectionLost,
     DatabaseError,
@@ -176,7 +177,7 @@ def test_adopting_records_a_batch_without_running_it_after_its_checks_pass(tmp_p
 def test_adopting_refuses_a_database_that_does_not_match(tmp_path: Path, db_target: Target) -> None:
     checks = "SELECT 'lead_exists' AS check_name, to_regclass('\"Lead\"') IS NOT NULL AS ok, 'table Lead missing' AS detail;"
     baseline = make_batch(tmp_path, "0000_base", "SELECT 1;", checks)
-    with pytest.raises(ValidationFailed, match="lead_exists: table Lead missing"):
+    with pytest.raises(AdoptionRefused, match="cannot adopt batch '0000_base'.*lead_exists: table Lead missing.*nothing was recorded"):
         adopt_batch(db_target, baseline, FAST)
 
 
