@@ -19,7 +19,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 WITH_CLI = PATH="$$(scripts/ensure-pulumi.sh):$$PATH"
 
-.PHONY: help venv cli db-start db-stop db-destroy stack up preview destroy outputs test test-unit test-integration test-e2e test-pg15 bench
+.PHONY: help venv cli db-start db-stop db-destroy stack up preview destroy outputs test test-unit test-integration test-e2e test-pg15 bench bench-preview
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -90,3 +90,6 @@ test-pg15: venv ## run the integration tier against the machine's PostgreSQL 15 
 bench: venv ## measure write stalls while Batch 1 applies (ROWS=2000000 by default)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	$(PY) -m bench.run $(if $(ROWS),--rows $(ROWS),)
+
+bench-preview: venv cli ## measure a no-op `pulumi preview` with 1 vs 50 applied batches
+	$(WITH_CLI) $(PY) -m bench.preview
