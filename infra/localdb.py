@@ -49,6 +49,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def port_is_free(port: int) -> bool:
+    """Nobody listens on 127.0.0.1:port (SO_REUSEADDR, as PostgreSQL sets it, so TIME_WAIT does not count)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 @dataclass(frozen=True)
 class LocalServer:
     """One PostgreSQL cluster in data_dir, listening on 127.0.0.1:port only, trust authentication."""
@@ -73,6 +84,9 @@ class LocalServer:
             return
         if not (self.data_dir / "PG_VERSION").exists():
             self._init()
+        if not port_is_free(self.port):
+            raise RuntimeError(f"127.0.0.1:{self.port} is already in use (another PostgreSQL, or the dev database of another "
+                               "checkout: stop it with `make db-stop` there)")
         options = f"-h 127.0.0.1 -p {self.port} -c unix_socket_directories=''"
         if self.throwaway:
             options += "".join(f" -c {s}" for s in THROWAWAY_SETTINGS)
@@ -152,7 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     server = LocalServer(args.data.resolve(), args.port, args.bin or embedded_bin_dir())
     if args.command == "start":
-        server.start()
+        try:
+            server.start()
+        except RuntimeError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
         _create_database(server, args.database)
         print(f"PostgreSQL ({server.version()}) running on 127.0.0.1:{server.port}, data in {server.data_dir}")
     elif args.command == "stop":
