@@ -20,6 +20,7 @@ import yaml
 from pulumi import automation as auto
 
 from infra.migrations.target import Target
+from tests.support.batches import PASSING_CHECK, make_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSPHRASE = "e2e-tests"
@@ -61,6 +62,11 @@ class ProjectStack:
         """The real `pulumi` command in the project copy (for what the Automation API does not cover)."""
         return subprocess.run(["pulumi", *args, "--stack", self.stack.name, "--non-interactive"],
                               cwd=self.workdir, env=self.env, capture_output=True, text=True, check=check)
+
+    def add_batch(self, name: str, migration: str, validation: str = PASSING_CHECK, rollback: str = "SELECT 1;") -> Path:
+        """A new batch folder in the project copy; returns the folder."""
+        make_batch(self.workdir / "sql", name, migration, validation, rollback)
+        return self.workdir / "sql" / name
 
     def outputs(self) -> dict[str, Any]:
         return {k: v.value for k, v in self.stack.outputs().items()}

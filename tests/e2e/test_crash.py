@@ -85,11 +85,9 @@ def _state_resources(stack: ProjectStack) -> list[dict]:
 def test_killed_during_the_transactional_part_the_next_up_converges(make_stack: Callable[..., ProjectStack], db_target: Target, pg_admin: Target) -> None:
     stack = make_stack(batches=["0000_baseline"])
     stack.stack.up(on_output=lambda _: None)
-    slow = stack.workdir / "sql" / "0001_slow_step"
-    slow.mkdir()
-    (slow / "migration.sql").write_text('CREATE TABLE "Quote" ("id" TEXT PRIMARY KEY);\nSELECT pg_sleep(30);\n')
-    (slow / "validation.sql").write_text("SELECT 'quote_exists' AS check_name, to_regclass('\"Quote\"') IS NOT NULL AS ok, 'table Quote' AS detail;")
-    (slow / "rollback.sql").write_text('DROP TABLE IF EXISTS "Quote";')
+    slow = stack.add_batch("0001_slow_step", 'CREATE TABLE "Quote" ("id" TEXT PRIMARY KEY);\nSELECT pg_sleep(30);\n',
+                           "SELECT 'quote_exists' AS check_name, to_regclass('\"Quote\"') IS NOT NULL AS ok, 'table Quote' AS detail;",
+                           'DROP TABLE IF EXISTS "Quote";')
 
     proc = start_up(stack)
     wait_for_query(pg_admin, db_target.dbname, "SELECT pg_sleep(30)%")

@@ -5,14 +5,13 @@ from __future__ import annotations
 import shutil
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from psycopg import sql
 from pulumi import automation as auto
 
 from infra.migrations.target import Target
-from tests.e2e.project import ROOT, ProjectStack, changes, database_config
+from tests.e2e.project import ProjectStack, database_config
 from tests.pg import connect
 from tests.support.catalog import snapshot
 
@@ -24,15 +23,6 @@ HOSTILE_PASSWORD = "pw'\"; DROP TABLE \"Lead\"; --"
 def ledger_rows(target: Target) -> list[tuple[str, str]]:
     with connect(target) as conn:
         return conn.execute("SELECT batch, applied_at::text FROM schema_ledger.batch ORDER BY batch").fetchall()
-
-
-def add_batch(stack: ProjectStack, name: str, migration: str, validation: str | None = None, rollback: str = "SELECT 1;") -> Path:
-    folder = stack.workdir / "sql" / name
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "migration.sql").write_text(migration)
-    (folder / "validation.sql").write_text(validation or "SELECT 'always' AS check_name, true AS ok, '' AS detail;")
-    (folder / "rollback.sql").write_text(rollback)
-    return folder
 
 
 def failure_text(err: auto.CommandError) -> str:
@@ -65,7 +55,7 @@ def app_user(pg_admin: Target, db_target: Target) -> Iterator[Target]:
 def test_sql_error_mid_batch_names_batch_file_and_line_and_leaves_the_database_as_it_was(applied: ProjectStack, db_target: Target) -> None:
     with connect(db_target) as conn:
         before = snapshot(conn)
-    add_batch(applied, "0002_broken", 'CREATE TABLE "Quote" ("id" TEXT PRIMARY KEY);\nALTER TABLE "Lead" ADD COLUMN "quote_id" TEXT;\nALTER TABLE "Nope" ADD COLUMN "x" TEXT;\n',
+    applied.add_batch("0002_broken", 'CREATE TABLE "Quote" ("id" TEXT PRIMARY KEY);\nALTER TABLE "Lead" ADD COLUMN "quote_id" TEXT;\nALTER TABLE "Nope" ADD COLUMN "x" TEXT;\n',
               rollback='ALTER TABLE "Lead" DROP COLUMN IF EXISTS "quote_id";\nDROP TABLE IF EXISTS "Quote";\n')
 
     with pytest.raises(auto.CommandError) as failed:
@@ -83,7 +73,7 @@ def test_sql_error_mid_batch_names_batch_file_and_line_and_leaves_the_database_a
 def test_failed_validation_names_the_checks_and_undoes_the_batch(applied: ProjectStack, db_target: Target) -> None:
     with connect(db_target) as conn:
         before = snapshot(conn)
-    add_batch(applied, "0002_checked", 'CREATE TABLE "Quote" ("id" TEXT PRIMARY KEY);\n',
+    applied.add_batch("0002_checked", 'CREATE TABLE "Quote" ("id" TEXT PRIMARY KEY);\n',
               "SELECT 'quote_has_amount' AS check_name, false AS ok, 'column amount missing' AS detail;",
               'DROP TABLE IF EXISTS "Quote";')
 
@@ -134,7 +124,7 @@ def test_a_password_with_quotes_works_and_never_appears_in_state_outputs_or_logs
 
     stack.stack.preview(on_output=seen.append, diff=True)
     stack.stack.up(on_output=seen.append, diff=True)
-    add_batch(stack, "0002_broken", "SELECT * FROM nowhere;")
+    stack.add_batch("0002_broken", "SELECT * FROM nowhere;")
     with pytest.raises(auto.CommandError) as failed:
         stack.stack.up(on_output=seen.append)
     shutil.rmtree(stack.workdir / "sql" / "0002_broken")
@@ -196,14 +186,14 @@ def test_a_plaintext_password_in_config_is_refused(make_stack: Callable[..., Pro
 
 
 def test_a_sql_syntax_error_is_reported_at_preview_with_file_and_line(applied: ProjectStack, db_target: Target) -> None:
-    add_batch(applied, "0002_typo", 'CREATE TABLE "Quote" (\n  "id" TEXT PRIMARY KEY,\n  "amount" NUMERIC(10,2\n);\n')
+    applied.add_batch("0002_typo", 'CREATE TABLE "Quote" (\n  "id" TEXT PRIMARY KEY,\n  "amount" NUMERIC(10,2\n);\n')
     result = applied.cli("preview")
     assert result.returncode != 0
     assert "batch '0002_typo' migration.sql:4: syntax error" in result.stdout + result.stderr
 
 
 def test_terminated_connection_mid_apply_is_a_clean_error_and_a_rerun_succeeds(applied: ProjectStack, db_target: Target, pg_admin: Target) -> None:
-    add_batch(applied, "0002_slow", 'CREATE TABLE "Quote" ("id" TEXT PRIMARY KEY);\nSELECT pg_sleep(4);\nALTER TABLE "Lead" ADD COLUMN "quote_id" TEXT;\n',
+    applied.add_batch("0002_slow", 'CREATE TABLE "Quote" ("id" TEXT PRIMARY KEY);\nSELECT pg_sleep(4);\nALTER TABLE "Lead" ADD COLUMN "quote_id" TEXT;\n',
               rollback='ALTER TABLE "Lead" DROP COLUMN IF EXISTS "quote_id";\nDROP TABLE IF EXISTS "Quote";\n')
 
     def terminate() -> None:

@@ -15,12 +15,8 @@ ACCEPTED = ('-- lint: accept require-concurrent-index-creation -- Lead is empty 
             'CREATE INDEX "Lead_phone_name_idx" ON "Lead" ("phone", "name");\n')
 
 
-def add_batch(stack: ProjectStack, migration: str) -> None:
-    folder = stack.workdir / "sql" / "0002_lead_phone_name"
-    folder.mkdir()
-    (folder / "migration.sql").write_text(migration)
-    (folder / "validation.sql").write_text("SELECT 'index_exists' AS check_name, to_regclass('\"Lead_phone_name_idx\"') IS NOT NULL AS ok, '' AS detail;")
-    (folder / "rollback.sql").write_text('DROP INDEX CONCURRENTLY IF EXISTS "Lead_phone_name_idx";')
+CHECK = "SELECT 'index_exists' AS check_name, to_regclass('\"Lead_phone_name_idx\"') IS NOT NULL AS ok, '' AS detail;"
+ROLLBACK = 'DROP INDEX CONCURRENTLY IF EXISTS "Lead_phone_name_idx";'
 
 
 @pytest.fixture
@@ -38,7 +34,7 @@ def prod_like(make_stack: Callable[..., ProjectStack]) -> ProjectStack:
 
 
 def test_a_finding_is_shown_with_batch_file_line_rule_and_advice_and_only_warns_on_dev(dev_like: ProjectStack) -> None:
-    add_batch(dev_like, UNSAFE)
+    dev_like.add_batch("0002_lead_phone_name", UNSAFE, CHECK, ROLLBACK)
     result = dev_like.cli("preview")
     assert result.returncode == 0, result.stdout
     assert "0002_lead_phone_name migration.sql:1 require-concurrent-index-creation:" in result.stdout
@@ -46,7 +42,7 @@ def test_a_finding_is_shown_with_batch_file_line_rule_and_advice_and_only_warns_
 
 
 def test_an_unaccepted_finding_fails_the_preview_of_a_blocking_stack(prod_like: ProjectStack) -> None:
-    add_batch(prod_like, UNSAFE)
+    prod_like.add_batch("0002_lead_phone_name", UNSAFE, CHECK, ROLLBACK)
     result = prod_like.cli("preview")
     assert result.returncode != 0
     assert "0002_lead_phone_name migration.sql:1 require-concurrent-index-creation" in result.stdout + result.stderr
@@ -54,7 +50,7 @@ def test_an_unaccepted_finding_fails_the_preview_of_a_blocking_stack(prod_like: 
 
 
 def test_an_accepted_finding_with_a_reason_passes_a_blocking_stack(prod_like: ProjectStack) -> None:
-    add_batch(prod_like, ACCEPTED)
+    prod_like.add_batch("0002_lead_phone_name", ACCEPTED, CHECK, ROLLBACK)
     result = prod_like.cli("preview")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "accepted: Lead is empty on this service until launch" in result.stdout

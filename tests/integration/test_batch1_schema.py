@@ -159,8 +159,8 @@ def statements(path: Path) -> list[str]:
 
 
 def run_statements(conn: psycopg.Connection, sqls: list[str]) -> None:
-    for sql in sqls:
-        conn.execute(sql)
+    for statement in sqls:
+        conn.execute(statement)
 
 
 @pytest.fixture
@@ -188,12 +188,12 @@ def run_validation(conn: psycopg.Connection, path: Path) -> dict[str, Check]:
     """Every (check_name, ok, detail) row of the file, in one transaction that is rolled back."""
     checks: dict[str, Check] = {}
     with conn.transaction(force_rollback=True):
-        for sql in statements(path):
-            cur = conn.execute(sql)
+        for statement in statements(path):
+            cur = conn.execute(statement)
             if not cur.description or [c.name for c in cur.description] != [n for n, _ in CHECK_COLUMNS]:
                 continue
             types = [conn.adapters.types.get(c.type_code).name for c in cur.description]
-            assert types == [t for _, t in CHECK_COLUMNS], f"check columns have types {types}: {sql[:80]}"
+            assert types == [t for _, t in CHECK_COLUMNS], f"check columns have types {types}: {statement[:80]}"
             for name, ok, detail in cur.fetchall():
                 assert name not in checks, f"check {name} is reported twice"
                 checks[name] = Check(ok, detail)
