@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 
 import pytest
 from pulumi import automation as auto
 
 from infra.migrations.target import Target
-from tests.e2e.project import ProjectStack, changes
+from tests.e2e.project import ROOT, ProjectStack, changes
 from tests.pg import connect
 
 pytestmark = pytest.mark.slow
@@ -47,8 +48,6 @@ def test_up_applies_every_batch_and_a_second_up_changes_nothing(make_stack: Call
 def test_preview_of_a_pending_batch_shows_its_steps_locks_and_target(make_stack: Callable[..., ProjectStack], db_target: Target) -> None:
     stack = make_stack(batches=["0000_baseline"])
     stack.stack.up(on_output=lambda _: None)
-    from tests.e2e.project import ROOT
-    import shutil
     shutil.copytree(ROOT / "sql" / "0001_add_memory_entities", stack.workdir / "sql" / "0001_add_memory_entities")
 
     preview = stack.stack.preview(on_output=lambda _: None)
@@ -88,3 +87,20 @@ def test_destroy_of_a_protected_stack_is_refused_and_the_data_stays(make_stack: 
     assert ledger(db_target) == ALL_BATCHES
     with connect(db_target) as conn:
         assert conn.execute('SELECT "name" FROM "Customer"').fetchall() == [("Kim",)]
+
+
+def test_a_live_database_adopts_the_baseline_and_destroy_never_drops_its_tables(make_stack: Callable[..., ProjectStack], db_target: Target) -> None:
+    with connect(db_target) as conn:  # the tables Prisma created long ago, with data
+        conn.execute((ROOT / "sql" / "0000_baseline" / "migration.sql").read_text())
+        conn.execute("""INSERT INTO "Lead" ("id", "name") VALUES ('lead-1', 'Ann')""")
+    stack = make_stack(migrations={"baseline": "adopt"})
+
+    stack.stack.up(on_output=lambda _: None)
+    with connect(db_target) as conn:
+        adopted = dict(conn.execute("SELECT batch, adopted FROM schema_ledger.batch").fetchall())
+    assert adopted == {"0000_baseline": True, "0001_add_memory_entities": False}
+
+    stack.stack.destroy(on_output=lambda _: None)
+    assert public_tables(db_target) == ["Audit", "Job", "Lead"], "batch 0001 rolled back, the adopted baseline kept"
+    with connect(db_target) as conn:
+        assert conn.execute('SELECT "name" FROM "Lead"').fetchall() == [("Ann",)]
