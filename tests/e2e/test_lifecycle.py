@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 
+import pglast
 import pytest
 from pulumi import automation as auto
 
@@ -104,3 +105,20 @@ def test_a_live_database_adopts_the_baseline_and_destroy_never_drops_its_tables(
     assert public_tables(db_target) == ["Audit", "Job", "Lead"], "batch 0001 rolled back, the adopted baseline kept"
     with connect(db_target) as conn:
         assert conn.execute('SELECT "name" FROM "Lead"').fetchall() == [("Ann",)]
+
+
+def test_after_a_restore_from_an_older_backup_refresh_then_up_applies_the_batch_again(make_stack: Callable[..., ProjectStack], db_target: Target) -> None:
+    stack = make_stack()
+    stack.stack.up(on_output=lambda _: None)
+    with connect(db_target) as conn:  # what restoring a backup taken before batch 0001 looks like
+        for statement in pglast.split((ROOT / "sql" / "0001_add_memory_entities" / "rollback.sql").read_text()):
+            conn.execute(statement)
+        conn.execute("DELETE FROM schema_ledger.batch WHERE batch = '0001_add_memory_entities'")
+
+    preview = stack.stack.preview(on_output=lambda _: None)
+    assert "batch 0001_add_memory_entities will be applied" in preview.stdout
+    stack.stack.refresh(on_output=lambda _: None)
+    stack.stack.up(on_output=lambda _: None)
+
+    assert ledger(db_target) == ALL_BATCHES
+    assert "Customer" in public_tables(db_target)
