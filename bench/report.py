@@ -34,7 +34,7 @@ Raw per-transaction samples are written to `bench/out/` (not committed).
 ## `pulumi preview` with 50 applied batches
 
 Target: a no-op `pulumi preview` with 50 applied batches takes at most 2x the preview of the same stack
-with one batch. Not measured by `make bench` (it needs the Pulumi CLI); results go here.
+with one batch. Measured by `make bench-preview` (`bench/preview.py`), which writes its section here.
 """
 
 
