@@ -87,37 +87,56 @@ class LockBusy(MigrationError):
         )
 
 
-class StatementFailed(MigrationError):
-    """A statement of a batch failed; the batch was undone."""
+def undo_outcome(undo_error: str | None) -> str:
+    """How undoing a failed batch went, as the end of an error message."""
+    if undo_error is None:
+        return "the batch was undone"
+    return (f"undoing it failed too ({undo_error}); the finished steps stay recorded and the next run undoes them "
+            "first, fix rollback.sql (it must be idempotent) and run again")
 
-    def __init__(self, batch: str, file: str, line: int, cause: str, undone: bool = True) -> None:
+
+class StatementFailed(MigrationError):
+    """A statement of a batch failed; the batch was undone (or undo_error says why not)."""
+
+    def __init__(self, batch: str, file: str, line: int, cause: str, undo_error: str | None = None) -> None:
         self.batch, self.file, self.line, self.cause = batch, file, line, cause
-        outcome = "the batch was undone" if undone else "undoing the batch failed too, see above"
-        super().__init__(f"batch '{batch}' {file}:{line} failed: {cause}; {outcome}, fix the batch and run again")
+        fix = ", fix the batch and run again" if undo_error is None else ""
+        super().__init__(f"batch '{batch}' {file}:{line} failed: {cause}; {undo_outcome(undo_error)}{fix}")
 
 
 class LockNotAcquired(MigrationError):
     """A statement could not take its lock within lock_timeout after every retry."""
 
-    def __init__(self, batch: str, file: str, line: int, attempts: int, lock_timeout_ms: int, undone: bool = True) -> None:
+    def __init__(self, batch: str, file: str, line: int, attempts: int, lock_timeout_ms: int,
+                 undo_error: str | None = None) -> None:
         self.batch, self.file, self.line = batch, file, line
         self.attempts, self.lock_timeout_ms = attempts, lock_timeout_ms
-        outcome = "the batch was undone" if undone else "undoing the batch failed too, finished steps stay recorded"
         super().__init__(
             f"batch '{batch}' {file}:{line} could not take its lock in {attempts} attempts of "
-            f"{lock_timeout_ms} ms (a long transaction holds the table); {outcome}, "
+            f"{lock_timeout_ms} ms (a long transaction holds the table); {undo_outcome(undo_error)}; "
             "run again when the blocking transaction has ended"
         )
 
 
 class ValidationFailed(MigrationError):
-    """One or more validation checks of a batch failed; the batch was undone."""
+    """One or more validation checks of a batch failed; the batch was undone (or undo_error says why not)."""
 
-    def __init__(self, batch: str, failed: Sequence[tuple[str, str]], undone: bool = True) -> None:
+    def __init__(self, batch: str, failed: Sequence[tuple[str, str]], undo_error: str | None = None) -> None:
         self.batch, self.failed = batch, tuple(failed)
         names = "; ".join(f"{name}: {detail}" for name, detail in self.failed)
-        outcome = "the batch was undone" if undone else "undoing the batch failed too"
-        super().__init__(f"batch '{batch}' failed validation ({len(self.failed)} checks): {names}; {outcome}")
+        super().__init__(f"batch '{batch}' failed validation ({len(self.failed)} checks): {names}; {undo_outcome(undo_error)}")
+
+
+class RollbackFailed(MigrationError):
+    """rollback.sql failed while a batch was being rolled back (destroy); the batch stays recorded."""
+
+    def __init__(self, batch: str, cause: MigrationError) -> None:
+        self.batch = batch
+        detail = str(cause).split("; ", 1)[0]
+        super().__init__(
+            f"rolling back batch '{batch}' failed ({detail}); the batch is still recorded as applied, "
+            "fix rollback.sql (it must be idempotent) and run `pulumi destroy` again"
+        )
 
 
 class AdoptionRefused(MigrationError):

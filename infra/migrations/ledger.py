@@ -12,6 +12,7 @@ from psycopg.rows import class_row
 from .plan import Batch
 
 SCHEMA = "schema_ledger"
+UNDO_MARKER = "undo"  # batch_step.file of the row that says an undo of the batch is under way
 
 _DDL = [
     "CREATE SCHEMA IF NOT EXISTS schema_ledger",
@@ -74,16 +75,29 @@ class Ledger:
         self.conn = conn
 
     def ensure(self, grant_to: str | None = None) -> None:
-        with self.conn.transaction():
-            for ddl in _DDL:
-                self.conn.execute(ddl)
-            if grant_to:
-                role = sql.Identifier(grant_to)
+        """Create the ledger if it is missing, and let grant_to (the role batches run as) write it."""
+        if not self.exists():
+            with self.conn.transaction():
+                for ddl in _DDL:
+                    self.conn.execute(ddl)
+        if grant_to and not self._writable_by(grant_to):
+            role = sql.Identifier(grant_to)
+            with self.conn.transaction():
                 self.conn.execute(sql.SQL("GRANT USAGE ON SCHEMA schema_ledger TO {}").format(role))
                 self.conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA schema_ledger TO {}").format(role))
 
+    def _writable_by(self, role: str) -> bool:
+        row = self.conn.execute(
+            """SELECT has_schema_privilege(%s, 'schema_ledger', 'USAGE')
+                      AND has_table_privilege(%s, 'schema_ledger.batch', 'INSERT, UPDATE, DELETE')
+                      AND has_table_privilege(%s, 'schema_ledger.batch_step', 'INSERT, UPDATE, DELETE')""",
+            (role, role, role)).fetchone()
+        return bool(row and row[0])
+
     def exists(self) -> bool:
-        row = self.conn.execute("SELECT to_regclass('schema_ledger.batch') IS NOT NULL").fetchone()
+        row = self.conn.execute(
+            "SELECT to_regclass('schema_ledger.batch') IS NOT NULL AND to_regclass('schema_ledger.batch_step') IS NOT NULL"
+        ).fetchone()
         return bool(row and row[0])
 
     def entries(self) -> dict[str, LedgerEntry]:
@@ -129,4 +143,12 @@ class Ledger:
         )
 
     def forget_steps(self, batch: str) -> None:
+        """Drop the batch's progress rows and its undo marker (the batch is back to not applied)."""
         self.conn.execute("DELETE FROM schema_ledger.batch_step WHERE batch = %s", (batch,))
+
+    def begin_undo(self, batch: str) -> None:
+        """Mark that rollback.sql is undoing the batch; until forget_steps, the next run finishes the undo first."""
+        self.finish_step(batch, UNDO_MARKER, 0, "")
+
+    def undo_pending(self, batch: str) -> bool:
+        return bool(self.finished_steps(batch, UNDO_MARKER))

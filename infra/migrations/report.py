@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from .plan import Batch
 from .runner import RunSettings
-from .steps import ACCESS_EXCLUSIVE, ROW_SHARE, SHARE, SHARE_ROW_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE, Step, plan_steps, split_statements
+from .steps import (
+    ACCESS_EXCLUSIVE,
+    ACCESS_SHARE,
+    ROW_EXCLUSIVE,
+    ROW_SHARE,
+    SHARE,
+    SHARE_ROW_EXCLUSIVE,
+    SHARE_UPDATE_EXCLUSIVE,
+    Step,
+    plan_steps,
+    split_statements,
+)
 
 # What live traffic on the table feels while the lock is held.
 IMPACT = {
@@ -13,6 +24,8 @@ IMPACT = {
     SHARE: "blocks writes while held",
     SHARE_UPDATE_EXCLUSIVE: "reads and writes continue",
     ROW_SHARE: "reads and writes continue",
+    ROW_EXCLUSIVE: "reads and writes continue (rows it changes stay locked until its step commits)",
+    ACCESS_SHARE: "reads and writes continue",
 }
 
 

@@ -30,11 +30,12 @@ from .errors import (
     DatabaseError,
     LockNotAcquired,
     MigrationError,
+    RollbackFailed,
     StatementFailed,
     ValidationFailed,
 )
 from .ledger import Ledger, LedgerEntry
-from .lock import migration_lock
+from .lock import MigrationLock, migration_lock
 from .plan import BATCH_FILES, Batch
 from .steps import Statement, Step, plan_steps
 from .target import Target
@@ -77,11 +78,17 @@ def database_errors(target: Target, during: str, batch: Batch | None = None) -> 
     """psycopg errors that escape the step runner become one of the engine's errors, never a traceback."""
     try:
         yield
-    except psycopg.OperationalError:
-        raise ConnectionLost(target.display(), batch.name if batch else None, during) from None
     except psycopg.Error as err:
+        if connection_lost(err):
+            raise ConnectionLost(target.display(), batch.name if batch else None, during) from None
         where = f"{during} of batch '{batch.name}'" if batch else during
         raise DatabaseError(target.display(), where, _cause(err)) from None
+
+
+def connection_lost(err: psycopg.Error) -> bool:
+    """The connection itself failed (not a statement): client-side loss, terminated backend, server shutdown."""
+    return err.sqlstate is None or isinstance(err, (pg_errors.AdminShutdown, pg_errors.CrashShutdown,
+                                                    pg_errors.ConnectionException))
 
 
 def applied_batches(target: Target) -> dict[str, LedgerEntry]:
@@ -126,8 +133,8 @@ def rollback_batch(target: Target, batch: Batch, settings: RunSettings) -> bool:
 def _session(target: Target, settings: RunSettings) -> Iterator[_Run]:
     """The migration lock, and under it a work connection with the timeouts and the role set."""
     target = replace(target, application_name=f"junkquote-db migrations ({settings.stack}, {settings.applied_by})"[:63])
-    with migration_lock(target, settings.lock_wait_ms):
-        run = _Run(target, settings)
+    with migration_lock(target, settings.lock_wait_ms) as lock:
+        run = _Run(target, settings, lock)
         try:
             yield run
         finally:
@@ -135,8 +142,9 @@ def _session(target: Target, settings: RunSettings) -> Iterator[_Run]:
 
 
 class _Run:
-    def __init__(self, target: Target, settings: RunSettings) -> None:
-        self.target, self.settings = target, settings
+    def __init__(self, target: Target, settings: RunSettings, lock: MigrationLock) -> None:
+        self.target, self.settings, self.lock = target, settings, lock
+        self._current: Statement | None = None
         self.conn = self._connect()
 
     def _connect(self) -> psycopg.Connection:
@@ -168,9 +176,12 @@ class _Run:
             return _result(batch, entry, (), already_applied=True)
         steps = plan_steps(batch, "migration.sql")
         started = time.monotonic()
+        if self.ledger.undo_pending(batch.name):
+            self._undo(batch)  # a previous undo was interrupted: finish it before starting over
         self._discard_stale_progress(batch, steps)
         self._run_all(batch, steps)
         checks = self._validate(batch)
+        self.lock.verify()
         with self.conn.transaction():
             entry = self.ledger.record(batch, duration_ms=int((time.monotonic() - started) * 1000),
                                        applied_by=self.settings.applied_by, stack=self.settings.stack)
@@ -212,7 +223,7 @@ class _Run:
     def _validate(self, batch: Batch) -> tuple[CheckResult, ...]:
         try:
             checks = run_checks(self.conn, batch, self.settings.statement_timeout_ms)
-        except psycopg.OperationalError:
+        except psycopg.Error:  # run_checks re-raises only when the connection broke
             raise ConnectionLost(self.target.display(), batch.name, "validation") from None
         except MigrationError as err:
             self._undo_after(batch, err)
@@ -223,27 +234,34 @@ class _Run:
 
     # -- rollback ------------------------------------------------------------------------------------
     def rollback(self, batch: Batch) -> bool:
+        """Roll back what this stack applied; a batch another stack applied (or none) is left alone."""
         entry = self.ledger.entry(batch.name)
-        if entry is None:
+        if entry is None or entry.stack != self.settings.stack:
             return False
         if not entry.adopted:
-            for step in plan_steps(batch, "rollback.sql"):
-                self._run_step(batch, step, track=False)
+            try:
+                for step in plan_steps(batch, "rollback.sql"):
+                    self._run_step(batch, step, track=False)
+            except (StatementFailed, LockNotAcquired) as err:
+                raise RollbackFailed(batch.name, err) from None
         with self.conn.transaction():
             self.ledger.remove(batch.name)
         return True
 
     def _undo_after(self, batch: Batch, err: MigrationError) -> NoReturn:
-        """Undo the batch, then re-raise err (saying whether undoing worked)."""
+        """Undo the batch, then re-raise err (saying whether undoing worked, and if not, why)."""
         try:
             self._undo(batch)
         except MigrationError as undo_err:
-            raise _not_undone(err) from undo_err
+            raise _not_undone(err, str(undo_err)) from None
         raise err
 
     def _undo(self, batch: Batch) -> None:
+        """rollback.sql, bracketed by an undo marker so that an interrupted undo is finished by the next run."""
         if self.conn.broken or self.conn.closed:
             self.conn = self._connect()
+        with self.conn.transaction():
+            self.ledger.begin_undo(batch.name)
         for step in plan_steps(batch, "rollback.sql"):
             self._run_step(batch, step, track=False)
         with self.conn.transaction():
@@ -251,6 +269,8 @@ class _Run:
 
     # -- one step ------------------------------------------------------------------------------------
     def _run_step(self, batch: Batch, step: Step, *, track: bool) -> None:
+        self.lock.verify()
+        self._current = None
         attempts = self.settings.lock_retries + 1
         for attempt in range(attempts):
             try:
@@ -279,17 +299,31 @@ class _Run:
                 self.ledger.finish_step(batch.name, step.file, step.number, step.sha256)
 
     def _run_concurrent(self, stmt: Statement) -> None:
-        """CREATE INDEX CONCURRENTLY, resumable: a valid index is kept, an INVALID leftover rebuilt."""
+        """CREATE INDEX CONCURRENTLY, resumable: a valid index is kept, an INVALID leftover rebuilt.
+
+        Runs without lock_timeout: its SHARE UPDATE EXCLUSIVE lock never blocks reads or writes, and it must
+        wait for every older transaction in the database; statement_timeout still bounds it."""
         self._current = stmt
         if self._without_effect(stmt):
             return
-        if stmt.index_name and stmt.summary.startswith("create index"):
-            valid = self._index_valid(stmt.index_name)
-            if valid:
-                return
-            if valid is False:
-                self.conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(stmt.index_name)))
-        self.conn.execute(stmt.sql)
+        with self._no_lock_timeout():
+            if stmt.index_name and stmt.index_table:
+                valid = self._index_valid(stmt.index_name, stmt.index_table)
+                if valid:
+                    return
+                if valid is False:
+                    self.conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
+                        sql.Identifier(*self._index_schema(stmt.index_table), stmt.index_name)))
+            self.conn.execute(stmt.sql)
+
+    @contextmanager
+    def _no_lock_timeout(self) -> Iterator[None]:
+        self.conn.execute("SELECT set_config('lock_timeout', '0', false)")
+        try:
+            yield
+        finally:
+            if not self.conn.broken:
+                self.conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(self.settings.lock_timeout_ms)}ms",))
 
     def _without_effect(self, stmt: Statement) -> bool:
         """True for an IF EXISTS drop whose object is already gone: skipped, so it takes no lock."""
@@ -299,16 +333,24 @@ class _Run:
         row = self.conn.execute(query, params).fetchone()
         return bool(row and row[0])
 
-    def _index_valid(self, name: str) -> bool | None:
+    def _index_schema(self, table: str) -> tuple[str, ...]:
+        """The schema an index on `table` lives in (an index always lives in its table's schema)."""
         row = self.conn.execute(
-            "SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass(%s)",
-            (sql.Identifier(name).as_string(self.conn),),
-        ).fetchone()
+            "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)",
+            (table,)).fetchone()
+        return (row[0],) if row else ()
+
+    def _index_valid(self, name: str, table: str) -> bool | None:
+        """Validity of the index `name` in the schema of `table`; None if there is none."""
+        row = self.conn.execute(
+            """SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+               WHERE c.relname = %s AND c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = to_regclass(%s))""",
+            (name, table)).fetchone()
         return None if row is None else bool(row[0])
 
     def _step_error(self, batch: Batch, step: Step, err: psycopg.Error) -> MigrationError:
-        stmt = getattr(self, "_current", step.statements[0])
-        if self.conn.broken or isinstance(err, (pg_errors.AdminShutdown, pg_errors.ConnectionFailure)):
+        stmt = self._current or step.statements[0]
+        if self.conn.broken or connection_lost(err):
             return ConnectionLost(self.target.display(), batch.name, f"{step.file} step {step.number} (line {stmt.line})")
         cause = _cause(err)
         if isinstance(err, pg_errors.QueryCanceled):
@@ -327,14 +369,14 @@ def _cause(err: psycopg.Error) -> str:
     return f"{text} (SQLSTATE {diag.sqlstate})" if diag.sqlstate else text
 
 
-def _not_undone(err: MigrationError) -> MigrationError:
-    """The same error, saying that undoing the batch failed as well."""
+def _not_undone(err: MigrationError, undo_error: str) -> MigrationError:
+    """The same error, saying that undoing the batch failed as well, and why."""
     if isinstance(err, StatementFailed):
-        return StatementFailed(err.batch, err.file, err.line, err.cause, undone=False)
+        return StatementFailed(err.batch, err.file, err.line, err.cause, undo_error=undo_error)
     if isinstance(err, ValidationFailed):
-        return ValidationFailed(err.batch, err.failed, undone=False)
+        return ValidationFailed(err.batch, err.failed, undo_error=undo_error)
     if isinstance(err, LockNotAcquired):
-        return LockNotAcquired(err.batch, err.file, err.line, err.attempts, err.lock_timeout_ms, undone=False)
+        return LockNotAcquired(err.batch, err.file, err.line, err.attempts, err.lock_timeout_ms, undo_error=undo_error)
     return err
 
 

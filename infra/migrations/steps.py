@@ -21,7 +21,9 @@ ACCESS_EXCLUSIVE = "ACCESS EXCLUSIVE"
 SHARE_ROW_EXCLUSIVE = "SHARE ROW EXCLUSIVE"
 SHARE_UPDATE_EXCLUSIVE = "SHARE UPDATE EXCLUSIVE"
 SHARE = "SHARE"
+ROW_EXCLUSIVE = "ROW EXCLUSIVE"
 ROW_SHARE = "ROW SHARE"
+ACCESS_SHARE = "ACCESS SHARE"
 
 AT = enums.AlterTableType
 OBJ = enums.ObjectType
@@ -44,6 +46,7 @@ class Statement:
     locks: tuple[Lock, ...]
     concurrent: bool = False
     index_name: str | None = None
+    index_table: str | None = None  # the indexed table, quoted for to_regclass (CREATE INDEX only)
     creates_table: str | None = None
     # A query (and its parameters) returning true when this IF EXISTS drop has nothing left to drop.
     absent_probe: tuple[str, tuple[object, ...]] | None = None
@@ -121,7 +124,8 @@ def _describe(node: ast.Node, sql: str, line: int, created: set[str]) -> Stateme
 
     if isinstance(node, ast.CreateStmt):
         table = qualified(node.relation)
-        created.add(table)
+        if not node.if_not_exists:  # IF NOT EXISTS says the table may already be there, in use
+            created.add(table)
         refs = sorted({qualified(c.pktable) for c in _constraints(node) if c.contype == enums.ConstrType.CONSTR_FOREIGN})
         return Statement(sql, line, f"create table {table}", tuple(lock(r, SHARE_ROW_EXCLUSIVE) for r in refs),
                          creates_table=table)
@@ -129,13 +133,40 @@ def _describe(node: ast.Node, sql: str, line: int, created: set[str]) -> Stateme
         table = qualified(node.relation)
         mode = SHARE_UPDATE_EXCLUSIVE if node.concurrent else SHARE
         how = "concurrently " if node.concurrent else ""
+        created.add(f"index:{node.idxname}")
         return Statement(sql, line, f"create index {how}{node.idxname} on {table}", (lock(table, mode),),
-                         concurrent=bool(node.concurrent), index_name=node.idxname)
+                         concurrent=bool(node.concurrent), index_name=node.idxname,
+                         index_table=quote_ident(*filter(None, (node.relation.schemaname, node.relation.relname))))
     if isinstance(node, ast.AlterTableStmt):
         return _describe_alter(node, sql, line, lock)
     if isinstance(node, ast.DropStmt):
-        return _describe_drop(node, sql, line, lock)
-    return Statement(sql, line, _generic_summary(node), ())
+        return _describe_drop(node, sql, line, lock, created)
+    if isinstance(node, ast.ViewStmt):
+        created.add(qualified(node.view))
+    mode = _GENERIC_MODES.get(type(node), ACCESS_EXCLUSIVE)
+    tables = sorted({t for t in range_vars(node) if t not in created})
+    return Statement(sql, line, _generic_summary(node), tuple(lock(t, mode) for t in tables))
+
+
+# Locks of statements the planner has no specific rule for, on every table they name that the batch did not
+# create; anything not listed is assumed to take ACCESS EXCLUSIVE (RENAME, TRUNCATE, LOCK, triggers, ...).
+_GENERIC_MODES: dict[type, str] = {
+    ast.InsertStmt: ROW_EXCLUSIVE, ast.UpdateStmt: ROW_EXCLUSIVE, ast.DeleteStmt: ROW_EXCLUSIVE,
+    ast.MergeStmt: ROW_EXCLUSIVE, ast.SelectStmt: ACCESS_SHARE, ast.ViewStmt: ACCESS_SHARE,
+    ast.CreateTableAsStmt: ACCESS_SHARE, ast.CreateTrigStmt: SHARE_ROW_EXCLUSIVE,
+}
+
+
+def range_vars(node: object) -> Iterator[str]:
+    """Every table (or view) name a statement mentions, anywhere in its tree."""
+    if isinstance(node, ast.RangeVar):
+        yield qualified(node)
+    elif isinstance(node, ast.Node):
+        for slot in type(node).__slots__:
+            yield from range_vars(getattr(node, slot, None))
+    elif isinstance(node, (list, tuple)):
+        for item in node:
+            yield from range_vars(item)
 
 
 def _constraints(node: ast.CreateStmt) -> Iterator[ast.Constraint]:
@@ -176,20 +207,23 @@ def _alter_cmd(cmd: ast.AlterTableCmd) -> tuple[str, str, tuple[str, str] | None
     return ACCESS_EXCLUSIVE, f"{_words(name)} {target}".strip(), None
 
 
-_STRENGTH = [ROW_SHARE, SHARE_UPDATE_EXCLUSIVE, SHARE, SHARE_ROW_EXCLUSIVE, ACCESS_EXCLUSIVE]
+_STRENGTH = [ACCESS_SHARE, ROW_SHARE, ROW_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE, SHARE, SHARE_ROW_EXCLUSIVE, ACCESS_EXCLUSIVE]
 
 
 def _stronger(a: str | None, b: str) -> str:
     return b if a is None or _STRENGTH.index(b) > _STRENGTH.index(a) else a
 
 
-def _describe_drop(node: ast.DropStmt, sql: str, line: int, lock) -> Statement:
+def _describe_drop(node: ast.DropStmt, sql: str, line: int, lock, created: set[str]) -> Statement:
     names = [".".join(part.sval for part in obj) if isinstance(obj, tuple) else _name(obj) for obj in node.objects]
     kind = OBJ(node.removeType).name.removeprefix("OBJECT_").lower()
     how = "concurrently " if node.concurrent else ""
     locks: tuple[Lock, ...] = ()
     if node.removeType == OBJ.OBJECT_TABLE:
         locks = tuple(lock(n, ACCESS_EXCLUSIVE) for n in names)
+    elif node.removeType == OBJ.OBJECT_INDEX:
+        mode = SHARE_UPDATE_EXCLUSIVE if node.concurrent else ACCESS_EXCLUSIVE
+        locks = tuple(Lock(f"table of index {n}", mode, existing=f"index:{n}" not in created) for n in names)
     return Statement(sql, line, f"drop {kind} {how}{', '.join(names)}", locks, concurrent=bool(node.concurrent),
                      index_name=names[0] if node.removeType == OBJ.OBJECT_INDEX else None,
                      absent_probe=_drop_probe(node))

@@ -10,6 +10,9 @@ import psycopg
 from .errors import AuthenticationFailed, TargetUnreachable
 
 CONNECT_TIMEOUT_S = 10
+# Notice a vanished peer in about a minute instead of the kernel's two hours (the migration lock's
+# session, for one, must not outlive its run for long).
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ class Target:
             return psycopg.connect(
                 host=self.host, port=self.port, dbname=self.dbname, user=self.user,
                 password=self.password, sslmode=self.sslmode, application_name=self.application_name,
-                connect_timeout=CONNECT_TIMEOUT_S, autocommit=autocommit,
+                connect_timeout=CONNECT_TIMEOUT_S, autocommit=autocommit, **KEEPALIVES,
             )
         except psycopg.OperationalError as err:
             raise _connect_error(self, err) from None

@@ -17,6 +17,7 @@ from infra.migrations.errors import (
     DatabaseError,
     LockBusy,
     LockNotAcquired,
+    RollbackFailed,
     StatementFailed,
     ValidationFailed,
 )
@@ -262,3 +263,50 @@ def test_a_user_without_privileges_gets_one_line_naming_the_cause(db_target: Tar
             apply_batch(weak, link, FAST)
     finally:
         db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(user)))
+
+
+def test_an_interrupted_undo_is_finished_before_the_corrected_batch_runs(tmp_path: Path, db_target: Target, db: psycopg.Connection, base: Batch) -> None:
+    migration = 'CREATE TABLE "R" ("id" int);\nCREATE TABLE "S" ("id" int);\nALTER TABLE "Lead" ADD COLUMN "q" int;\n'
+    broken = make_batch(tmp_path / "v1", "0001_rs", migration + "SELECT * FROM nope;\n", rollback='DROP TABLE IF EXISTS "R";\nDROP TABLE "Missing";\n')
+
+    with pytest.raises(StatementFailed, match=r"migration.sql:4 failed: .*nope.*undoing it failed too \(batch '0001_rs' rollback.sql:2 failed: .*Missing"):
+        apply_batch(db_target, broken, FAST)
+    assert Ledger(db).undo_pending("0001_rs"), "the half-done undo is recorded"
+
+    fixed = make_batch(tmp_path / "v2", "0001_rs", migration,
+                       rollback='ALTER TABLE "Lead" DROP COLUMN IF EXISTS "q";\nDROP TABLE IF EXISTS "S";\nDROP TABLE IF EXISTS "R";\n')
+    apply_batch(db_target, fixed, FAST)
+
+    tables = {r[0] for r in db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert {"R", "S", "Lead"} <= tables
+    assert Ledger(db).entry("0001_rs") is not None and not Ledger(db).undo_pending("0001_rs")
+
+
+def test_a_failing_rollback_on_destroy_says_the_batch_is_still_applied(tmp_path: Path, db_target: Target, db: psycopg.Connection, base: Batch) -> None:
+    batch = make_batch(tmp_path, "0001_t", 'CREATE TABLE "T" ("id" int);', rollback='DROP TABLE "T";\nDROP TABLE "Nope";\n')
+    apply_batch(db_target, batch, FAST)
+
+    with pytest.raises(RollbackFailed, match=r"rolling back batch '0001_t' failed \(batch '0001_t' rollback.sql:2 failed: .*Nope.*\); the batch is still recorded as applied"):
+        rollback_batch(db_target, batch, FAST)
+    assert Ledger(db).entry("0001_t") is not None
+
+
+def test_a_stack_only_rolls_back_what_it_applied(db_target: Target, db: psycopg.Connection, base: Batch, link: Batch) -> None:
+    apply_batch(db_target, link, FAST)
+    other = RunSettings(stack="other-stack", lock_timeout_ms=200, lock_retries=2, lock_wait_ms=1000)
+
+    assert rollback_batch(db_target, link, other) is False
+    assert Ledger(db).entry("0001_link") is not None
+    assert db.execute("SELECT to_regclass('\"Customer\"') IS NOT NULL").fetchone() == (True,)
+
+
+def test_create_index_concurrently_waits_for_old_snapshots_without_the_lock_timeout(db_target: Target, base: Batch, link: Batch) -> None:
+    impatient = RunSettings(stack="test", lock_timeout_ms=100, lock_retries=0, lock_wait_ms=1000)
+    with connect(db_target) as reader:
+        reader.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        reader.execute("SELECT count(*) FROM pg_class")  # a long report on an unrelated table
+        release = threading.Timer(1.5, lambda: reader.execute("COMMIT"))
+        release.start()
+        result = apply_batch(db_target, link, impatient)
+        release.join()
+    assert all(c.ok for c in result.checks)

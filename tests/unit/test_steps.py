@@ -81,3 +81,26 @@ def test_if_exists_drops_carry_a_probe_so_a_drop_with_nothing_to_drop_takes_no_l
     probes = [st.absent_probe for s in steps for st in s.statements]
     assert all(p is not None for p in probes[:4])
     assert probes[4] is None, "a drop without IF EXISTS always runs"
+
+
+@pytest.mark.parametrize(
+    ("statement", "mode"),
+    [
+        ('UPDATE "Lead" SET "status" = \'new\' WHERE "status" IS NULL;', "ROW EXCLUSIVE"),
+        ('ALTER TABLE "Lead" RENAME COLUMN "zip" TO "postcode";', "ACCESS EXCLUSIVE"),
+        ('TRUNCATE "Audit";', "ACCESS EXCLUSIVE"),
+        ('DROP INDEX "Lead_phone_idx";', "ACCESS EXCLUSIVE"),
+    ],
+)
+def test_any_statement_on_a_table_the_batch_did_not_create_runs_alone(tmp_path: Path, statement: str, mode: str) -> None:
+    sql = f'CREATE TABLE "Quote" ("id" TEXT PRIMARY KEY);\n{statement}\nCREATE INDEX "Quote_id_idx" ON "Quote" ("id");\n'
+    steps = plan_steps(make_batch(tmp_path, "0001_x", sql), "migration.sql")
+
+    assert [[st.line for st in s.statements] for s in steps] == [[1], [2], [3]]
+    assert {lock.mode for lock in steps[1].statements[0].locks if lock.existing} == {mode}
+
+
+def test_if_not_exists_does_not_make_a_table_new(tmp_path: Path) -> None:
+    sql = 'CREATE TABLE IF NOT EXISTS "Lead" ("id" TEXT PRIMARY KEY);\nALTER TABLE "Lead" ADD COLUMN "x" TEXT;\n'
+    steps = plan_steps(make_batch(tmp_path, "0001_x", sql), "migration.sql")
+    assert steps[1].statements[0].locks_existing_table
