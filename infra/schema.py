@@ -76,13 +76,17 @@ def _applied(m: Migration) -> pulumi.Output[dict[str, Any]]:
 
 
 def preflight(settings: StackSettings, batches: Sequence[Batch], run: RunSettings) -> None:
-    """Syntax of every batch; in a preview, what each pending batch will do and its lint findings."""
+    """Syntax of every batch; in a preview, what each pending batch will do and its lint findings. A blocking
+    lint policy is enforced in `up` too, so `pulumi up --skip-preview` cannot bypass it."""
     for batch in batches:
         check_syntax(batch)
-    if not pulumi.runtime.is_dry_run():
+    dry_run = pulumi.runtime.is_dry_run()
+    if not dry_run and settings.migrations.lint != "block":
         return
     pending = pending_batches(engine_target(settings.database), batches)
-    for batch in pending:
-        pulumi.log.info(describe_batch(batch, settings.database.target, run))
-    for line in enforce(lint_batches(pending), settings.migrations.lint) if pending else ():
-        pulumi.log.warn(line)
+    warnings = enforce(lint_batches(pending), settings.migrations.lint) if pending else []
+    if dry_run:
+        for batch in pending:
+            pulumi.log.info(describe_batch(batch, settings.database.target, run))
+        for line in warnings:
+            pulumi.log.warn(line)

@@ -100,10 +100,15 @@ def parse_database(obj: Mapping[str, Any] | None, password: str | None) -> Datab
     return DatabaseSettings(host=host, port=port, name=name, user=user, sslmode=sslmode, password=password)
 
 
+MAX_TIMEOUT_MS = 2_147_483_647  # PostgreSQL's limit for lock_timeout and statement_timeout (about 24.8 days)
+
+
 def _duration(obj: Mapping[str, Any], key: str, default: str) -> int:
     ms = parse_duration_ms(obj.get(key, default))
     if ms is None or ms <= 0:
         raise ConfigError(f"migrations.{key}", f"'{obj.get(key)}' is not a duration like 500ms, 30s, 5min or 1h")
+    if ms > MAX_TIMEOUT_MS:
+        raise ConfigError(f"migrations.{key}", f"'{obj.get(key)}' is longer than PostgreSQL allows (at most 596h)")
     return ms
 
 

@@ -21,6 +21,9 @@ from infra.providers.inputs import target_from_inputs
 from infra.providers.reporting import engine_errors
 
 _OUTPUTS = ("appliedAt", "durationMs", "checks", "adopted")
+# Inputs that only describe the SQL for people (derived from it, whose checksums are compared): a change in
+# their wording is not a change to the batch.
+_DESCRIPTIVE = ("plan", "locks")
 _FILE_PROPS = {"migration.sql": "migrationSql", "validation.sql": "validationSql", "rollback.sql": "rollbackSql"}
 
 
@@ -66,7 +69,7 @@ class MigrationProvider(ResourceProvider):
             if old_sha and new_sha and old_sha != new_sha:
                 with engine_errors():
                     raise BatchChanged(news["batch"], file, old_sha, new_sha)
-        changed = [k for k in news if k not in _OUTPUTS and olds.get(k) != news.get(k)]
+        changed = [k for k in news if k not in (*_OUTPUTS, *_DESCRIPTIVE) and olds.get(k) != news.get(k)]
         return DiffResult(changes=bool(changed), replaces=[], stables=["batch"], delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:

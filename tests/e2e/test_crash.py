@@ -116,6 +116,11 @@ def test_killed_during_create_index_concurrently_on_a_big_table_the_next_up_conv
     time.sleep(0.3)
     kill_hard(proc)
     time.sleep(2)  # the server notices the dead client within client_connection_check_interval
+    with connect(db_target) as conn:
+        invalid = conn.execute("""SELECT count(*) FROM pg_index WHERE NOT indisvalid AND indexrelid = '"Lead_customer_id_idx"'::regclass""").fetchone()
+        finished = conn.execute("SELECT count(*) FROM schema_ledger.batch_step WHERE batch = '0001_add_memory_entities'").fetchone()
+    assert invalid == (1,), "the killed build left an INVALID index behind"
+    assert finished == (8,), "steps 1-8 were recorded before the kill"
 
     converge(stack)
 

@@ -54,3 +54,10 @@ def test_an_accepted_finding_with_a_reason_passes_a_blocking_stack(prod_like: Pr
     result = prod_like.cli("preview")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "accepted: Lead is empty on this service until launch" in result.stdout
+
+
+def test_skipping_the_preview_does_not_skip_a_blocking_lint_policy(prod_like: ProjectStack) -> None:
+    prod_like.add_batch("0002_lead_phone_name", UNSAFE, CHECK, ROLLBACK)
+    result = prod_like.cli("up", "--yes", "--skip-preview")
+    assert result.returncode != 0
+    assert "0002_lead_phone_name migration.sql:1 require-concurrent-index-creation" in result.stdout + result.stderr

@@ -2,8 +2,8 @@
 
 The dynamic provider is pickled into state by reference (`infra.providers.migration.MigrationProvider`),
 and keeps nothing on `self`, so `pulumi up` and `pulumi destroy` always run the code in the checkout on the
-property bags in state. The upgrade rule this pins: new properties are read with a default, and the class
-stays importable under that name.
+property bags in state. What this pins: the code in the checkout, not a copy frozen in state, runs against the
+old state (so the class must stay importable under that name).
 """
 
 from __future__ import annotations
@@ -21,21 +21,16 @@ pytestmark = pytest.mark.slow
 
 
 def upgrade_provider(workdir: Path) -> Path:
-    """Turn the copy's provider into a 'next version': a new property with a default, and a marker of its delete."""
+    """Turn the copy's provider into a 'next version' that marks every rollback it runs."""
     module = workdir / "infra" / "providers" / "migration.py"
     text = module.read_text()
     marker = workdir / "next-version-deleted"
-    text = text.replace(
-        'return cls(batch, target, settings, adopt=bool(props.get("adopt")), protected=bool(props.get("protected")))',
-        'props.setdefault("auditComment", "none")\n'
-        '        return cls(batch, target, settings, adopt=bool(props.get("adopt")), protected=bool(props.get("protected")))',
-    )
     text = text.replace(
         "    def delete(self, _id: str, props: dict[str, Any]) -> None:\n",
         "    def delete(self, _id: str, props: dict[str, Any]) -> None:\n"
         f"        open({str(marker)!r}, 'a').write(props['batch'] + '\\n')\n",
     )
-    assert "auditComment" in text and "next-version-deleted" in text, "the provider source changed shape; update this test"
+    assert "next-version-deleted" in text, "the provider source changed shape; update this test"
     module.write_text(text)
     return marker
 

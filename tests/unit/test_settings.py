@@ -55,6 +55,7 @@ def test_migration_defaults_are_lock_safe() -> None:
         ({"lint": "ignore"}, "migrations.lint"),
         ({"protected": "yes"}, "migrations.protected"),
         ({"lockTimout": "1s"}, "migrations.lockTimout"),
+        ({"statementTimeout": "1000h"}, "migrations.statementTimeout"),
     ],
 )
 def test_bad_migration_config_names_the_key(obj: dict, key: str) -> None:
