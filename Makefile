@@ -18,6 +18,8 @@ export PULUMI_SKIP_CONFIRMATIONS := true
 export PYTHONDONTWRITEBYTECODE := 1
 
 WITH_CLI = PATH="$$(scripts/ensure-pulumi.sh):$$PATH"
+# Only the dev stack targets the embedded local database; other stacks point at their own servers.
+LOCAL_DB = $(if $(filter dev,$(STACK)),db-start,)
 
 .PHONY: help venv cli db-start db-stop db-destroy stack up preview destroy outputs test test-unit test-integration test-e2e test-pg15 bench bench-preview
 
@@ -47,14 +49,14 @@ stack: venv cli
 	@mkdir -p .pulumi-state
 	@$(WITH_CLI) pulumi stack select $(STACK) --create --non-interactive >/dev/null
 
-up: venv cli db-start stack ## apply the dev stack (STACK=...) and print its outputs
+up: venv cli $(LOCAL_DB) stack ## apply the dev stack (STACK=...) and print its outputs
 	$(WITH_CLI) pulumi up --yes --non-interactive --stack $(STACK)
 	$(WITH_CLI) pulumi stack output --stack $(STACK) --json
 
-preview: venv cli db-start stack ## show what `up` would run, per batch, with locks and lint (DIFF=1 for full SQL)
+preview: venv cli $(LOCAL_DB) stack ## show what `up` would run, per batch, with locks and lint (DIFF=1 for full SQL)
 	$(WITH_CLI) pulumi preview --non-interactive --stack $(STACK) $(if $(DIFF),--diff --show-full-output,)
 
-destroy: venv cli db-start stack ## roll back every batch of the stack (refused on protected stacks)
+destroy: venv cli $(LOCAL_DB) stack ## roll back every batch of the stack (refused on protected stacks)
 	$(WITH_CLI) pulumi destroy --yes --non-interactive --stack $(STACK)
 
 outputs: venv cli stack ## print the stack outputs
