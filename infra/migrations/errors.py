@@ -91,8 +91,8 @@ def undo_outcome(undo_error: str | None) -> str:
     """How undoing a failed batch went, as the end of an error message."""
     if undo_error is None:
         return "the batch was undone"
-    return (f"undoing it failed too ({undo_error}); the finished steps stay recorded and the next run undoes them "
-            "first, fix rollback.sql (it must be idempotent) and run again")
+    return (f"undoing it failed too ({undo_error}); the finished steps stay recorded and the next run undoes "
+            "them first, fix rollback.sql (it must be idempotent) and run again")
 
 
 class StatementFailed(MigrationError):
@@ -100,6 +100,7 @@ class StatementFailed(MigrationError):
 
     def __init__(self, batch: str, file: str, line: int, cause: str, undo_error: str | None = None) -> None:
         self.batch, self.file, self.line, self.cause = batch, file, line, cause
+        self.summary = f"{file}:{line} failed: {cause}"
         fix = ", fix the batch and run again" if undo_error is None else ""
         super().__init__(f"batch '{batch}' {file}:{line} failed: {cause}; {undo_outcome(undo_error)}{fix}")
 
@@ -111,6 +112,7 @@ class LockNotAcquired(MigrationError):
                  undo_error: str | None = None) -> None:
         self.batch, self.file, self.line = batch, file, line
         self.attempts, self.lock_timeout_ms = attempts, lock_timeout_ms
+        self.summary = f"{file}:{line} could not take its lock in {attempts} attempts of {lock_timeout_ms} ms"
         super().__init__(
             f"batch '{batch}' {file}:{line} could not take its lock in {attempts} attempts of "
             f"{lock_timeout_ms} ms (a long transaction holds the table); {undo_outcome(undo_error)}; "
@@ -130,12 +132,22 @@ class ValidationFailed(MigrationError):
 class RollbackFailed(MigrationError):
     """rollback.sql failed while a batch was being rolled back (destroy); the batch stays recorded."""
 
-    def __init__(self, batch: str, cause: MigrationError) -> None:
+    def __init__(self, batch: str, summary: str) -> None:
         self.batch = batch
-        detail = str(cause).split("; ", 1)[0]
         super().__init__(
-            f"rolling back batch '{batch}' failed ({detail}); the batch is still recorded as applied, "
+            f"rolling back batch '{batch}' failed ({summary}); the batch is still recorded as applied, "
             "fix rollback.sql (it must be idempotent) and run `pulumi destroy` again"
+        )
+
+
+class UndoFailed(MigrationError):
+    """rollback.sql failed while undoing a partly applied batch; the next run finishes the undo first."""
+
+    def __init__(self, batch: str, summary: str) -> None:
+        self.batch, self.summary = batch, summary
+        super().__init__(
+            f"undoing batch '{batch}' failed ({summary}); the finished steps stay recorded and the next run "
+            "undoes them first, fix rollback.sql (it must be idempotent) and run again"
         )
 
 

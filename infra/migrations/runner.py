@@ -32,6 +32,7 @@ from .errors import (
     MigrationError,
     RollbackFailed,
     StatementFailed,
+    UndoFailed,
     ValidationFailed,
 )
 from .ledger import Ledger, LedgerEntry
@@ -243,7 +244,7 @@ class _Run:
                 for step in plan_steps(batch, "rollback.sql"):
                     self._run_step(batch, step, track=False)
             except (StatementFailed, LockNotAcquired) as err:
-                raise RollbackFailed(batch.name, err) from None
+                raise RollbackFailed(batch.name, err.summary) from None
         with self.conn.transaction():
             self.ledger.remove(batch.name)
         return True
@@ -252,8 +253,8 @@ class _Run:
         """Undo the batch, then re-raise err (saying whether undoing worked, and if not, why)."""
         try:
             self._undo(batch)
-        except MigrationError as undo_err:
-            raise _not_undone(err, str(undo_err)) from None
+        except UndoFailed as undo_err:
+            raise _not_undone(err, undo_err.summary) from None
         raise err
 
     def _undo(self, batch: Batch) -> None:
@@ -262,8 +263,11 @@ class _Run:
             self.conn = self._connect()
         with self.conn.transaction():
             self.ledger.begin_undo(batch.name)
-        for step in plan_steps(batch, "rollback.sql"):
-            self._run_step(batch, step, track=False)
+        try:
+            for step in plan_steps(batch, "rollback.sql"):
+                self._run_step(batch, step, track=False)
+        except (StatementFailed, LockNotAcquired) as err:
+            raise UndoFailed(batch.name, err.summary) from None
         with self.conn.transaction():
             self.ledger.forget_steps(batch.name)
 

@@ -19,6 +19,7 @@ from infra.migrations.errors import (
     LockNotAcquired,
     RollbackFailed,
     StatementFailed,
+    UndoFailed,
     ValidationFailed,
 )
 from infra.migrations.ledger import Ledger
@@ -269,9 +270,11 @@ def test_an_interrupted_undo_is_finished_before_the_corrected_batch_runs(tmp_pat
     migration = 'CREATE TABLE "R" ("id" int);\nCREATE TABLE "S" ("id" int);\nALTER TABLE "Lead" ADD COLUMN "q" int;\n'
     broken = make_batch(tmp_path / "v1", "0001_rs", migration + "SELECT * FROM nope;\n", rollback='DROP TABLE IF EXISTS "R";\nDROP TABLE "Missing";\n')
 
-    with pytest.raises(StatementFailed, match=r"migration.sql:4 failed: .*nope.*undoing it failed too \(batch '0001_rs' rollback.sql:2 failed: .*Missing"):
+    with pytest.raises(StatementFailed, match=r"migration.sql:4 failed: .*nope.*undoing it failed too \(rollback.sql:2 failed: .*Missing"):
         apply_batch(db_target, broken, FAST)
     assert Ledger(db).undo_pending("0001_rs"), "the half-done undo is recorded"
+    with pytest.raises(UndoFailed, match=r"undoing batch '0001_rs' failed \(rollback.sql:2 failed: .*Missing.*\); .*the next run undoes them first"):
+        apply_batch(db_target, broken, FAST)  # still broken: the next run tries the undo again, not the batch
 
     fixed = make_batch(tmp_path / "v2", "0001_rs", migration,
                        rollback='ALTER TABLE "Lead" DROP COLUMN IF EXISTS "q";\nDROP TABLE IF EXISTS "S";\nDROP TABLE IF EXISTS "R";\n')
@@ -286,7 +289,7 @@ def test_a_failing_rollback_on_destroy_says_the_batch_is_still_applied(tmp_path:
     batch = make_batch(tmp_path, "0001_t", 'CREATE TABLE "T" ("id" int);', rollback='DROP TABLE "T";\nDROP TABLE "Nope";\n')
     apply_batch(db_target, batch, FAST)
 
-    with pytest.raises(RollbackFailed, match=r"rolling back batch '0001_t' failed \(batch '0001_t' rollback.sql:2 failed: .*Nope.*\); the batch is still recorded as applied"):
+    with pytest.raises(RollbackFailed, match=r"rolling back batch '0001_t' failed \(rollback.sql:2 failed: .*Nope.*\); the batch is still recorded as applied"):
         rollback_batch(db_target, batch, FAST)
     assert Ledger(db).entry("0001_t") is not None
 
