@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 from pglast import ast, enums
 
@@ -90,7 +91,9 @@ def split_statements(batch: Batch, file: str) -> list[tuple[ast.Node, str, int]]
     return out
 
 
+@lru_cache(maxsize=256)
 def plan_steps(batch: Batch, file: str) -> tuple[Step, ...]:
+    """The steps of one batch file (cached: the program, the report and the runner all ask for them)."""
     created: set[str] = set()
     statements = [_describe(node, sql, line, created) for node, sql, line in split_statements(batch, file)]
     return tuple(_group(file, statements))
