@@ -50,5 +50,4 @@ def drop_database(admin: Target, name: str) -> None:
 
 
 def connect(target: Target) -> psycopg.Connection:
-    return psycopg.connect(host=target.host, port=target.port, dbname=target.dbname, user=target.user,
-                           password=target.password, autocommit=True)
+    return target.connect(autocommit=True)

@@ -113,7 +113,7 @@ class Ledger:
 
     def record(self, batch: Batch, *, duration_ms: int, applied_by: str, stack: str, adopted: bool = False) -> LedgerEntry:
         sums = batch.checksums
-        self.conn.execute("DELETE FROM schema_ledger.batch_step WHERE batch = %s", (batch.name,))
+        self.forget_steps(batch.name)
         with self.conn.cursor(row_factory=class_row(LedgerEntry)) as cur:
             row = cur.execute(
                 """INSERT INTO schema_ledger.batch (batch, migration_sha256, validation_sha256, rollback_sha256,
@@ -127,7 +127,7 @@ class Ledger:
 
     def remove(self, batch: str) -> None:
         self.conn.execute("DELETE FROM schema_ledger.batch WHERE batch = %s", (batch,))
-        self.conn.execute("DELETE FROM schema_ledger.batch_step WHERE batch = %s", (batch,))
+        self.forget_steps(batch)
 
     def finished_steps(self, batch: str, file: str) -> dict[int, str]:
         rows = self.conn.execute(

@@ -171,10 +171,9 @@ class _Run:
 
     # -- apply -------------------------------------------------------------------------------------
     def apply(self, batch: Batch) -> ApplyResult:
-        entry = self.ledger.entry(batch.name)
-        if entry is not None:
-            verify_unchanged(batch, entry)
-            return _result(batch, entry, (), already_applied=True)
+        recorded = self._recorded(batch)
+        if recorded is not None:
+            return recorded
         steps = plan_steps(batch, "migration.sql")
         started = time.monotonic()
         if self.ledger.undo_pending(batch.name):
@@ -189,18 +188,25 @@ class _Run:
         return _result(batch, entry, checks)
 
     def adopt(self, batch: Batch) -> ApplyResult:
-        entry = self.ledger.entry(batch.name)
-        if entry is not None:
-            verify_unchanged(batch, entry)
-            return _result(batch, entry, (), already_applied=True)
+        recorded = self._recorded(batch)
+        if recorded is not None:
+            return recorded
         checks = run_checks(self.conn, batch, self.settings.statement_timeout_ms)
-        failed = [(c.name, c.detail) for c in checks if not c.ok]
+        failed = _failed(checks)
         if failed:
             raise AdoptionRefused(batch.name, failed)
         with self.conn.transaction():
             entry = self.ledger.record(batch, duration_ms=0, applied_by=self.settings.applied_by,
                                        stack=self.settings.stack, adopted=True)
         return _result(batch, entry, checks)
+
+    def _recorded(self, batch: Batch) -> ApplyResult | None:
+        """The ledger's result for a batch applied before (refused if its files changed since), else None."""
+        entry = self.ledger.entry(batch.name)
+        if entry is None:
+            return None
+        verify_unchanged(batch, entry)
+        return _result(batch, entry, (), already_applied=True)
 
     def _discard_stale_progress(self, batch: Batch, steps: Sequence[Step]) -> None:
         """A half-applied run of a different version of this batch is undone before starting over."""
@@ -228,7 +234,7 @@ class _Run:
             raise ConnectionLost(self.target.display(), batch.name, "validation") from None
         except MigrationError as err:
             self._undo_after(batch, err)
-        failed = [(c.name, c.detail) for c in checks if not c.ok]
+        failed = _failed(checks)
         if failed:
             self._undo_after(batch, ValidationFailed(batch.name, failed))
         return checks
@@ -360,6 +366,10 @@ class _Run:
         if isinstance(err, pg_errors.QueryCanceled):
             cause = f"{cause} (statement_timeout is {self.settings.statement_timeout_ms} ms)"
         return StatementFailed(batch.name, step.file, stmt.line, cause)
+
+
+def _failed(checks: Iterable[CheckResult]) -> list[tuple[str, str]]:
+    return [(c.name, c.detail) for c in checks if not c.ok]
 
 
 def _backoff_s(attempt: int, lock_timeout_ms: int) -> float:
