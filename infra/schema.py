@@ -11,10 +11,11 @@ from typing import Any
 
 import pulumi
 
+from .migrations.errors import BatchFolderMissing
 from .migrations.lint import check_syntax, enforce, lint_batches
 from .migrations.plan import Batch
-from .migrations.report import describe_batch, lock_lines, step_lines
-from .migrations.runner import RunSettings, pending_batches
+from .migrations.report import describe_adoption, describe_batch, describe_correction, lock_lines, step_lines
+from .migrations.runner import DatabaseState, RunSettings, read_state
 from .migrations.target import Target
 from .providers.inputs import connection_inputs
 from .providers.migration import Migration, batch_props
@@ -55,12 +56,14 @@ class SchemaMigrations(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("junkquote:schema:SchemaMigrations", name, None, opts)
         run = run_settings(settings, role)
-        preflight(settings, batches, run)
+        state = preflight(settings, batches, run)
         common = _common_props(settings, run)
         self.migrations = []
         for batch in batches:
-            adopt = settings.migrations.adopt_baseline and batch.number == 0
-            props = {**batch_props(batch), **common, "adopt": adopt, "plan": step_lines(batch), "locks": lock_lines(batch)}
+            props = {**batch_props(batch), **common, "adopt": adopts(settings, batch), "plan": step_lines(batch),
+                     "locks": lock_lines(batch)}
+            if batch.name in state.rollbacks:  # shows as an update, whose run says how to finish the rollback
+                props["rollbackIncomplete"] = True
             depends = self.migrations[-1:]
             self.migrations.append(Migration(batch.name, props, pulumi.ResourceOptions(
                 parent=self, depends_on=depends, protect=settings.migrations.protected)))
@@ -75,18 +78,38 @@ def _applied(m: Migration) -> pulumi.Output[dict[str, Any]]:
         lambda v: {"name": v[0], "sha256": (v[1] or {}).get("migration.sql"), "appliedAt": v[2]})
 
 
-def preflight(settings: StackSettings, batches: Sequence[Batch], run: RunSettings) -> None:
-    """Syntax of every batch; in a preview, what each pending batch will do and its lint findings. A blocking
-    lint policy is enforced in `up` too, so `pulumi up --skip-preview` cannot bypass it."""
+def adopts(settings: StackSettings, batch: Batch) -> bool:
+    """The baseline of a live database is adopted (its checks run, none of its statements)."""
+    return settings.migrations.adopt_baseline and batch.number == 0
+
+
+def preflight(settings: StackSettings, batches: Sequence[Batch], run: RunSettings) -> DatabaseState:
+    """Before any resource is declared, in preview and in up: the syntax of every batch; the ledger, so that an
+    applied batch whose folder is missing stops the run (declaring the others would roll it back) and an
+    unfinished rollback is named. In a preview, what each pending batch will do, each correction, and the lint
+    findings; a blocking lint policy is enforced in `up` too, so `pulumi up --skip-preview` cannot bypass it."""
     for batch in batches:
         check_syntax(batch)
+    state = read_state(engine_target(settings.database))
+    missing = state.missing(batches, settings.stack)
+    if missing:
+        raise BatchFolderMissing(str(settings.migrations.sql_dir), missing, settings.stack)
+    pending = state.pending(batches)
+    for batch in batches:
+        incomplete = state.rollback_incomplete(batch)
+        if incomplete:
+            pulumi.log.warn(str(incomplete))
     dry_run = pulumi.runtime.is_dry_run()
     if not dry_run and settings.migrations.lint != "block":
-        return
-    pending = pending_batches(engine_target(settings.database), batches)
-    warnings = enforce(lint_batches(pending), settings.migrations.lint) if pending else []
+        return state
+    to_lint = [b for b in pending if not adopts(settings, b)]  # an adopted batch runs none of its statements
+    warnings = enforce(lint_batches(to_lint), settings.migrations.lint) if to_lint else []
     if dry_run:
+        for batch in state.corrected(batches):
+            pulumi.log.info(describe_correction(batch, state.entries[batch.name]))
         for batch in pending:
-            pulumi.log.info(describe_batch(batch, settings.database.target, run))
+            describe = describe_adoption if adopts(settings, batch) else describe_batch
+            pulumi.log.info(describe(batch, settings.database.target, run))
         for line in warnings:
             pulumi.log.warn(line)
+    return state

@@ -87,9 +87,7 @@ def parse_database(obj: Mapping[str, Any] | None, password: str | None) -> Datab
     host = str(_require(obj, "database", "host"))
     if not HOSTNAME.match(host):
         raise ConfigError("database.host", f"'{host}' is not a host name or IP address")
-    port = obj.get("port", 5432)
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-        raise ConfigError("database.port", f"'{port}' is not a TCP port (1-65535)")
+    port = _port(obj.get("port", 5432))
     name = str(_require(obj, "database", "name"))
     if not DATABASE_NAME.match(name):
         raise ConfigError("database.name", f"'{name}' is not a valid database name")
@@ -98,6 +96,14 @@ def parse_database(obj: Mapping[str, Any] | None, password: str | None) -> Datab
         raise ConfigError("database.sslmode", f"'{sslmode}' is not one of {', '.join(sorted(SSL_MODES))}")
     user = str(_require(obj, "database", "user"))
     return DatabaseSettings(host=host, port=port, name=name, user=user, sslmode=sslmode, password=password)
+
+
+def _port(value: Any) -> int:
+    """A TCP port, written as a number or as a string of digits (`port: "5432"`, as `pulumi config set` stores it)."""
+    port = int(value) if isinstance(value, str) and value.strip().isdigit() else value
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ConfigError("database.port", f"'{value}' is not a TCP port (1-65535)")
+    return port
 
 
 MAX_TIMEOUT_MS = 2_147_483_647  # PostgreSQL's limit for lock_timeout and statement_timeout (about 24.8 days)

@@ -72,7 +72,8 @@ class BatchChanged(MigrationError):
         self.expected_sha256, self.found_sha256 = expected_sha256, found_sha256
         super().__init__(
             f"batch '{batch}' {file} changed after it was applied (sha256 {found_sha256[:12]}, "
-            f"ledger has {expected_sha256[:12]}); add a new batch instead of editing an applied one"
+            f"ledger has {expected_sha256[:12]}) and its statements differ, not only comments or layout; "
+            "add a new batch instead of editing an applied one"
         )
 
 
@@ -130,13 +131,66 @@ class ValidationFailed(MigrationError):
 
 
 class RollbackFailed(MigrationError):
-    """rollback.sql failed while a batch was being rolled back (destroy); the batch stays recorded."""
+    """rollback.sql stopped while an applied batch was being rolled back; its finished steps are recorded."""
 
-    def __init__(self, batch: str, summary: str) -> None:
-        self.batch = batch
+    def __init__(self, batch: str, summary: str, done: int, total: int) -> None:
+        self.batch, self.summary, self.done, self.total = batch, summary, done, total
         super().__init__(
-            f"rolling back batch '{batch}' failed ({summary}); the batch is still recorded as applied, "
-            "fix rollback.sql (it must be idempotent) and run `pulumi destroy` again"
+            f"rolling back batch '{batch}' stopped at {summary}; {done} of {total} rollback steps are done and "
+            "recorded, the batch stays recorded as applied; remove the cause (or correct rollback.sql and record "
+            "it with `pulumi up`), then run `pulumi destroy` again to resume"
+        )
+
+
+class RollbackIncomplete(MigrationError):
+    """An applied batch is partly rolled back: nothing else may run until its rollback is finished."""
+
+    def __init__(self, batch: str, done: int, total: int | None, stopped: str | None) -> None:
+        self.batch, self.done, self.total, self.stopped = batch, done, total, stopped
+        where = f"; it stopped at {stopped}" if stopped else ""
+        of = f" of {total}" if total is not None else ""
+        super().__init__(
+            f"batch '{batch}' is partly rolled back ({done}{of} rollback steps done{where}); "
+            "run `pulumi destroy` again to finish the rollback (it resumes where it stopped); "
+            "nothing else is applied until then"
+        )
+
+
+class BatchFolderMissing(MigrationError):
+    """Applied batches have no folder in this checkout; going on would roll them back."""
+
+    def __init__(self, sql_dir: str, batches: Sequence[str], stack: str) -> None:
+        self.sql_dir, self.batches, self.stack = sql_dir, tuple(batches), stack
+        names = ", ".join(f"'{b}'" for b in self.batches)
+        super().__init__(
+            f"stack '{stack}' has applied {names} but {sql_dir} has no folder for "
+            f"{'it' if len(self.batches) == 1 else 'them'} (an older checkout?); nothing was changed: check out a "
+            "revision that has every applied batch, or roll back on purpose with "
+            f"`make rollback STACK={stack} BATCH={self.batches[-1]}`"
+        )
+
+
+class ValidationNotRun(MigrationError):
+    """validation.sql could not run to the end for an operational reason (a lock, a timeout, a lost connection)."""
+
+    def __init__(self, batch: str, target: str, summary: str, attempts: int) -> None:
+        self.batch, self.target, self.summary, self.attempts = batch, target, summary, attempts
+        super().__init__(
+            f"could not validate batch '{batch}' on {target} ({summary}; {attempts} attempts); no check failed "
+            "and nothing was undone: its steps are applied and recorded, run `pulumi up` again to validate and "
+            "record it"
+        )
+
+
+class BatchCorrectionRefused(MigrationError):
+    """A correction of an applied batch's validation.sql does not hold on the live database."""
+
+    def __init__(self, batch: str, failed: Sequence[tuple[str, str]]) -> None:
+        self.batch, self.failed = batch, tuple(failed)
+        names = "; ".join(f"{name}: {detail}" for name, detail in self.failed)
+        super().__init__(
+            f"the corrected validation.sql of applied batch '{batch}' fails on the live database "
+            f"({len(self.failed)} checks): {names}; nothing was recorded, fix validation.sql and run again"
         )
 
 

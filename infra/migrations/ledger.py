@@ -10,9 +10,13 @@ from psycopg import sql
 from psycopg.rows import class_row
 
 from .plan import Batch
+from .syntax import statements_sha256
 
 SCHEMA = "schema_ledger"
-UNDO_MARKER = "undo"  # batch_step.file of the row that says an undo of the batch is under way
+# batch_step.file of the row that says rollback.sql is running for the batch: to undo a batch that failed
+# while being applied (no ledger row yet), or to roll back an applied one (its ledger row stays until done).
+UNDO_MARKER = "undo"
+ROLLBACK_MARKER = "rollback"
 
 _DDL = [
     "CREATE SCHEMA IF NOT EXISTS schema_ledger",
@@ -47,7 +51,31 @@ _DDL = [
     "COMMENT ON COLUMN schema_ledger.batch.stack IS 'Pulumi stack (or tool) that applied the batch'",
     "COMMENT ON COLUMN schema_ledger.batch.adopted IS 'True when recorded as applied without running it (baseline of a live database)'",
     "COMMENT ON TABLE schema_ledger.batch_step IS 'Steps finished by a batch still being applied; lets a crashed run resume'",
+    # Added later: each statement is idempotent, so an older ledger is brought up to date in place.
+    "ALTER TABLE schema_ledger.batch ADD COLUMN IF NOT EXISTS migration_statements_sha256 text",
+    "ALTER TABLE schema_ledger.batch ADD COLUMN IF NOT EXISTS rollback_sql text",
+    "ALTER TABLE schema_ledger.batch_step ADD COLUMN IF NOT EXISTS note text",
+    """CREATE TABLE IF NOT EXISTS schema_ledger.batch_revision (
+        id bigserial PRIMARY KEY,
+        batch text NOT NULL,
+        file text NOT NULL,
+        sha256 text NOT NULL,
+        reason text NOT NULL,
+        recorded_at timestamptz NOT NULL DEFAULT now(),
+        recorded_by text NOT NULL,
+        stack text NOT NULL
+    )""",
+    "COMMENT ON COLUMN schema_ledger.batch.migration_statements_sha256 IS "
+    "'sha256 of migration.sql''s statements as PostgreSQL parses them (comments and layout ignored)'",
+    "COMMENT ON COLUMN schema_ledger.batch.rollback_sql IS 'The rollback.sql that rolls the batch back (corrections replace it)'",
+    "COMMENT ON COLUMN schema_ledger.batch_step.note IS 'On a rollback or undo marker row: where and why it last stopped'",
+    "COMMENT ON TABLE schema_ledger.batch_revision IS "
+    "'Every checksum a batch file has had while applied: applied, adopted, corrected (validation.sql, rollback.sql) "
+    "or reformatted (migration.sql, same statements)'",
 ]
+_COLUMNS = ("batch", "migration_sha256", "validation_sha256", "rollback_sha256", "applied_at", "duration_ms",
+            "applied_by", "stack", "adopted", "migration_statements_sha256", "rollback_sql")
+
 
 
 @dataclass(frozen=True)
@@ -61,6 +89,8 @@ class LedgerEntry:
     applied_by: str
     stack: str
     adopted: bool
+    migration_statements_sha256: str | None = None
+    rollback_sql: str | None = None  # None on rows recorded before the ledger kept it
 
     @property
     def checksums(self) -> dict[str, str]:
@@ -75,8 +105,9 @@ class Ledger:
         self.conn = conn
 
     def ensure(self, grant_to: str | None = None) -> None:
-        """Create the ledger if it is missing, and let grant_to (the role batches run as) write it."""
-        if not self.exists():
+        """Create the ledger if it is missing (or bring an older one up to date), and let grant_to (the role
+        batches run as) write it."""
+        if not self.current():
             with self.conn.transaction():
                 for ddl in _DDL:
                     self.conn.execute(ddl)
@@ -85,13 +116,16 @@ class Ledger:
             with self.conn.transaction():
                 self.conn.execute(sql.SQL("GRANT USAGE ON SCHEMA schema_ledger TO {}").format(role))
                 self.conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA schema_ledger TO {}").format(role))
+                self.conn.execute(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA schema_ledger TO {}").format(role))
 
     def _writable_by(self, role: str) -> bool:
         row = self.conn.execute(
             """SELECT has_schema_privilege(%s, 'schema_ledger', 'USAGE')
                       AND has_table_privilege(%s, 'schema_ledger.batch', 'INSERT, UPDATE, DELETE')
-                      AND has_table_privilege(%s, 'schema_ledger.batch_step', 'INSERT, UPDATE, DELETE')""",
-            (role, role, role)).fetchone()
+                      AND has_table_privilege(%s, 'schema_ledger.batch_step', 'INSERT, UPDATE, DELETE')
+                      AND has_table_privilege(%s, 'schema_ledger.batch_revision', 'INSERT')
+                      AND has_sequence_privilege(%s, 'schema_ledger.batch_revision_id_seq', 'USAGE')""",
+            (role,) * 5).fetchone()
         return bool(row and row[0])
 
     def exists(self) -> bool:
@@ -100,30 +134,87 @@ class Ledger:
         ).fetchone()
         return bool(row and row[0])
 
+    def current(self) -> bool:
+        """The ledger exists with every table and column this version of the engine writes."""
+        row = self.conn.execute(
+            """SELECT to_regclass('schema_ledger.batch_revision') IS NOT NULL
+                      AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('schema_ledger.batch')
+                                  AND attname = 'rollback_sql' AND NOT attisdropped)
+                      AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('schema_ledger.batch_step')
+                                  AND attname = 'note' AND NOT attisdropped)"""
+        ).fetchone()
+        return bool(row and row[0])
+
     def entries(self) -> dict[str, LedgerEntry]:
         if not self.exists():
             return {}
-        with self.conn.cursor(row_factory=class_row(LedgerEntry)) as cur:
-            rows = cur.execute("SELECT * FROM schema_ledger.batch ORDER BY batch").fetchall()
-        return {row.batch: row for row in rows}
+        return {row.batch: row for row in self._select(sql.SQL("ORDER BY batch"))}
 
     def entry(self, batch: str) -> LedgerEntry | None:
+        rows = self._select(sql.SQL("WHERE batch = %s"), (batch,))
+        return rows[0] if rows else None
+
+    def _select(self, tail: sql.Composable, params: tuple[object, ...] = ()) -> list[LedgerEntry]:
+        """Ledger rows; columns an older ledger lacks read as NULL (it is brought up to date on the next run)."""
+        columns = self._columns("schema_ledger.batch")
+        fields = sql.SQL(", ").join(
+            sql.Identifier(c) if c in columns else sql.SQL("NULL AS {}").format(sql.Identifier(c)) for c in _COLUMNS)
+        query = sql.SQL("SELECT {} FROM schema_ledger.batch {}").format(fields, tail)
         with self.conn.cursor(row_factory=class_row(LedgerEntry)) as cur:
-            return cur.execute("SELECT * FROM schema_ledger.batch WHERE batch = %s", (batch,)).fetchone()
+            return cur.execute(query, params).fetchall()
+
+    def _columns(self, table: str) -> set[str]:
+        rows = self.conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
+            (table,)).fetchall()
+        return {r[0] for r in rows}
 
     def record(self, batch: Batch, *, duration_ms: int, applied_by: str, stack: str, adopted: bool = False) -> LedgerEntry:
         sums = batch.checksums
         self.forget_steps(batch.name)
-        with self.conn.cursor(row_factory=class_row(LedgerEntry)) as cur:
-            row = cur.execute(
-                """INSERT INTO schema_ledger.batch (batch, migration_sha256, validation_sha256, rollback_sha256,
-                       duration_ms, applied_by, stack, adopted)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
-                (batch.name, sums["migration.sql"], sums["validation.sql"], sums["rollback.sql"],
-                 duration_ms, applied_by, stack, adopted),
-            ).fetchone()
-        assert row is not None
-        return row
+        self.conn.execute(
+            """INSERT INTO schema_ledger.batch (batch, migration_sha256, validation_sha256, rollback_sha256,
+                   duration_ms, applied_by, stack, adopted, migration_statements_sha256, rollback_sql)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+            (batch.name, sums["migration.sql"], sums["validation.sql"], sums["rollback.sql"],
+             duration_ms, applied_by, stack, adopted, statements_sha256(batch.migration), batch.rollback),
+        )
+        for file in sums:
+            self._revision(batch.name, file, sums[file], "adopted" if adopted else "applied", applied_by, stack)
+        entry = self.entry(batch.name)
+        assert entry is not None
+        return entry
+
+    def correct(self, batch: Batch, entry: LedgerEntry, *, recorded_by: str, stack: str) -> LedgerEntry:
+        """Record the batch's current files for an applied batch whose migration.sql has the same statements:
+        corrected validation.sql or rollback.sql, reformatted migration.sql. Earlier checksums stay in
+        batch_revision."""
+        sums = batch.checksums
+        self.conn.execute(
+            """UPDATE schema_ledger.batch SET migration_sha256 = %s, validation_sha256 = %s, rollback_sha256 = %s,
+                   migration_statements_sha256 = %s, rollback_sql = %s
+               WHERE batch = %s""",
+            (sums["migration.sql"], sums["validation.sql"], sums["rollback.sql"], statements_sha256(batch.migration),
+             batch.rollback, batch.name),
+        )
+        for file, sha in sums.items():
+            if entry.checksums[file] != sha:
+                reason = "reformatted" if file == "migration.sql" else "corrected"
+                self._revision(batch.name, file, sha, reason, recorded_by, stack)
+        corrected = self.entry(batch.name)
+        assert corrected is not None
+        return corrected
+
+    def _revision(self, batch: str, file: str, sha256: str, reason: str, by: str, stack: str) -> None:
+        self.conn.execute(
+            "INSERT INTO schema_ledger.batch_revision (batch, file, sha256, reason, recorded_by, stack) "
+            "VALUES (%s, %s, %s, %s, %s, %s)", (batch, file, sha256, reason, by, stack))
+
+    def revisions(self, batch: str) -> list[tuple[str, str, str]]:
+        """(file, sha256, reason) of every revision of the batch's files, oldest first."""
+        rows = self.conn.execute(
+            "SELECT file, sha256, reason FROM schema_ledger.batch_revision WHERE batch = %s ORDER BY id", (batch,))
+        return [tuple(r) for r in rows.fetchall()]
 
     def remove(self, batch: str) -> None:
         self.conn.execute("DELETE FROM schema_ledger.batch WHERE batch = %s", (batch,))
@@ -146,9 +237,28 @@ class Ledger:
         """Drop the batch's progress rows and its undo marker (the batch is back to not applied)."""
         self.conn.execute("DELETE FROM schema_ledger.batch_step WHERE batch = %s", (batch,))
 
-    def begin_undo(self, batch: str) -> None:
-        """Mark that rollback.sql is undoing the batch; until forget_steps, the next run finishes the undo first."""
-        self.finish_step(batch, UNDO_MARKER, 0, "")
+    def begin(self, batch: str, marker: str) -> None:
+        """Mark that rollback.sql runs for the batch (UNDO_MARKER or ROLLBACK_MARKER); until forget_steps,
+        the next run finishes it first."""
+        self.conn.execute(
+            """INSERT INTO schema_ledger.batch_step (batch, file, step, sha256) VALUES (%s, %s, 0, '')
+               ON CONFLICT (batch, file, step) DO NOTHING""", (batch, marker))
+
+    def stopped(self, batch: str, marker: str, note: str) -> None:
+        """Where and why the rollback (or undo) of the batch last stopped."""
+        self.conn.execute(
+            "UPDATE schema_ledger.batch_step SET note = %s, finished_at = now() WHERE batch = %s AND file = %s AND step = 0",
+            (note, batch, marker))
 
     def undo_pending(self, batch: str) -> bool:
         return bool(self.finished_steps(batch, UNDO_MARKER))
+
+    def rollbacks_in_progress(self) -> dict[str, str | None]:
+        """Applied batches whose rollback started and has not finished: batch -> where it last stopped."""
+        if not self.exists():
+            return {}
+        note = "note" if "note" in self._columns("schema_ledger.batch_step") else "NULL"
+        rows = self.conn.execute(
+            sql.SQL("SELECT batch, {} FROM schema_ledger.batch_step WHERE file = %s AND step = 0 ORDER BY batch").format(
+                sql.SQL(note)), (ROLLBACK_MARKER,)).fetchall()
+        return {batch: text for batch, text in rows}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .plan import Batch
+from .ledger import LedgerEntry
+from .plan import BATCH_FILES, Batch
 from .runner import RunSettings
 from .steps import (
     ACCESS_EXCLUSIVE,
@@ -67,6 +68,28 @@ def describe_batch(batch: Batch, target: str, settings: RunSettings) -> str:
         "  full SQL: `pulumi preview --diff --show-full-output` (properties migrationSql, validationSql, rollbackSql)",
     ]
     return "\n".join(lines)
+
+
+def describe_adoption(batch: Batch, target: str, settings: RunSettings) -> str:
+    """What adopting the baseline of a live database does: its checks run, none of its statements."""
+    return (
+        f"batch {batch.name} will be adopted on {target}: none of its statements run; its validation.sql "
+        f"({check_count(batch)} statements, run in a transaction that is rolled back) must pass against the live "
+        "schema, then the batch is recorded as applied (adopted). If a check fails, nothing is recorded and "
+        "nothing changes."
+    )
+
+
+def describe_correction(batch: Batch, entry: LedgerEntry) -> str:
+    """What recording a corrected file of an applied batch does (no statement of migration.sql runs)."""
+    changed = [f for f in BATCH_FILES if batch.checksums[f] != entry.checksums[f]]
+    what = {
+        "migration.sql": "migration.sql changed in comments or layout only (same statements): recorded, nothing runs",
+        "validation.sql": "validation.sql corrected: its checks run against the live schema (rolled back) and must pass",
+        "rollback.sql": "rollback.sql corrected: `pulumi destroy` will run the corrected file",
+    }
+    return "\n".join([f"batch {batch.name} is applied; `up` records its corrected files (the ledger keeps the old "
+                      "checksums in schema_ledger.batch_revision):", *(f"  {what[f]}" for f in changed)])
 
 
 def human_ms(ms: int) -> str:

@@ -23,22 +23,26 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
+from .database_errors import cause, connection_lost, database_errors, operational
 from .errors import (
     AdoptionRefused,
     BatchChanged,
+    BatchCorrectionRefused,
     ConnectionLost,
-    DatabaseError,
     LockNotAcquired,
     MigrationError,
     RollbackFailed,
+    RollbackIncomplete,
     StatementFailed,
     UndoFailed,
     ValidationFailed,
+    ValidationNotRun,
 )
-from .ledger import Ledger, LedgerEntry
+from .ledger import ROLLBACK_MARKER, UNDO_MARKER, Ledger, LedgerEntry
 from .lock import MigrationLock, migration_lock
-from .plan import BATCH_FILES, Batch
+from .plan import Batch
 from .steps import Statement, Step, plan_steps
+from .syntax import statements_sha256
 from .target import Target
 from .validation import CheckResult, run_checks
 
@@ -74,59 +78,84 @@ class ApplyResult:
     already_applied: bool = False
 
 
-@contextmanager
-def database_errors(target: Target, during: str, batch: Batch | None = None) -> Iterator[None]:
-    """psycopg errors that escape the step runner become one of the engine's errors, never a traceback."""
-    try:
-        yield
-    except psycopg.Error as err:
-        if connection_lost(err):
-            raise ConnectionLost(target.display(), batch.name if batch else None, during) from None
-        where = f"{during} of batch '{batch.name}'" if batch else during
-        raise DatabaseError(target.display(), where, _cause(err)) from None
+@dataclass(frozen=True)
+class DatabaseState:
+    """What the ledger says, read in one go: applied batches, and rollbacks that started and did not finish
+    (batch -> where it last stopped)."""
+
+    entries: dict[str, LedgerEntry]
+    rollbacks: dict[str, str | None]
+    done_steps: dict[str, dict[int, str]] = field(default_factory=dict)  # finished rollback.sql steps
+
+    def pending(self, batches: Sequence[Batch]) -> tuple[Batch, ...]:
+        """Batches the ledger lacks; an applied batch whose migration.sql statements changed is refused."""
+        for batch in batches:
+            if batch.name in self.entries:
+                verify_unchanged(batch, self.entries[batch.name])
+        return tuple(b for b in batches if b.name not in self.entries)
+
+    def corrected(self, batches: Sequence[Batch]) -> tuple[Batch, ...]:
+        """Applied batches whose files differ from the ledger's: corrections the next run records."""
+        return tuple(b for b in batches if b.name in self.entries and b.checksums != self.entries[b.name].checksums)
+
+    def missing(self, batches: Sequence[Batch], stack: str) -> tuple[str, ...]:
+        """Batches this stack applied that have no folder among `batches`."""
+        names = {b.name for b in batches}
+        return tuple(name for name, entry in self.entries.items() if entry.stack == stack and name not in names)
+
+    def rollback_incomplete(self, batch: Batch) -> RollbackIncomplete | None:
+        """The error that names the batch's unfinished rollback, or None when none is under way."""
+        if batch.name not in self.rollbacks:
+            return None
+        return _incomplete(batch.name, batch, self.entries.get(batch.name), self.rollbacks[batch.name],
+                           self.done_steps.get(batch.name, {}))
 
 
-def connection_lost(err: psycopg.Error) -> bool:
-    """The connection itself failed (not a statement): client-side loss, terminated backend, server shutdown."""
-    return err.sqlstate is None or isinstance(err, (pg_errors.AdminShutdown, pg_errors.CrashShutdown,
-                                                    pg_errors.ConnectionException))
+def read_state(target: Target) -> DatabaseState:
+    """The ledger as it stands (read-only; a database without a ledger has applied nothing)."""
+    with database_errors(target, "reading the ledger"), target.connect(autocommit=True) as conn:
+        ledger = Ledger(conn)
+        rollbacks = ledger.rollbacks_in_progress()
+        done = {b: ledger.finished_steps(b, "rollback.sql") for b in rollbacks}
+        return DatabaseState(ledger.entries(), rollbacks, done)
 
 
 def applied_batches(target: Target) -> dict[str, LedgerEntry]:
-    with database_errors(target, "reading the ledger"), target.connect(autocommit=True) as conn:
-        return Ledger(conn).entries()
+    return read_state(target).entries
 
 
 def verify_unchanged(batch: Batch, entry: LedgerEntry) -> None:
-    """Raise BatchChanged if any file of an applied batch differs from what was applied."""
-    for file in BATCH_FILES:
-        if batch.checksums[file] != entry.checksums[file]:
-            raise BatchChanged(batch.name, file, entry.checksums[file], batch.checksums[file])
+    """Raise BatchChanged if an applied batch's migration.sql now has other statements than were applied.
+    A change of comments or layout only is a correction the next run records, as are edits of
+    validation.sql and rollback.sql."""
+    found = batch.checksums["migration.sql"]
+    if found == entry.migration_sha256:
+        return
+    if entry.migration_statements_sha256 is None or statements_sha256(batch.migration) != entry.migration_statements_sha256:
+        raise BatchChanged(batch.name, "migration.sql", entry.migration_sha256, found)
 
 
 def pending_batches(target: Target, batches: Sequence[Batch]) -> tuple[Batch, ...]:
-    """Batches the ledger lacks; an applied batch whose files changed is refused."""
-    entries = applied_batches(target)
-    for batch in batches:
-        if batch.name in entries:
-            verify_unchanged(batch, entries[batch.name])
-    return tuple(b for b in batches if b.name not in entries)
+    """Batches the ledger lacks; an applied batch whose migration.sql statements changed is refused."""
+    return read_state(target).pending(batches)
 
 
 def apply_batch(target: Target, batch: Batch, settings: RunSettings) -> ApplyResult:
-    with database_errors(target, "apply", batch), _session(target, settings) as run:
+    """Apply, validate and record a batch; for one already applied, record corrections of its files."""
+    with database_errors(target, "apply", batch.name), _session(target, settings) as run:
         return run.apply(batch)
 
 
 def adopt_batch(target: Target, batch: Batch, settings: RunSettings) -> ApplyResult:
     """Record a batch as applied without running it, after its validation confirms the live schema."""
-    with database_errors(target, "adoption", batch), _session(target, settings) as run:
+    with database_errors(target, "adoption", batch.name), _session(target, settings) as run:
         return run.adopt(batch)
 
 
 def rollback_batch(target: Target, batch: Batch, settings: RunSettings) -> bool:
-    """Run rollback.sql and forget the batch. False if the ledger did not have it (nothing to do)."""
-    with database_errors(target, "rollback", batch), _session(target, settings) as run:
+    """Run rollback.sql (the ledger's, which corrections keep current) and forget the batch; a rollback that
+    stopped resumes where it stopped. False if the ledger did not have the batch (nothing to do)."""
+    with database_errors(target, "rollback", batch.name), _session(target, settings) as run:
         return run.rollback(batch)
 
 
@@ -169,11 +198,12 @@ class _Run:
     def ledger(self) -> Ledger:
         return Ledger(self.conn)
 
-    # -- apply -------------------------------------------------------------------------------------
+    # -- apply ---------------------------------------------------------------------------------------
     def apply(self, batch: Batch) -> ApplyResult:
         recorded = self._recorded(batch)
         if recorded is not None:
             return recorded
+        self._refuse_during_rollback()
         steps = plan_steps(batch, "migration.sql")
         started = time.monotonic()
         if self.ledger.undo_pending(batch.name):
@@ -191,7 +221,8 @@ class _Run:
         recorded = self._recorded(batch)
         if recorded is not None:
             return recorded
-        checks = run_checks(self.conn, batch, self.settings.statement_timeout_ms)
+        self._refuse_during_rollback()
+        checks = self._checks(batch)
         failed = _failed(checks)
         if failed:
             raise AdoptionRefused(batch.name, failed)
@@ -201,12 +232,44 @@ class _Run:
         return _result(batch, entry, checks)
 
     def _recorded(self, batch: Batch) -> ApplyResult | None:
-        """The ledger's result for a batch applied before (refused if its files changed since), else None."""
+        """For a batch applied before: its files' corrections recorded (refused if migration.sql has other
+        statements), then the ledger's result; an unfinished rollback of it is reported. None if not applied."""
         entry = self.ledger.entry(batch.name)
         if entry is None:
             return None
         verify_unchanged(batch, entry)
-        return _result(batch, entry, (), already_applied=True)
+        checks: tuple[CheckResult, ...] = ()
+        if batch.checksums != entry.checksums:
+            checks, entry = self._correct(batch, entry)
+        incomplete = self._rollback_incomplete(batch, entry)
+        if incomplete:
+            raise incomplete
+        return _result(batch, entry, checks, already_applied=True)
+
+    def _correct(self, batch: Batch, entry: LedgerEntry) -> tuple[tuple[CheckResult, ...], LedgerEntry]:
+        """Record corrected files of an applied batch; a corrected validation.sql must hold on the live database."""
+        checks: tuple[CheckResult, ...] = ()
+        if batch.checksums["validation.sql"] != entry.validation_sha256 and not entry.adopted:
+            checks = self._checks(batch)
+            failed = _failed(checks)
+            if failed:
+                raise BatchCorrectionRefused(batch.name, failed)
+        self.lock.verify()
+        with self.conn.transaction():
+            entry = self.ledger.correct(batch, entry, recorded_by=self.settings.applied_by, stack=self.settings.stack)
+        return checks, entry
+
+    def _rollback_incomplete(self, batch: Batch, entry: LedgerEntry | None) -> RollbackIncomplete | None:
+        rollbacks = self.ledger.rollbacks_in_progress()
+        if batch.name not in rollbacks:
+            return None
+        return _incomplete(batch.name, batch, entry, rollbacks[batch.name],
+                           self.ledger.finished_steps(batch.name, "rollback.sql"))
+
+    def _refuse_during_rollback(self) -> None:
+        """Nothing new is applied while an applied batch is partly rolled back."""
+        for name, stopped in self.ledger.rollbacks_in_progress().items():
+            raise _incomplete(name, None, None, stopped, self.ledger.finished_steps(name, "rollback.sql"))
 
     def _discard_stale_progress(self, batch: Batch, steps: Sequence[Step]) -> None:
         """A half-applied run of a different version of this batch is undone before starting over."""
@@ -228,16 +291,36 @@ class _Run:
                 self._undo_after(batch, err)
 
     def _validate(self, batch: Batch) -> tuple[CheckResult, ...]:
+        """The batch's checks; a failed check (or an error in validation.sql) undoes the batch. When the checks
+        cannot run for an operational reason, nothing is undone: the next run validates again."""
         try:
-            checks = run_checks(self.conn, batch, self.settings.statement_timeout_ms)
-        except psycopg.Error:  # run_checks re-raises only when the connection broke
-            raise ConnectionLost(self.target.display(), batch.name, "validation") from None
+            checks = self._checks(batch)
+        except ValidationNotRun:
+            raise
         except MigrationError as err:
             self._undo_after(batch, err)
         failed = _failed(checks)
         if failed:
             self._undo_after(batch, ValidationFailed(batch.name, failed))
         return checks
+
+    def _checks(self, batch: Batch) -> tuple[CheckResult, ...]:
+        """validation.sql, in a transaction that is always rolled back, without lock_timeout (its locks never
+        block live traffic; statement_timeout bounds each attempt). Deadlocks, serialization failures and a lost
+        connection are retried with backoff; when it still cannot run, ValidationNotRun."""
+        attempts = self.settings.lock_retries + 1
+        for attempt in range(attempts):
+            try:
+                return run_checks(self.conn, batch, self.settings.statement_timeout_ms)
+            except psycopg.Error as err:  # run_checks lets only operational failures through
+                summary = cause(err)
+                if isinstance(err, pg_errors.QueryCanceled) or attempt + 1 == attempts:
+                    raise ValidationNotRun(batch.name, self.target.display(), summary, attempt + 1) from None
+                time.sleep(_backoff_s(attempt, self.settings.lock_timeout_ms))
+                if self.conn.broken or self.conn.closed:
+                    self.lock.verify()
+                    self.conn = self._connect()
+        raise AssertionError("unreachable")
 
     # -- rollback ------------------------------------------------------------------------------------
     def rollback(self, batch: Batch) -> bool:
@@ -247,10 +330,9 @@ class _Run:
             return False
         if not entry.adopted:
             try:
-                for step in plan_steps(batch, "rollback.sql"):
-                    self._run_step(batch, step, track=False)
-            except (StatementFailed, LockNotAcquired) as err:
-                raise RollbackFailed(batch.name, err.summary) from None
+                self._run_rollback(_as_recorded(batch, entry), ROLLBACK_MARKER)
+            except _Stopped as stop:
+                raise RollbackFailed(batch.name, stop.summary, stop.done, stop.total) from None
         with self.conn.transaction():
             self.ledger.remove(batch.name)
         return True
@@ -264,18 +346,34 @@ class _Run:
         raise err
 
     def _undo(self, batch: Batch) -> None:
-        """rollback.sql, bracketed by an undo marker so that an interrupted undo is finished by the next run."""
+        """rollback.sql for a batch that failed while being applied; an interrupted undo is finished first
+        by the next run."""
         if self.conn.broken or self.conn.closed:
             self.conn = self._connect()
-        with self.conn.transaction():
-            self.ledger.begin_undo(batch.name)
         try:
-            for step in plan_steps(batch, "rollback.sql"):
-                self._run_step(batch, step, track=False)
-        except (StatementFailed, LockNotAcquired) as err:
-            raise UndoFailed(batch.name, err.summary) from None
+            self._run_rollback(batch, UNDO_MARKER)
+        except _Stopped as stop:
+            raise UndoFailed(batch.name, stop.summary) from None
         with self.conn.transaction():
             self.ledger.forget_steps(batch.name)
+
+    def _run_rollback(self, batch: Batch, marker: str) -> None:
+        """rollback.sql step by step under a marker, each step recorded as it finishes (so a repeated run
+        resumes), planned like migration.sql: the batch's own objects go in one transaction."""
+        steps = plan_steps(batch, "rollback.sql")
+        with self.conn.transaction():
+            self.ledger.begin(batch.name, marker)
+        done = self.ledger.finished_steps(batch.name, "rollback.sql")
+        for step in steps:
+            if done.get(step.number) == step.sha256:
+                continue
+            try:
+                self._run_step(batch, step, track=True)
+            except (StatementFailed, LockNotAcquired) as err:
+                with self.conn.transaction():
+                    self.ledger.stopped(batch.name, marker, err.summary)
+                finished = len(self.ledger.finished_steps(batch.name, "rollback.sql"))
+                raise _Stopped(err.summary, finished, len(steps)) from None
 
     # -- one step ------------------------------------------------------------------------------------
     def _run_step(self, batch: Batch, step: Step, *, track: bool) -> None:
@@ -362,10 +460,33 @@ class _Run:
         stmt = self._current or step.statements[0]
         if self.conn.broken or connection_lost(err):
             return ConnectionLost(self.target.display(), batch.name, f"{step.file} step {step.number} (line {stmt.line})")
-        cause = _cause(err)
+        reason = cause(err)
         if isinstance(err, pg_errors.QueryCanceled):
-            cause = f"{cause} (statement_timeout is {self.settings.statement_timeout_ms} ms)"
-        return StatementFailed(batch.name, step.file, stmt.line, cause)
+            reason = f"{reason} (statement_timeout is {self.settings.statement_timeout_ms} ms)"
+        return StatementFailed(batch.name, step.file, stmt.line, reason)
+
+
+class _Stopped(Exception):
+    """rollback.sql stopped at a step (summary: where and why); done of total steps are recorded."""
+
+    def __init__(self, summary: str, done: int, total: int) -> None:
+        super().__init__(summary)
+        self.summary, self.done, self.total = summary, done, total
+
+
+def _incomplete(name: str, batch: Batch | None, entry: LedgerEntry | None, stopped: str | None,
+                done: dict[int, str]) -> RollbackIncomplete:
+    """The unfinished rollback of an applied batch, counted against the rollback.sql it runs (when the batch's
+    files are at hand)."""
+    total = len(plan_steps(_as_recorded(batch, entry), "rollback.sql")) if batch else None
+    return RollbackIncomplete(name, len(done), total, stopped)
+
+
+def _as_recorded(batch: Batch, entry: LedgerEntry | None) -> Batch:
+    """The batch with the rollback.sql the ledger holds for it (corrections keep it current)."""
+    if entry is None or entry.rollback_sql is None:
+        return batch
+    return replace(batch, rollback=entry.rollback_sql)
 
 
 def _failed(checks: Iterable[CheckResult]) -> list[tuple[str, str]]:
@@ -375,12 +496,6 @@ def _failed(checks: Iterable[CheckResult]) -> list[tuple[str, str]]:
 def _backoff_s(attempt: int, lock_timeout_ms: int) -> float:
     base = min(lock_timeout_ms / 1000 * (2 ** attempt), MAX_BACKOFF_S)
     return base * random.uniform(0.5, 1.0)
-
-
-def _cause(err: psycopg.Error) -> str:
-    diag = err.diag
-    text = (diag.message_primary or str(err)).strip()
-    return f"{text} (SQLSTATE {diag.sqlstate})" if diag.sqlstate else text
 
 
 def _not_undone(err: MigrationError, undo_error: str) -> MigrationError:

@@ -91,12 +91,34 @@ def split_statements(batch: Batch, file: str) -> list[tuple[ast.Node, str, int]]
     return out
 
 
+@dataclass
+class _Scope:
+    """What the planner knows while it walks a file: the objects the batch created (a statement that only
+    touches those takes no lock live traffic feels), and the batch's foreign keys from its own tables onto
+    tables that existed before it (conname -> (table, referenced table)), which lock the referenced table
+    when they are dropped."""
+
+    created: set[str]
+    foreign_keys: dict[str, tuple[str, str]]
+
+
 @lru_cache(maxsize=256)
 def plan_steps(batch: Batch, file: str) -> tuple[Step, ...]:
-    """The steps of one batch file (cached: the program, the report and the runner all ask for them)."""
-    created: set[str] = set()
-    statements = [_describe(node, sql, line, created) for node, sql, line in split_statements(batch, file)]
+    """The steps of one batch file (cached: the program, the report and the runner all ask for them).
+
+    rollback.sql is planned with what migration.sql created already known, so dropping the batch's own objects
+    shares one transaction (a failure leaves them all in place), while anything on an older table runs alone."""
+    scope = _batch_scope(batch) if file == "rollback.sql" else _Scope(set(), {})
+    statements = [_describe(node, sql, line, scope) for node, sql, line in split_statements(batch, file)]
     return tuple(_group(file, statements))
+
+
+def _batch_scope(batch: Batch) -> _Scope:
+    """The objects migration.sql creates, and its foreign keys onto older tables."""
+    scope = _Scope(set(), {})
+    for node, sql, line in split_statements(batch, "migration.sql"):
+        _describe(node, sql, line, scope)
+    return scope
 
 
 def _group(file: str, statements: list[Statement]) -> Iterator[Step]:
@@ -121,7 +143,9 @@ def qualified(rv: ast.RangeVar) -> str:
     return f"{rv.schemaname}.{rv.relname}" if rv.schemaname else rv.relname
 
 
-def _describe(node: ast.Node, sql: str, line: int, created: set[str]) -> Statement:
+def _describe(node: ast.Node, sql: str, line: int, scope: _Scope) -> Statement:
+    created = scope.created
+
     def lock(table: str, mode: str) -> Lock:
         return Lock(table, mode, existing=table not in created)
 
@@ -129,7 +153,10 @@ def _describe(node: ast.Node, sql: str, line: int, created: set[str]) -> Stateme
         table = qualified(node.relation)
         if not node.if_not_exists:  # IF NOT EXISTS says the table may already be there, in use
             created.add(table)
-        refs = sorted({qualified(c.pktable) for c in _constraints(node) if c.contype == enums.ConstrType.CONSTR_FOREIGN})
+        fks = [c for c in _constraints(node) if c.contype == enums.ConstrType.CONSTR_FOREIGN]
+        for fk in fks:
+            _remember_foreign_key(scope, fk.conname, table, qualified(fk.pktable))
+        refs = sorted({qualified(c.pktable) for c in fks})
         return Statement(sql, line, f"create table {table}", tuple(lock(r, SHARE_ROW_EXCLUSIVE) for r in refs),
                          creates_table=table)
     if isinstance(node, ast.IndexStmt):
@@ -141,23 +168,39 @@ def _describe(node: ast.Node, sql: str, line: int, created: set[str]) -> Stateme
                          concurrent=bool(node.concurrent), index_name=node.idxname,
                          index_table=quote_ident(*filter(None, (node.relation.schemaname, node.relation.relname))))
     if isinstance(node, ast.AlterTableStmt):
-        return _describe_alter(node, sql, line, lock)
+        return _describe_alter(node, sql, line, lock, scope)
     if isinstance(node, ast.DropStmt):
-        return _describe_drop(node, sql, line, lock, created)
+        return _describe_drop(node, sql, line, lock, scope)
     if isinstance(node, ast.ViewStmt):
         created.add(qualified(node.view))
+    written = _written_table(node)
     mode = _GENERIC_MODES.get(type(node), ACCESS_EXCLUSIVE)
     tables = sorted({t for t in range_vars(node) if t not in created})
-    return Statement(sql, line, _generic_summary(node), tuple(lock(t, mode) for t in tables))
+    locks = tuple(lock(t, mode if written in (None, t) else ACCESS_SHARE) for t in tables)
+    return Statement(sql, line, _generic_summary(node), locks)
 
 
 # Locks of statements the planner has no specific rule for, on every table they name that the batch did not
 # create; anything not listed is assumed to take ACCESS EXCLUSIVE (RENAME, TRUNCATE, LOCK, triggers, ...).
+# A statement that writes one table (INSERT, UPDATE, DELETE, MERGE) only reads the others it names.
 _GENERIC_MODES: dict[type, str] = {
     ast.InsertStmt: ROW_EXCLUSIVE, ast.UpdateStmt: ROW_EXCLUSIVE, ast.DeleteStmt: ROW_EXCLUSIVE,
     ast.MergeStmt: ROW_EXCLUSIVE, ast.SelectStmt: ACCESS_SHARE, ast.ViewStmt: ACCESS_SHARE,
     ast.CreateTableAsStmt: ACCESS_SHARE, ast.CreateTrigStmt: SHARE_ROW_EXCLUSIVE,
 }
+_WRITES = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt)
+
+
+def _written_table(node: ast.Node) -> str | None:
+    """The one table a DML statement writes (None for other statements: every table gets the same mode)."""
+    if isinstance(node, _WRITES) and isinstance(node.relation, ast.RangeVar):
+        return qualified(node.relation)
+    return None
+
+
+def _remember_foreign_key(scope: _Scope, name: str | None, table: str, referenced: str) -> None:
+    if name and table in scope.created and referenced not in scope.created:
+        scope.foreign_keys[name] = (table, referenced)
 
 
 def range_vars(node: object) -> Iterator[str]:
@@ -180,12 +223,16 @@ def _constraints(node: ast.CreateStmt) -> Iterator[ast.Constraint]:
             yield from (c for c in elt.constraints or () if isinstance(c, ast.Constraint))
 
 
-def _describe_alter(node: ast.AlterTableStmt, sql: str, line: int, lock) -> Statement:
+def _describe_alter(node: ast.AlterTableStmt, sql: str, line: int, lock, scope: _Scope) -> Statement:
     table = qualified(node.relation)
     locks: dict[str, str] = {}
     actions = []
     for cmd in node.cmds:
         mode, action, ref = _alter_cmd(cmd)
+        if cmd.subtype == AT.AT_AddConstraint and cmd.def_.contype == enums.ConstrType.CONSTR_FOREIGN:
+            _remember_foreign_key(scope, cmd.def_.conname, table, qualified(cmd.def_.pktable))
+        if cmd.subtype == AT.AT_DropConstraint and cmd.name in scope.foreign_keys:
+            ref = (scope.foreign_keys.pop(cmd.name)[1], ACCESS_EXCLUSIVE)  # its triggers on the referenced table go too
         actions.append(action)
         locks[table] = _stronger(locks.get(table), mode)
         if ref:
@@ -217,13 +264,16 @@ def _stronger(a: str | None, b: str) -> str:
     return b if a is None or _STRENGTH.index(b) > _STRENGTH.index(a) else a
 
 
-def _describe_drop(node: ast.DropStmt, sql: str, line: int, lock, created: set[str]) -> Statement:
+def _describe_drop(node: ast.DropStmt, sql: str, line: int, lock, scope: _Scope) -> Statement:
+    created = scope.created
     names = [".".join(part.sval for part in obj) if isinstance(obj, tuple) else _name(obj) for obj in node.objects]
     kind = OBJ(node.removeType).name.removeprefix("OBJECT_").lower()
     how = "concurrently " if node.concurrent else ""
     locks: tuple[Lock, ...] = ()
     if node.removeType == OBJ.OBJECT_TABLE:
-        locks = tuple(lock(n, ACCESS_EXCLUSIVE) for n in names)
+        # A dropped table's foreign keys onto older tables go with it, and lock those tables too.
+        referenced = sorted({ref for table, ref in scope.foreign_keys.values() if table in names})
+        locks = tuple(lock(n, ACCESS_EXCLUSIVE) for n in [*names, *referenced])
     elif node.removeType == OBJ.OBJECT_INDEX:
         mode = SHARE_UPDATE_EXCLUSIVE if node.concurrent else ACCESS_EXCLUSIVE
         locks = tuple(Lock(f"table of index {n}", mode, existing=f"index:{n}" not in created) for n in names)

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 from pglast import ast
 from pglast.parser import ParseError, parse_sql
+from pglast.stream import RawStream
 
 from .errors import SqlSyntaxError, UnsupportedStatement
-from .plan import BATCH_FILES, Batch
+from .plan import BATCH_FILES, Batch, sha256_text
 
 TableName = tuple[str | None, str]
 """(schema or None when unqualified, relation name as PostgreSQL folds it: quoted names keep their case)."""
@@ -67,11 +68,25 @@ def _error_line(text: str, err: ParseError) -> int:
     return line_of(text, location)
 
 
+def statements_sha256(text: str) -> str | None:
+    """sha256 of the statements as PostgreSQL parses them, printed back in one canonical form: comments,
+    whitespace and layout do not count, every identifier, constant and keyword does. None if it does not parse."""
+    try:
+        canonical = ";\n".join(RawStream()(raw.stmt) for raw in parse_sql(text))
+    except ParseError:
+        return None
+    return sha256_text(canonical)
+
+
 def check_syntax(batch: Batch) -> None:
-    """Parse every file of the batch; raise on a syntax error or on a statement the engine refuses."""
+    """Parse every file of the batch; raise on a syntax error, on a statement the engine refuses, or on a
+    file without any statement (an empty batch would be recorded as applied and could never be filled in)."""
     for file in BATCH_FILES:
         text = batch.text(file)
-        for statement in parse_statements(batch, file):
+        statements = parse_statements(batch, file)
+        if not statements:
+            raise UnsupportedStatement(batch.name, file, 1, f"has no statements; every batch needs its {file}")
+        for statement in statements:
             problem = refusal(text, statement)
             if problem:
                 raise UnsupportedStatement(batch.name, file, statement.line, problem)

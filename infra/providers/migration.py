@@ -7,15 +7,19 @@ everything `delete` needs (connection, password as a secret, rollback SQL) is in
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
+from pulumi.dynamic import ConfigureRequest
+
 from infra.migrations.errors import BatchChanged, DestroyRefused
 from infra.migrations.plan import BATCH_FILES, Batch
 from infra.migrations.runner import ApplyResult, RunSettings, adopt_batch, apply_batch, applied_batches, rollback_batch
+from infra.migrations.syntax import statements_sha256
 from infra.migrations.target import Target
 from infra.providers.inputs import target_from_inputs
 from infra.providers.reporting import engine_errors
@@ -62,13 +66,22 @@ def _outs(props: dict[str, Any], result: ApplyResult) -> dict[str, Any]:
 
 
 class MigrationProvider(ResourceProvider):
+    # Whether the stack's current config protects it. Set by configure() in the provider's own process, from
+    # the config the engine passes in (also on `pulumi destroy`, which does not run the program): protection
+    # holds from the moment the config says so, even before an `up` has written it into the resources.
+    protected_now: bool = False
+
+    def configure(self, req: ConfigureRequest) -> None:
+        self.protected_now = protected_in_config(req.config.get("migrations"))
+
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        for file in BATCH_FILES:
-            old_sha = (olds.get("checksums") or {}).get(file)
-            new_sha = (news.get("checksums") or {}).get(file)
-            if old_sha and new_sha and old_sha != new_sha:
-                with engine_errors():
-                    raise BatchChanged(news["batch"], file, old_sha, new_sha)
+        """An applied batch changes only by a correction (validation.sql, rollback.sql, or migration.sql with
+        the same statements), by its settings or connection, or while its rollback is unfinished."""
+        old_sha = (olds.get("checksums") or {}).get("migration.sql")
+        new_sha = (news.get("checksums") or {}).get("migration.sql")
+        if old_sha and new_sha and old_sha != new_sha and not _same_statements(olds, news):
+            with engine_errors():
+                raise BatchChanged(news["batch"], "migration.sql", old_sha, new_sha)
         changed = [k for k in news if k not in (*_OUTPUTS, *_DESCRIPTIVE) and olds.get(k) != news.get(k)]
         return DiffResult(changes=bool(changed), replaces=[], stables=["batch"], delete_before_replace=False)
 
@@ -79,7 +92,8 @@ class MigrationProvider(ResourceProvider):
         return CreateResult(id_=p.batch.name, outs=_outs(props, result))
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        """Settings or connection changed: the batch is already applied (or applied now, if the ledger lost it)."""
+        """Corrected files recorded, or settings or connection changed: the batch is already applied (or
+        applied now, if the ledger lost it)."""
         outs = self.create(news).outs
         if not outs["checks"]:  # already applied: keep the checks recorded when it was validated
             outs["checks"] = olds.get("checks") or []
@@ -96,7 +110,7 @@ class MigrationProvider(ResourceProvider):
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         p = MigrationProps.parse(props)
         with engine_errors():
-            if p.protected:
+            if p.protected or self.protected_now:
                 raise DestroyRefused(p.batch.name, p.run.stack)
             rollback_batch(p.target, p.batch, p.run)
 
@@ -120,6 +134,22 @@ def batch_props(batch: Batch) -> dict[str, Any]:
     """The inputs that carry a batch's SQL (one list item per line, readable in `preview --diff`) and checksums."""
     return {"batch": batch.name, "checksums": batch.checksums,
             **{_FILE_PROPS[f]: batch.text(f).split("\n") for f in BATCH_FILES}}
+
+
+def protected_in_config(value: Any) -> bool:
+    """`migrations.protected` from the raw stack config the engine hands a provider (a JSON object as text)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return False
+    return isinstance(value, dict) and value.get("protected") is True
+
+
+def _same_statements(olds: dict[str, Any], news: dict[str, Any]) -> bool:
+    """migration.sql edited in comments or layout only: the same statements as applied."""
+    old = statements_sha256(file_text(olds.get("migrationSql") or ""))
+    return old is not None and old == statements_sha256(file_text(news.get("migrationSql") or ""))
 
 
 def file_text(value: str | list[str]) -> str:

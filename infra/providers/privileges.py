@@ -14,7 +14,7 @@ from pulumi.dynamic import CreateResult, Resource, ResourceProvider, UpdateResul
 from infra.access.checks import access_checks, failed
 from infra.access.settings import RoleNames
 from infra.migrations.errors import AccessCheckFailed
-from infra.migrations.runner import database_errors
+from infra.migrations.database_errors import database_errors
 from infra.providers.inputs import target_from_inputs
 from infra.providers.reporting import engine_errors
 

@@ -88,7 +88,8 @@ def test_applying_an_applied_batch_again_runs_nothing(db_target: Target, base: B
 
 def test_apply_refuses_batch_edited_after_apply(tmp_path: Path, db_target: Target, base: Batch, link: Batch) -> None:
     apply_batch(db_target, link, FAST)
-    edited = make_batch(tmp_path / "edited", "0001_link", LINK + "\n-- an edit\n", LINK_CHECKS, LINK_ROLLBACK)
+    edited = make_batch(tmp_path / "edited", "0001_link", LINK.replace('"id" TEXT PRIMARY KEY', '"id" UUID PRIMARY KEY'),
+                        LINK_CHECKS, LINK_ROLLBACK)
     with pytest.raises(BatchChanged, match="add a new batch instead of editing an applied one"):
         apply_batch(db_target, edited, FAST)
     with pytest.raises(BatchChanged, match="0001_link.*migration.sql"):
@@ -289,7 +290,8 @@ def test_a_failing_rollback_on_destroy_says_the_batch_is_still_applied(tmp_path:
     batch = make_batch(tmp_path, "0001_t", 'CREATE TABLE "T" ("id" int);', rollback='DROP TABLE "T";\nDROP TABLE "Nope";\n')
     apply_batch(db_target, batch, FAST)
 
-    with pytest.raises(RollbackFailed, match=r"rolling back batch '0001_t' failed \(rollback.sql:2 failed: .*Nope.*\); the batch is still recorded as applied"):
+    with pytest.raises(RollbackFailed, match=r"rolling back batch '0001_t' stopped at rollback.sql:2 failed: .*Nope.*; "
+                                             r"1 of 2 rollback steps are done and recorded, the batch stays recorded as applied"):
         rollback_batch(db_target, batch, FAST)
     assert Ledger(db).entry("0001_t") is not None
 

@@ -1,11 +1,32 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
 
 import pulumi
 import pytest
 
+from infra.migrations.ledger import LedgerEntry
+from infra.migrations.plan import load_batches
+from infra.migrations.runner import DatabaseState
 from tests.unit.mocks import RecordingMocks
+
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+
+
+def every_batch_applied(_target: object) -> DatabaseState:
+    """A ledger that has every batch under sql/ applied, as the files are now."""
+    entries = {b.name: LedgerEntry(b.name, b.checksums["migration.sql"], b.checksums["validation.sql"],
+                                   b.checksums["rollback.sql"], datetime.now(timezone.utc), 0, "test", "test", False)
+               for b in load_batches(SQL_DIR)}
+    return DatabaseState(entries, {})
+
+
+@pytest.fixture(autouse=True)
+def no_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tier, no I/O: the program's ledger read sees every batch applied, so nothing is pending."""
+    monkeypatch.setattr("infra.schema.read_state", every_batch_applied)
 
 
 @pytest.fixture

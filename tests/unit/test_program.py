@@ -25,12 +25,6 @@ def stack_config(stack: str) -> dict[str, str]:
     return {**config, **SECRETS}
 
 
-@pytest.fixture(autouse=True)
-def no_database(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Unit tier: the ledger read that a blocking lint policy makes during `up` sees nothing pending."""
-    monkeypatch.setattr("infra.schema.pending_batches", lambda _target, _batches: ())
-
-
 def run_program(stack: str) -> dict[str, Any]:
     pulumi.runtime.set_all_config(stack_config(stack), list(SECRETS))
     return runpy.run_path(str(ROOT / "__main__.py"))

@@ -23,7 +23,8 @@ def test_database_target_is_host_port_and_name_without_credentials() -> None:
         ({"host": None}, "database.host"),
         ({"host": "db;drop"}, "database.host"),
         ({"port": 70000}, "database.port"),
-        ({"port": "5432"}, "database.port"),
+        ({"port": "54x32"}, "database.port"),
+        ({"port": "0"}, "database.port"),
         ({"name": 'x"; DROP'}, "database.name"),
         ({"user": ""}, "database.user"),
         ({"sslmode": "sometimes"}, "database.sslmode"),
@@ -33,6 +34,11 @@ def test_database_target_is_host_port_and_name_without_credentials() -> None:
 def test_bad_database_config_names_the_key(change: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=f"junkquote-db:{key} "):
         parse_database({**GOOD_DB, **change}, None)
+
+
+@pytest.mark.parametrize("port", [55432, "55432", " 55432 "])
+def test_a_port_is_accepted_as_a_number_or_as_a_string_of_digits(port: int | str) -> None:
+    assert parse_database({**GOOD_DB, "port": port}, None).port == 55432
 
 
 def test_missing_database_section_says_what_it_needs() -> None:
