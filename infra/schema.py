@@ -14,7 +14,15 @@ import pulumi
 from .migrations.errors import BatchFolderMissing
 from .migrations.lint import check_syntax, enforce, lint_batches
 from .migrations.plan import Batch
-from .migrations.report import describe_adoption, describe_batch, describe_correction, lock_lines, step_lines
+from .migrations.report import (
+    describe_adoption,
+    describe_batch,
+    describe_correction,
+    lock_lines,
+    locked_tables,
+    new_tables,
+    step_lines,
+)
 from .migrations.runner import DatabaseState, RunSettings, read_state
 from .migrations.target import Target
 from .providers.inputs import connection_inputs
@@ -90,7 +98,7 @@ def preflight(settings: StackSettings, batches: Sequence[Batch], run: RunSetting
     findings; a blocking lint policy is enforced in `up` too, so `pulumi up --skip-preview` cannot bypass it."""
     for batch in batches:
         check_syntax(batch)
-    state = read_state(engine_target(settings.database))
+    state = read_state(engine_target(settings.database), {t for b in batches for t in locked_tables(b)})
     missing = state.missing(batches, settings.stack)
     if missing:
         raise BatchFolderMissing(str(settings.migrations.sql_dir), missing, settings.stack)
@@ -107,9 +115,11 @@ def preflight(settings: StackSettings, batches: Sequence[Batch], run: RunSetting
     if dry_run:
         for batch in state.corrected(batches):
             pulumi.log.info(describe_correction(batch, state.entries[batch.name]))
+        created_before: set[str] = set()  # tables an earlier pending batch creates exist by the time it runs
         for batch in pending:
             describe = describe_adoption if adopts(settings, batch) else describe_batch
-            pulumi.log.info(describe(batch, settings.database.target, run))
+            pulumi.log.info(describe(batch, settings.database.target, run, state.absent_tables - created_before))
+            created_before |= new_tables(batch)
         for line in warnings:
             pulumi.log.warn(line)
     return state

@@ -35,14 +35,31 @@ def step_lines(batch: Batch, file: str = "migration.sql") -> list[str]:
     return [_step_line(step) for step in plan_steps(batch, file)]
 
 
-def lock_lines(batch: Batch) -> list[str]:
-    """Locks the batch takes on tables that existed before it (the ones live traffic feels)."""
+def locked_tables(batch: Batch) -> set[str]:
+    """The tables that existed before the batch on which it takes a lock."""
+    return {lock.table for step in plan_steps(batch, "migration.sql") for stmt in step.statements
+            for lock in stmt.locks if lock.existing and not lock.table.startswith("table of index ")}
+
+
+def new_tables(batch: Batch) -> set[str]:
+    """The tables the batch creates."""
+    return {stmt.creates_table for step in plan_steps(batch, "migration.sql") for stmt in step.statements
+            if stmt.creates_table}
+
+
+def lock_lines(batch: Batch, absent: frozenset[str] = frozenset()) -> list[str]:
+    """Locks the batch takes on tables that existed before it (the ones live traffic feels); a table in
+    `absent` is not on the target, and the statement naming it would fail."""
     seen: list[str] = []
     for step in plan_steps(batch, "migration.sql"):
         for stmt in step.statements:
             for lock in stmt.locks:
-                line = (f"{lock.mode} on existing table {lock.table}: {IMPACT[lock.mode]} "
-                        f"(migration.sql:{stmt.line}, {_how(step)})")
+                if lock.table in absent:
+                    line = (f"table {lock.table} does not exist on the target: migration.sql:{stmt.line} will fail "
+                            "unless an earlier batch creates it")
+                else:
+                    line = (f"{lock.mode} on existing table {lock.table}: {IMPACT[lock.mode]} "
+                            f"(migration.sql:{stmt.line}, {_how(step)})")
                 if lock.existing and line not in seen:
                     seen.append(line)
     return seen
@@ -53,8 +70,8 @@ def check_count(batch: Batch) -> int:
     return len(split_statements(batch, "validation.sql"))
 
 
-def describe_batch(batch: Batch, target: str, settings: RunSettings) -> str:
-    locks = lock_lines(batch)
+def describe_batch(batch: Batch, target: str, settings: RunSettings, absent: frozenset[str] = frozenset()) -> str:
+    locks = lock_lines(batch, absent)
     lines = [
         f"batch {batch.name} will be applied to {target} "
         f"(lock_timeout {settings.lock_timeout_ms} ms, {settings.lock_retries} retries with backoff; "
@@ -70,7 +87,7 @@ def describe_batch(batch: Batch, target: str, settings: RunSettings) -> str:
     return "\n".join(lines)
 
 
-def describe_adoption(batch: Batch, target: str, settings: RunSettings) -> str:
+def describe_adoption(batch: Batch, target: str, settings: RunSettings, absent: frozenset[str] = frozenset()) -> str:
     """What adopting the baseline of a live database does: its checks run, none of its statements."""
     return (
         f"batch {batch.name} will be adopted on {target}: none of its statements run; its validation.sql "

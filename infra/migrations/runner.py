@@ -41,7 +41,7 @@ from .errors import (
 from .ledger import ROLLBACK_MARKER, UNDO_MARKER, Ledger, LedgerEntry
 from .lock import MigrationLock, migration_lock
 from .plan import Batch
-from .steps import Statement, Step, plan_steps
+from .steps import Statement, Step, plan_steps, quote_ident
 from .syntax import statements_sha256
 from .target import Target
 from .validation import CheckResult, run_checks
@@ -86,6 +86,7 @@ class DatabaseState:
     entries: dict[str, LedgerEntry]
     rollbacks: dict[str, str | None]
     done_steps: dict[str, dict[int, str]] = field(default_factory=dict)  # finished rollback.sql steps
+    absent_tables: frozenset[str] = frozenset()  # of the tables asked about, those the database lacks
 
     def pending(self, batches: Sequence[Batch]) -> tuple[Batch, ...]:
         """Batches the ledger lacks; an applied batch whose migration.sql statements changed is refused."""
@@ -111,13 +112,20 @@ class DatabaseState:
                            self.done_steps.get(batch.name, {}))
 
 
-def read_state(target: Target) -> DatabaseState:
-    """The ledger as it stands (read-only; a database without a ledger has applied nothing)."""
+def read_state(target: Target, tables: Iterable[str] = ()) -> DatabaseState:
+    """The ledger as it stands (read-only; a database without a ledger has applied nothing), and which of
+    `tables` (names as a batch writes them, e.g. Lead or billing.Invoice) the database lacks."""
     with database_errors(target, "reading the ledger"), target.connect(autocommit=True) as conn:
         ledger = Ledger(conn)
         rollbacks = ledger.rollbacks_in_progress()
         done = {b: ledger.finished_steps(b, "rollback.sql") for b in rollbacks}
-        return DatabaseState(ledger.entries(), rollbacks, done)
+        return DatabaseState(ledger.entries(), rollbacks, done, _absent(conn, sorted(set(tables))))
+
+
+def _absent(conn: psycopg.Connection, tables: list[str]) -> frozenset[str]:
+    rows = conn.execute("SELECT name FROM unnest(%s::text[], %s::text[]) AS t(name, quoted) WHERE to_regclass(quoted) IS NULL",
+                        (tables, [quote_ident(*t.split(".")) for t in tables])).fetchall()
+    return frozenset(r[0] for r in rows)
 
 
 def applied_batches(target: Target) -> dict[str, LedgerEntry]:

@@ -199,8 +199,9 @@ def _written_table(node: ast.Node) -> str | None:
 
 
 def _remember_foreign_key(scope: _Scope, name: str | None, table: str, referenced: str) -> None:
-    if name and table in scope.created and referenced not in scope.created:
-        scope.foreign_keys[name] = (table, referenced)
+    """An unnamed one is remembered too (under a key no DROP CONSTRAINT can name): it goes with its table."""
+    if table in scope.created and referenced not in scope.created:
+        scope.foreign_keys[name or f"unnamed {len(scope.foreign_keys)}"] = (table, referenced)
 
 
 def range_vars(node: object) -> Iterator[str]:

@@ -246,3 +246,8 @@ def test_the_catalog_after_a_resumed_rollback_is_the_catalog_before_the_batch(
     db.execute("DROP VIEW blocker")
     rollback_batch(db_target, memory, FAST)
     assert snapshot(db) == before
+
+
+def test_the_preview_learns_which_locked_tables_the_target_lacks(tmp_path: Path, db_target: Target) -> None:
+    apply_batch(db_target, make_batch(tmp_path, "0000_base", 'CREATE TABLE "Lead" ("id" int);'), FAST)
+    assert read_state(db_target, ["Lead", "Nope", "public.Lead"]).absent_tables == {"Nope"}

@@ -8,9 +8,17 @@ import pytest
 
 from infra.migrations.errors import SqlSyntaxError, UnsupportedStatement
 from infra.migrations.plan import load_batches
-from infra.migrations.report import describe_batch, lock_lines
+from infra.migrations.report import describe_adoption, describe_batch, lock_lines
 from infra.migrations.runner import RunSettings
-from infra.migrations.steps import ACCESS_EXCLUSIVE, SHARE_ROW_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE, plan_steps
+from infra.migrations.steps import (
+    ACCESS_EXCLUSIVE,
+    ACCESS_SHARE,
+    ROW_EXCLUSIVE,
+    SHARE_ROW_EXCLUSIVE,
+    SHARE_UPDATE_EXCLUSIVE,
+    plan_steps,
+)
+from infra.migrations.syntax import check_syntax
 from tests.support.batches import make_batch
 
 ADDITIVE = """CREATE TYPE "Role" AS ENUM ('a', 'b');
@@ -104,3 +112,49 @@ def test_if_not_exists_does_not_make_a_table_new(tmp_path: Path) -> None:
     sql = 'CREATE TABLE IF NOT EXISTS "Lead" ("id" TEXT PRIMARY KEY);\nALTER TABLE "Lead" ADD COLUMN "x" TEXT;\n'
     steps = plan_steps(make_batch(tmp_path, "0001_x", sql), "migration.sql")
     assert steps[1].statements[0].locks_existing_table
+
+
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+
+
+def test_rollback_of_batch_1_drops_its_own_tables_in_one_transaction_and_touches_lead_and_job_alone() -> None:
+    steps = plan_steps(load_batches(SQL_DIR)[1], "rollback.sql")
+    last = steps[-1]
+
+    assert [s.summary for s in last.statements] == [
+        "drop table Message", "drop table MemoryNote", "drop table Conversation", "drop table CustomerAddress",
+        "drop table JobItem", "drop table JobEvent", "drop table Customer", "drop type MessageRole"]
+    assert not last.autocommit and not last.locks_existing_table
+    assert all(len(s.statements) == 1 for s in steps[:-1]), "every step on Lead or Job runs alone"
+    fk_step = next(s for s in steps if "Conversation_lead_id_fkey" in s.statements[0].summary)
+    assert ("Lead", ACCESS_EXCLUSIVE, True) in {(lk.table, lk.mode, lk.existing) for lk in fk_step.statements[0].locks}
+
+
+def test_dropping_a_new_table_whose_foreign_key_onto_an_old_table_remains_locks_the_old_table(tmp_path: Path) -> None:
+    batch = make_batch(tmp_path, "0001_x", 'CREATE TABLE "Item" ("id" int, "job_id" text REFERENCES "Job" ("id"));',
+                       rollback='DROP TABLE IF EXISTS "Item";')
+    (step,) = plan_steps(batch, "rollback.sql")
+    assert {(lk.table, lk.existing) for lk in step.statements[0].locks} == {("Item", False), ("Job", True)}
+
+
+def test_a_statement_that_writes_one_table_only_reads_the_others_it_names(tmp_path: Path) -> None:
+    batch = make_batch(tmp_path, "0001_x", 'CREATE TABLE "Copy" ("id" text);\nINSERT INTO "Copy" SELECT "id" FROM "Lead";\n'
+                                           'UPDATE "Job" SET "note" = l."name" FROM "Lead" l WHERE l."id" = "Job"."leadId";')
+    locks = {(st.line, lk.table, lk.mode) for s in plan_steps(batch, "migration.sql") for st in s.statements for lk in st.locks}
+    assert locks == {(2, "Lead", ACCESS_SHARE), (3, "Job", ROW_EXCLUSIVE), (3, "Lead", ACCESS_SHARE)}
+
+
+@pytest.mark.parametrize("file", ["migration.sql", "validation.sql", "rollback.sql"])
+def test_a_batch_file_without_statements_is_refused_before_anything_runs(tmp_path: Path, file: str) -> None:
+    texts = {"migration.sql": 'CREATE TABLE "T" ("id" int);', "validation.sql": "SELECT 'c' AS check_name, true AS ok, '' AS detail;",
+             "rollback.sql": 'DROP TABLE IF EXISTS "T";', file: "-- to be written\n"}
+    batch = make_batch(tmp_path, "0002_empty", texts["migration.sql"], texts["validation.sql"], texts["rollback.sql"])
+    with pytest.raises(UnsupportedStatement, match=f"batch '0002_empty' {file}:1: has no statements"):
+        check_syntax(batch)
+
+
+def test_the_preview_of_an_adopted_baseline_says_no_statement_runs() -> None:
+    baseline = load_batches(SQL_DIR)[0]
+    text = describe_adoption(baseline, "db.internal:5432/junkquote", RunSettings())
+    assert text.startswith("batch 0000_baseline will be adopted on db.internal:5432/junkquote: none of its statements run")
+    assert "create table" not in text.lower()
