@@ -21,7 +21,7 @@ WITH_CLI = PATH="$$(scripts/ensure-pulumi.sh):$$PATH"
 # Only the dev stack targets the embedded local database; other stacks point at their own servers.
 LOCAL_DB = $(if $(filter dev,$(STACK)),db-start,)
 
-.PHONY: help venv cli db-start db-stop db-destroy stack up preview destroy outputs test test-unit test-integration test-e2e test-pg15 bench bench-preview
+.PHONY: help venv cli db-start db-stop db-destroy stack up preview destroy rollback outputs test test-unit test-integration test-e2e test-pg15 bench bench-preview
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -56,8 +56,17 @@ up: venv cli $(LOCAL_DB) stack ## apply the dev stack (STACK=...) and print its 
 preview: venv cli $(LOCAL_DB) stack ## show what `up` would run, per batch, with locks and lint (DIFF=1 for full SQL)
 	$(WITH_CLI) pulumi preview --non-interactive --stack $(STACK) $(if $(DIFF),--diff --show-full-output,)
 
-destroy: venv cli $(LOCAL_DB) stack ## roll back every batch of the stack (refused on protected stacks)
-	$(WITH_CLI) pulumi destroy --yes --non-interactive --stack $(STACK)
+# --run-program: the program reads the stack config as it is now, so `migrations.protected: true` holds even
+# before an `up` has written it into the resources.
+destroy: venv cli $(LOCAL_DB) stack ## roll back every batch of the stack, newest first (refused on protected stacks)
+	$(WITH_CLI) pulumi destroy --yes --non-interactive --run-program --stack $(STACK)
+
+# Rolls back BATCH and every batch after it (they depend on it), newest first, on purpose. Works from the
+# stack's state, so it also works when the batch's folder is gone from the checkout.
+rollback: venv cli $(LOCAL_DB) stack ## roll back BATCH=NNNN_slug and every later batch (refused on protected stacks)
+	@test -n "$(BATCH)" || { echo "usage: make rollback STACK=<stack> BATCH=<NNNN_slug>" >&2; exit 1; }
+	urn=$$($(WITH_CLI) pulumi stack export --stack $(STACK) | $(PY) scripts/batch_urn.py "$(BATCH)"); \
+	$(WITH_CLI) pulumi destroy --yes --non-interactive --stack $(STACK) --target "$$urn" --target-dependents
 
 outputs: venv cli stack ## print the stack outputs
 	$(WITH_CLI) pulumi stack output --stack $(STACK) --json

@@ -7,7 +7,6 @@ everything `delete` needs (connection, password as a secret, rollback SQL) is in
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +21,7 @@ from infra.migrations.runner import ApplyResult, RunSettings, adopt_batch, apply
 from infra.migrations.syntax import statements_sha256
 from infra.migrations.target import Target
 from infra.providers.inputs import target_from_inputs
+from infra.providers.protection import protected_by_stack_file, protected_in_config
 from infra.providers.reporting import engine_errors
 
 _OUTPUTS = ("appliedAt", "durationMs", "checks", "adopted")
@@ -66,13 +66,12 @@ def _outs(props: dict[str, Any], result: ApplyResult) -> dict[str, Any]:
 
 
 class MigrationProvider(ResourceProvider):
-    # Whether the stack's current config protects it. Set by configure() in the provider's own process, from
-    # the config the engine passes in (also on `pulumi destroy`, which does not run the program): protection
-    # holds from the moment the config says so, even before an `up` has written it into the resources.
-    protected_now: bool = False
+    # Whether the config the engine hands this provider protects the stack (set by configure() in the provider's
+    # own process; with `pulumi destroy --run-program` it is the config as it is now).
+    protected_by_config: bool = False
 
     def configure(self, req: ConfigureRequest) -> None:
-        self.protected_now = protected_in_config(req.config.get("migrations"))
+        self.protected_by_config = protected_in_config(req.config.get("migrations"))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         """An applied batch changes only by a correction (validation.sql, rollback.sql, or migration.sql with
@@ -110,7 +109,7 @@ class MigrationProvider(ResourceProvider):
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         p = MigrationProps.parse(props)
         with engine_errors():
-            if p.protected or self.protected_now:
+            if p.protected or self.protected_by_config or protected_by_stack_file(p.run.stack):
                 raise DestroyRefused(p.batch.name, p.run.stack)
             rollback_batch(p.target, p.batch, p.run)
 
@@ -134,16 +133,6 @@ def batch_props(batch: Batch) -> dict[str, Any]:
     """The inputs that carry a batch's SQL (one list item per line, readable in `preview --diff`) and checksums."""
     return {"batch": batch.name, "checksums": batch.checksums,
             **{_FILE_PROPS[f]: batch.text(f).split("\n") for f in BATCH_FILES}}
-
-
-def protected_in_config(value: Any) -> bool:
-    """`migrations.protected` from the raw stack config the engine hands a provider (a JSON object as text)."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return False
-    return isinstance(value, dict) and value.get("protected") is True
 
 
 def _same_statements(olds: dict[str, Any], news: dict[str, Any]) -> bool:

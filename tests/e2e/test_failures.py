@@ -88,7 +88,7 @@ def test_failed_validation_names_the_checks_and_undoes_the_batch(applied: Projec
 def test_an_edited_applied_batch_fails_preview_and_up_with_the_checksum_message(applied: ProjectStack, db_target: Target) -> None:
     before = ledger_rows(db_target)
     migration = applied.workdir / "sql" / "0001_add_memory_entities" / "migration.sql"
-    migration.write_text(migration.read_text() + "\n-- a harmless-looking edit\n")
+    migration.write_text(migration.read_text().replace('"phone" TEXT,', '"phone" VARCHAR(32),', 1))
 
     for run in (applied.stack.preview, applied.stack.up):
         with pytest.raises(auto.CommandError, match="0001_add_memory_entities' migration.sql changed after it was applied .*add a new batch instead"):
