@@ -23,6 +23,8 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
+from . import progress
+from .backfill import BackfillRun, run_backfill
 from .errors import (
     AdoptionRefused,
     BatchChanged,
@@ -61,6 +63,7 @@ class RunSettings:
     lock_wait_ms: int = 120_000
     role: str | None = None
     applied_by: str = field(default_factory=default_applied_by)
+    backfill: BackfillRun = field(default_factory=BackfillRun)  # batches with a backfill.toml (backfill.py)
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,7 @@ class _Run:
             self._undo(batch)  # a previous undo was interrupted: finish it before starting over
         self._discard_stale_progress(batch, steps)
         self._run_all(batch, steps)
-        checks = self._validate(batch)
+        checks = self._backfill(batch) if batch.backfill else self._validate(batch)
         self.lock.verify()
         with self.conn.transaction():
             entry = self.ledger.record(batch, duration_ms=int((time.monotonic() - started) * 1000),
@@ -239,6 +242,12 @@ class _Run:
             self._undo_after(batch, ValidationFailed(batch.name, failed))
         return checks
 
+    # -- backfill (batches that declare one in backfill.toml; see backfill.py) ------------------------
+    def _backfill(self, batch: Batch) -> tuple[CheckResult, ...]:
+        """The chunked data moves, then validation. Not undone when incomplete: the next run continues."""
+        return run_backfill(self.conn, self.target, batch, self.settings.backfill, role=self.settings.role,
+                            statement_timeout_ms=self.settings.statement_timeout_ms, verify_lock=self.lock.verify)
+
     # -- rollback ------------------------------------------------------------------------------------
     def rollback(self, batch: Batch) -> bool:
         """Roll back what this stack applied; a batch another stack applied (or none) is left alone."""
@@ -251,6 +260,7 @@ class _Run:
                     self._run_step(batch, step, track=False)
             except (StatementFailed, LockNotAcquired) as err:
                 raise RollbackFailed(batch.name, err.summary) from None
+        progress.forget(self.conn, batch.name)
         with self.conn.transaction():
             self.ledger.remove(batch.name)
         return True
@@ -274,6 +284,7 @@ class _Run:
                 self._run_step(batch, step, track=False)
         except (StatementFailed, LockNotAcquired) as err:
             raise UndoFailed(batch.name, err.summary) from None
+        progress.forget(self.conn, batch.name)
         with self.conn.transaction():
             self.ledger.forget_steps(batch.name)
 
