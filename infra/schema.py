@@ -11,11 +11,13 @@ from typing import Any
 
 import pulumi
 
+from .gating import hold_back
 from .migrations.lint import check_syntax, enforce, lint_batches
 from .migrations.plan import Batch
 from .migrations.report import describe_batch, lock_lines, step_lines
 from .migrations.runner import RunSettings, pending_batches
 from .migrations.target import Target
+from .providers.backfill_props import backfill_inputs
 from .providers.inputs import connection_inputs
 from .providers.migration import Migration, batch_props
 from .settings import DatabaseSettings, StackSettings
@@ -48,6 +50,7 @@ class SchemaMigrations(pulumi.ComponentResource):
     """Every batch under sql/ as a Migration resource, each depending on the one before."""
 
     migrations: list[Migration]
+    context_memory_ready: pulumi.Output[bool]
     schema_version: pulumi.Output[str]
     applied: pulumi.Output[list[dict[str, Any]]]
 
@@ -57,17 +60,32 @@ class SchemaMigrations(pulumi.ComponentResource):
         run = run_settings(settings, role)
         preflight(settings, batches, run)
         common = _common_props(settings, run)
+        # Gated or paused batches wait (gating.py): not declared yet, with the reason logged.
+        held = hold_back(batches, engine_target(settings.database), settings.backfill, settings.gates, pending_batches)
+        if held.waiting:
+            pulumi.log.info(held.waiting)
         self.migrations = []
-        for batch in batches:
+        for batch in held.declared:
             adopt = settings.migrations.adopt_baseline and batch.number == 0
-            props = {**batch_props(batch), **common, "adopt": adopt, "plan": step_lines(batch), "locks": lock_lines(batch)}
+            props = {**batch_props(batch), **common, "adopt": adopt, "plan": step_lines(batch), "locks": lock_lines(batch),
+                     **backfill_inputs(batch, settings.backfill)}
             depends = self.migrations[-1:]
             self.migrations.append(Migration(batch.name, props, pulumi.ResourceOptions(
                 parent=self, depends_on=depends, protect=settings.migrations.protected)))
         self.applied = pulumi.Output.all(*[_applied(m) for m in self.migrations])
         last = self.migrations[-1] if self.migrations else None
         self.schema_version = last.id if last else pulumi.Output.from_input("none")
+        self.context_memory_ready = _backfills_done(batches, self.migrations)
         self.register_outputs({"applied": self.applied, "schemaVersion": self.schema_version})
+
+
+def _backfills_done(batches: Sequence[Batch], migrations: Sequence[Migration]) -> pulumi.Output[bool]:
+    """True once every batch that declares a backfill is applied (its validation passed)."""
+    declared = {m.pulumi_resource_name: m for m in migrations}
+    wanted = [b.name for b in batches if b.backfill]
+    if not wanted or any(name not in declared for name in wanted):
+        return pulumi.Output.from_input(False)
+    return pulumi.Output.all(*[declared[name].appliedAt for name in wanted]).apply(lambda at: all(at))
 
 
 def _applied(m: Migration) -> pulumi.Output[dict[str, Any]]:

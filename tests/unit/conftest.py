@@ -15,3 +15,9 @@ def mocks() -> Iterator[RecordingMocks]:
     pulumi.runtime.set_mocks(recorder, project="junkquote-db", stack="unit", preview=False)
     yield recorder
     pulumi.runtime.set_all_config({}, [])
+
+
+@pytest.fixture(autouse=True)
+def nothing_pending(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tier, no database: the ledger reads (lint in `up`, gates) see every batch applied, nothing pending."""
+    monkeypatch.setattr("infra.schema.pending_batches", lambda _target, _batches: ())
