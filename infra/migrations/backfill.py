@@ -63,6 +63,7 @@ class BackfillProgress:
     rows_per_s: float
     chunk_rows: int
     slowed_because: str | None
+    chunk_ms: float = 0.0  # how long the last chunk's transaction took (its row locks were held that long)
 
     @property
     def eta_s(self) -> float | None:
@@ -237,7 +238,7 @@ class _Filler:
     # -- throttle -----------------------------------------------------------------------------------------
     def _after(self, part: Part, state: PartProgress, total: int, seen: Observation, phase: str) -> None:
         decision = self.throttle.next(seen)
-        self._emit(part, state, total, phase, decision)
+        self._emit(part, state, total, phase, decision, seen.duration_ms)
         self.verify_lock()
         if decision.pause_ms > 0:
             self.run.sleep(decision.pause_ms / 1000)
@@ -256,13 +257,14 @@ class _Filler:
             self.verify_lock()
             self.run.sleep(max(decision.pause_ms, 50.0) / 1000)
 
-    def _emit(self, part: Part, state: PartProgress, total: int, phase: str, decision: Decision | None = None) -> None:
+    def _emit(self, part: Part, state: PartProgress, total: int, phase: str, decision: Decision | None = None,
+              chunk_ms: float = 0.0) -> None:
         if self.run.on_progress is None:
             return
         chunk = decision.chunk_rows if decision else self.throttle.chunk_rows
         self.run.on_progress(BackfillProgress(
             self.batch.name, part.name, phase, state.rows_done, max(total, state.rows_done), self._rate.per_second(),
-            chunk, self.throttle.last_slowdown))
+            chunk, self.throttle.last_slowdown, chunk_ms))
 
 
 class ReplayLag:
