@@ -21,7 +21,7 @@ WITH_CLI = PATH="$$(scripts/ensure-pulumi.sh):$$PATH"
 # Only the dev stack targets the embedded local database; other stacks point at their own servers.
 LOCAL_DB = $(if $(filter dev,$(STACK)),db-start,)
 
-.PHONY: help venv cli db-start db-stop db-destroy stack up preview destroy rollback outputs test test-unit test-integration test-e2e test-pg15 bench bench-preview
+.PHONY: help venv cli db-start db-stop db-destroy stack up preview destroy rollback outputs test test-unit test-integration test-e2e test-pg15 bench bench-preview bench-backfill
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -104,3 +104,7 @@ bench: venv ## measure write stalls while Batch 1 applies (ROWS=2000000 by defau
 
 bench-preview: venv cli ## measure a no-op `pulumi preview` with 1 vs 50 applied batches
 	$(WITH_CLI) $(PY) -m bench.preview
+
+bench-backfill: venv ## batch 0002's backfill under writers: adaptive vs fixed 1,000 rows vs one transaction, with a replica (LEADS=2000000)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	$(PY) -m bench.backfill $(if $(LEADS),--leads $(LEADS),)

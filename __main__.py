@@ -32,3 +32,4 @@ if access:
 pulumi.export("target", settings.database.target)
 pulumi.export("schemaVersion", schema.schema_version)
 pulumi.export("appliedBatches", schema.applied)
+pulumi.export("contextMemoryReady", schema.context_memory_ready)  # backfills applied and validated

@@ -10,6 +10,7 @@ import multiprocessing as mp
 import queue
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.synchronize import Barrier, Event
 
@@ -38,14 +39,15 @@ class Sample:
 class Writers:
     """CLIENTS writer processes hammering the database until stop() (or max_seconds, whichever is first)."""
 
-    def __init__(self, dsn: str, job_ids: list[str], *, clients: int = CLIENTS, max_seconds: float = 900.0) -> None:
+    def __init__(self, dsn: str, job_ids: list[str], *, clients: int = CLIENTS, max_seconds: float = 900.0,
+                 write: Callable[..., None] = write_once) -> None:
         ctx = mp.get_context("spawn")
         self._stop = ctx.Event()
         self._barrier = ctx.Barrier(clients + 1)
         self._out: mp.Queue = ctx.Queue()
         self._procs = [
             ctx.Process(target=_client, name=f"bench-writer-{i}", daemon=True,
-                        args=(dsn, job_ids, i, self._barrier, self._stop, max_seconds, self._out))
+                        args=(dsn, job_ids, i, self._barrier, self._stop, max_seconds, self._out, write))
             for i in range(clients)
         ]
         self.started_at = 0.0
@@ -80,7 +82,7 @@ class Writers:
 
 
 def _client(dsn: str, job_ids: list[str], seed: int, barrier: Barrier, stop: Event, max_seconds: float,
-            out: mp.Queue) -> None:
+            out: mp.Queue, write: Callable[..., None] = write_once) -> None:
     rng = random.Random(seed)
     conn = psycopg.connect(dsn, autocommit=True, application_name="bench writer")
     barrier.wait(timeout=60)
@@ -88,17 +90,17 @@ def _client(dsn: str, job_ids: list[str], seed: int, barrier: Barrier, stop: Eve
     rows: list[tuple[float, float, bool, str]] = []
     try:
         while not stop.is_set() and time.monotonic() < deadline:
-            conn = _one(conn, dsn, rng, job_ids, rows)
+            conn = _one(conn, dsn, rng, job_ids, rows, write)
     finally:
         out.put(rows)
         conn.close()
 
 
 def _one(conn: psycopg.Connection, dsn: str, rng: random.Random, job_ids: list[str],
-         rows: list[tuple[float, float, bool, str]]) -> psycopg.Connection:
+         rows: list[tuple[float, float, bool, str]], write: Callable[..., None] = write_once) -> psycopg.Connection:
     started = time.monotonic()
     try:
-        write_once(conn, rng, job_ids)
+        write(conn, rng, job_ids)
         rows.append((started, time.monotonic() - started, True, ""))
     except psycopg.Error as err:
         rows.append((started, time.monotonic() - started, False, err.sqlstate or type(err).__name__))

@@ -30,6 +30,7 @@ host all postgres 127.0.0.1/32 trust
 host all all 127.0.0.1/32 scram-sha-256
 host all postgres ::1/128 trust
 host all all ::1/128 scram-sha-256
+host replication postgres 127.0.0.1/32 trust
 """
 # Settings for a throwaway server: durability traded for speed. Never used for the dev database.
 THROWAWAY_SETTINGS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")

@@ -12,6 +12,7 @@ from typing import Any
 import pulumi
 
 from .migrations.errors import BatchFolderMissing
+from .gating import hold_back
 from .migrations.lint import check_syntax, enforce, lint_batches
 from .migrations.plan import Batch
 from .migrations.report import (
@@ -25,6 +26,7 @@ from .migrations.report import (
 )
 from .migrations.runner import DatabaseState, RunSettings, read_state
 from .migrations.target import Target
+from .providers.backfill_props import backfill_inputs
 from .providers.inputs import connection_inputs
 from .providers.migration import Migration, batch_props
 from .settings import DatabaseSettings, StackSettings
@@ -57,6 +59,7 @@ class SchemaMigrations(pulumi.ComponentResource):
     """Every batch under sql/ as a Migration resource, each depending on the one before."""
 
     migrations: list[Migration]
+    context_memory_ready: pulumi.Output[bool]
     schema_version: pulumi.Output[str]
     applied: pulumi.Output[list[dict[str, Any]]]
 
@@ -66,10 +69,15 @@ class SchemaMigrations(pulumi.ComponentResource):
         run = run_settings(settings, role)
         state = preflight(settings, batches, run)
         common = _common_props(settings, run)
+        # Gated or paused batches wait (gating.py): not declared yet, with the reason logged.
+        held = hold_back(batches, engine_target(settings.database), settings.backfill, settings.gates,
+                         lambda _target, candidates: state.pending(candidates))
+        if held.waiting:
+            pulumi.log.info(held.waiting)
         self.migrations = []
-        for batch in batches:
+        for batch in held.declared:
             props = {**batch_props(batch), **common, "adopt": adopts(settings, batch), "plan": step_lines(batch),
-                     "locks": lock_lines(batch)}
+                     "locks": lock_lines(batch), **backfill_inputs(batch, settings.backfill)}
             if batch.name in state.rollbacks:  # shows as an update, whose run says how to finish the rollback
                 props["rollbackIncomplete"] = True
             depends = self.migrations[-1:]
@@ -78,7 +86,17 @@ class SchemaMigrations(pulumi.ComponentResource):
         self.applied = pulumi.Output.all(*[_applied(m) for m in self.migrations])
         last = self.migrations[-1] if self.migrations else None
         self.schema_version = last.id if last else pulumi.Output.from_input("none")
+        self.context_memory_ready = _backfills_done(batches, self.migrations)
         self.register_outputs({"applied": self.applied, "schemaVersion": self.schema_version})
+
+
+def _backfills_done(batches: Sequence[Batch], migrations: Sequence[Migration]) -> pulumi.Output[bool]:
+    """True once every batch that declares a backfill is applied (its validation passed)."""
+    declared = {m.pulumi_resource_name: m for m in migrations}
+    wanted = [b.name for b in batches if b.backfill]
+    if not wanted or any(name not in declared for name in wanted):
+        return pulumi.Output.from_input(False)
+    return pulumi.Output.all(*[declared[name].appliedAt for name in wanted]).apply(lambda at: all(at))
 
 
 def _applied(m: Migration) -> pulumi.Output[dict[str, Any]]:

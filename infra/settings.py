@@ -11,11 +11,12 @@ from typing import Any
 import pulumi
 
 from .access.settings import SECRET_KEYS, AccessSettings, parse_access, secret_reader
+from .backfill_settings import BackfillSettings, parse_backfill, parse_gates
 from .durations import parse_duration_ms
 
 PROJECT = "junkquote-db"
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-KNOWN_KEYS = frozenset({"database", "password", "migrations", "roles"}) | SECRET_KEYS
+KNOWN_KEYS = frozenset({"database", "password", "migrations", "roles", "backfill", "gates"}) | SECRET_KEYS
 SSL_MODES = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"})
 HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.\-]*[A-Za-z0-9])?$|^\[?[0-9A-Fa-f:.]+\]?$")
 DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,62}$")
@@ -65,6 +66,8 @@ class StackSettings:
     database: DatabaseSettings
     migrations: MigrationSettings
     access: AccessSettings | None = None
+    backfill: BackfillSettings = field(default_factory=BackfillSettings)  # backfill_settings.py
+    gates: frozenset[str] = frozenset()
 
 
 def _require(obj: Mapping[str, Any], section: str, key: str) -> Any:
@@ -163,4 +166,6 @@ def load_settings() -> StackSettings:
         database=parse_database(config.get_object("database"), secrets("password")),
         migrations=parse_migrations(config.get_object("migrations")),
         access=parse_access(config.get_object("roles"), secrets),
+        backfill=parse_backfill(config.get_object("backfill"), ConfigError),
+        gates=parse_gates(config.get_object("gates"), ConfigError),
     )

@@ -10,6 +10,9 @@ from pathlib import Path
 from .errors import BatchDirectoryInvalid
 
 BATCH_FILES = ("migration.sql", "validation.sql", "rollback.sql")
+# Optional declarations next to the SQL: the data a batch moves in chunks (backfill.py), and the condition
+# a pending batch waits for (gate.py).
+OPTIONAL_FILES = ("backfill.toml", "gate.toml")
 BATCH_NAME = re.compile(r"^(?P<number>\d{4})_(?P<slug>[a-z0-9_]+)$")
 
 
@@ -25,6 +28,8 @@ class Batch:
     migration: str
     validation: str
     rollback: str
+    backfill: str | None = None
+    gate: str | None = None
 
     @property
     def number(self) -> int:
@@ -45,7 +50,9 @@ def load_batch(directory: Path) -> Batch:
     if missing:
         raise BatchDirectoryInvalid(str(directory), f"lacks {', '.join(missing)}; every batch has {', '.join(BATCH_FILES)}")
     texts = {f.split(".")[0]: (directory / f).read_text(encoding="utf-8") for f in BATCH_FILES}
-    return Batch(name=directory.name, **texts)
+    optional = {f.split(".")[0]: (directory / f).read_text(encoding="utf-8")
+                for f in OPTIONAL_FILES if (directory / f).is_file()}
+    return Batch(name=directory.name, **texts, **optional)
 
 
 def load_batches(sql_dir: Path) -> tuple[Batch, ...]:

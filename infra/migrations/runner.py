@@ -24,6 +24,8 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from .database_errors import cause, connection_lost, database_errors, operational
+from . import progress
+from .backfill import BackfillRun, run_backfill
 from .errors import (
     AdoptionRefused,
     BatchChanged,
@@ -65,6 +67,7 @@ class RunSettings:
     lock_wait_ms: int = 120_000
     role: str | None = None
     applied_by: str = field(default_factory=default_applied_by)
+    backfill: BackfillRun = field(default_factory=BackfillRun)  # batches with a backfill.toml (backfill.py)
 
 
 @dataclass(frozen=True)
@@ -218,7 +221,7 @@ class _Run:
             self._undo(batch)  # a previous undo was interrupted: finish it before starting over
         self._discard_stale_progress(batch, steps)
         self._run_all(batch, steps)
-        checks = self._validate(batch)
+        checks = self._backfill(batch) if batch.backfill else self._validate(batch)
         self.lock.verify()
         with self.conn.transaction():
             entry = self.ledger.record(batch, duration_ms=int((time.monotonic() - started) * 1000),
@@ -330,6 +333,12 @@ class _Run:
                     self.conn = self._connect()
         raise AssertionError("unreachable")
 
+    # -- backfill (batches that declare one in backfill.toml; see backfill.py) ------------------------
+    def _backfill(self, batch: Batch) -> tuple[CheckResult, ...]:
+        """The chunked data moves, then validation. Not undone when incomplete: the next run continues."""
+        return run_backfill(self.conn, self.target, batch, self.settings.backfill, role=self.settings.role,
+                            statement_timeout_ms=self.settings.statement_timeout_ms, verify_lock=self.lock.verify)
+
     # -- rollback ------------------------------------------------------------------------------------
     def rollback(self, batch: Batch) -> bool:
         """Roll back what this stack applied; a batch another stack applied (or none) is left alone."""
@@ -342,6 +351,7 @@ class _Run:
             except _Stopped as stop:
                 raise RollbackFailed(batch.name, stop.summary, stop.done, stop.total) from None
         with self.conn.transaction():
+            progress.forget(self.conn, batch.name)
             self.ledger.remove(batch.name)
         return True
 
@@ -363,6 +373,7 @@ class _Run:
         except _Stopped as stop:
             raise UndoFailed(batch.name, stop.summary) from None
         with self.conn.transaction():
+            progress.forget(self.conn, batch.name)
             self.ledger.forget_steps(batch.name)
 
     def _run_rollback(self, batch: Batch, marker: str) -> None:

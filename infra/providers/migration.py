@@ -20,6 +20,7 @@ from infra.migrations.plan import BATCH_FILES, Batch
 from infra.migrations.runner import ApplyResult, RunSettings, adopt_batch, apply_batch, applied_batches, rollback_batch
 from infra.migrations.syntax import statements_sha256
 from infra.migrations.target import Target
+from infra.providers.backfill_props import backfill_run, backfill_spec
 from infra.providers.inputs import target_from_inputs
 from infra.providers.protection import protected_by_stack_file, protected_in_config
 from infra.providers.reporting import engine_errors
@@ -27,7 +28,7 @@ from infra.providers.reporting import engine_errors
 _OUTPUTS = ("appliedAt", "durationMs", "checks", "adopted")
 # Inputs that only describe the SQL for people (derived from it, whose checksums are compared): a change in
 # their wording is not a change to the batch.
-_DESCRIPTIVE = ("plan", "locks")
+_DESCRIPTIVE = ("plan", "locks", "backfill")
 _FILE_PROPS = {"migration.sql": "migrationSql", "validation.sql": "validationSql", "rollback.sql": "rollbackSql"}
 
 
@@ -44,12 +45,13 @@ class MigrationProps:
     @classmethod
     def parse(cls, props: dict[str, Any]) -> MigrationProps:
         run = props["settings"]
-        batch = Batch(props["batch"], *(file_text(props[prop]) for prop in _FILE_PROPS.values()))
+        batch = Batch(props["batch"], *(file_text(props[prop]) for prop in _FILE_PROPS.values()),
+                      backfill=backfill_spec(props))
         target = target_from_inputs(props)
         settings = RunSettings(
             stack=run["stack"], lock_timeout_ms=int(run["lockTimeoutMs"]),
             statement_timeout_ms=int(run["statementTimeoutMs"]), lock_retries=int(run["lockRetries"]),
-            lock_wait_ms=int(run["lockWaitMs"]), role=run.get("role") or None,
+            lock_wait_ms=int(run["lockWaitMs"]), role=run.get("role") or None, backfill=backfill_run(props),
         )
         return cls(batch, target, settings, adopt=bool(props.get("adopt")), protected=bool(props.get("protected")))
 

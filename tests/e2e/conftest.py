@@ -21,12 +21,16 @@ def cli_dir() -> Path:
         raise
 
 
+# The lifecycle tests are written against batch 1; tests of later batches name theirs (None copies every batch).
+BATCH1 = ["0000_baseline", "0001_add_memory_entities"]
+
+
 @pytest.fixture
 def make_stack(tmp_path: Path, cli_dir: Path, db_target: Target) -> Iterator[Callable[..., ProjectStack]]:
     """make_stack(batches=None, migrations={...}, secrets={...}, database={...}) -> a throwaway stack."""
     made: list[ProjectStack] = []
 
-    def make(*, batches: list[str] | None = None, migrations: dict[str, Any] | None = None,
+    def make(*, batches: list[str] | None = BATCH1, migrations: dict[str, Any] | None = None,
              secrets: dict[str, str] | None = None, database: dict[str, Any] | None = None,
              extra: dict[str, Any] | None = None) -> ProjectStack:
         workdir = copy_project(tmp_path / f"project{len(made)}", batches=batches)

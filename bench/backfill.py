@@ -1,0 +1,280 @@
+"""`make bench-backfill`: batch 0002's backfill under concurrent writes, adaptive vs fixed vs naive, and 0003.
+
+    python -m bench.backfill [--leads N] [--out DIR] [--no-replica]
+
+Seeds N leads (one job each) with legacy conversation data (bench/legacy.py) in a template, then on fresh
+copies, with 4 writer processes running the application's post-deploy transaction (a new customer and its
+lead with customer_id, a random job's status update), runs:
+- adaptive: the engine's backfill (apply_batch of 0002), the throttle sized by the stack defaults;
+- fixed: the same chunks at a fixed 1,000 rows, no pause (pgroll's default);
+- naive: every part as one set-based statement over the whole table, all in one transaction;
+- each of adaptive and fixed again with a streaming replica (pg_basebackup -R), reporting its replay lag;
+- tighten: batch 0003 after the adaptive backfill.
+Writes bench/BACKFILL-RESULTS section into bench/RESULTS.md and bench/backfill-latency-N.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from infra.localdb import LocalServer, free_port
+from infra.migrations.backfill import BackfillProgress, BackfillRun, ReplayLag, load_spec
+from infra.migrations.plan import Batch, load_batches
+from infra.migrations.runner import RunSettings, apply_batch
+from infra.migrations.target import Target
+
+from . import legacy
+from .server import FAST_LOAD, bench_server, configure, machine, make_durable
+from .stats import window_stats
+from .writer import Sample, Writers
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATE = "backfill_seeded"
+LEAD_IN_S, TAIL_S = 3.0, 2.0
+
+
+def write_linked(conn: psycopg.Connection, rng: random.Random, job_ids: list[str]) -> None:
+    """The application after its deploy: a customer and its lead (customer_id set), and a job status update."""
+    n = rng.randrange(10**9)
+    with conn.transaction():
+        cid = conn.execute("""INSERT INTO "Customer" ("name", "phone", "email") VALUES (%s, %s, %s) RETURNING "id" """,
+                           (f"Bench {n}", f"+1666{n:09d}", f"b{n}@example.com")).fetchone()[0]
+        conn.execute("""INSERT INTO "Lead" ("name", "phone", "email", "description", "customer_id")
+                        VALUES (%s, %s, %s, 'couch', %s)""", (f"Bench {n}", f"+1666{n:09d}", f"b{n}@example.com", cid))
+        conn.execute("""UPDATE "Job" SET "status" = %s, "updatedAt" = CURRENT_TIMESTAMP WHERE "id" = %s""",
+                     (rng.choice(("scheduled", "en_route", "completed")), rng.choice(job_ids)))
+
+
+@dataclass
+class Result:
+    name: str
+    samples: list[Sample]
+    t0: float
+    start: float
+    end: float
+    rows: int
+    longest_lock_ms: float
+    outcome: str
+    max_lag_ms: float | None = None
+    lag_series: list[tuple[float, float]] = field(default_factory=list)
+
+
+class LagSampler:
+    """Replay lag of the replicas, sampled every 100 ms on its own connection while a scenario runs."""
+
+    def __init__(self, dsn: str) -> None:
+        self.conn = psycopg.connect(dsn, autocommit=True)
+        self.lag = ReplayLag(self.conn)
+        self.series: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.1):
+            value = self.lag.measure()
+            if value is not None:
+                self.series.append((time.monotonic(), value))
+
+    def __enter__(self) -> LagSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.conn.close()
+
+
+def seed(server: LocalServer, batches: Sequence[Batch], leads: int) -> tuple[list[str], int]:
+    with psycopg.connect(server.dsn(), autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
+    target = Target.from_dsn(server.dsn(TEMPLATE))
+    apply_batch(target, batches[0], RunSettings(stack="bench"))
+    with psycopg.connect(server.dsn(TEMPLATE), autocommit=True) as conn:
+        entries = legacy.generate(conn, legacy.LegacyShape(leads))
+    apply_batch(target, batches[1], RunSettings(stack="bench"))
+    with psycopg.connect(server.dsn(TEMPLATE), autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE, FREEZE)")
+        job_ids = [r[0] for r in conn.execute('SELECT "id" FROM "Job" TABLESAMPLE SYSTEM (5) LIMIT 20000')]
+    with psycopg.connect(server.dsn(), autocommit=True) as admin:
+        admin.execute(sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false").format(sql.Identifier(TEMPLATE)))
+    return job_ids, entries
+
+
+def clone(server: LocalServer, name: str) -> str:
+    with psycopg.connect(server.dsn(), autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(sql.Identifier(name), sql.Identifier(TEMPLATE)))
+        admin.execute("CHECKPOINT")
+    return server.dsn(name)
+
+
+def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Callable[[str], tuple[int, float, str]],
+                 replica: bool) -> Result:
+    dsn = clone(server, f"bench_{name.replace('-', '_')}")
+    writers = Writers(dsn, job_ids, write=write_linked)
+    sampler = LagSampler(dsn) if replica else None
+    try:
+        if sampler:
+            sampler.__enter__()
+        t0 = writers.start()
+        time.sleep(LEAD_IN_S)
+        start = time.monotonic()
+        rows, longest, outcome = action(dsn)
+        end = time.monotonic()
+        time.sleep(TAIL_S)
+    finally:
+        samples = writers.stop()
+        if sampler:
+            sampler.__exit__()
+    series = sampler.series if sampler else []
+    inside = [v for t, v in series if start <= t <= end + TAIL_S]
+    return Result(name, samples, t0, start, end, rows, longest, outcome,
+                  max(inside) if inside else (0.0 if replica else None), series)
+
+
+def adaptive(batch: Batch, fixed: int | None = None) -> Callable[[str], tuple[int, float, str]]:
+    def action(dsn: str) -> tuple[int, float, str]:
+        seen: dict[str, BackfillProgress] = {}
+        longest = [0.0]
+
+        def on(event: BackfillProgress) -> None:
+            seen[event.part] = event
+            longest[0] = max(longest[0], event.chunk_ms)
+        run = BackfillRun(fixed_chunk_rows=fixed, on_progress=on)
+        try:
+            apply_batch(Target.from_dsn(dsn), batch, RunSettings(stack="bench", backfill=run))
+            outcome = "applied and validated"
+        except Exception as err:  # noqa: BLE001 - the benchmark reports whatever happened
+            outcome = f"failed: {err}"
+        return sum(e.rows_done for e in seen.values()), longest[0], outcome
+    return action
+
+
+def naive(batch: Batch) -> Callable[[str], tuple[int, float, str]]:
+    """migration.sql through the engine, then every part over its whole table in ONE transaction."""
+    def action(dsn: str) -> tuple[int, float, str]:
+        target = Target.from_dsn(dsn)
+        machinery = Batch(batch.name, batch.migration, "SELECT 'x' AS check_name, true AS ok, '' AS detail;", batch.rollback)
+        apply_batch(target, machinery, RunSettings(stack="bench"))
+        rows = 0
+        started = time.monotonic()
+        with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
+            for part in load_spec(batch).parts:
+                table, key, fn = (sql.Identifier(*part.table.split(".")), sql.Identifier(part.key),
+                                  sql.Identifier(*part.chunk.split(".")))
+                conn.execute(sql.SQL("SELECT {f}(array(SELECT {k}::text FROM {t}))").format(f=fn, k=key, t=table))
+                rows += conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()[0]
+        return rows, (time.monotonic() - started) * 1000, "one transaction, committed"
+    return action
+
+
+def tighten(backfill: Batch, batch: Batch) -> Callable[[str], tuple[int, float, str]]:
+    def action(dsn: str) -> tuple[int, float, str]:
+        return 0, 0.0, "applied" if apply_batch(Target.from_dsn(dsn), batch, RunSettings(stack="bench")) else "?"
+    return action
+
+
+def start_replica(server: LocalServer, tmp: Path) -> LocalServer:
+    """A streaming replica of `server` from a base backup (pg_basebackup -R), on its own port."""
+    data = tmp / "replica"
+    data.mkdir(mode=0o700)
+    if server.system_user:
+        shutil.chown(data, server.system_user, server.system_user)
+        os.chmod(tmp, 0o755)
+    server._run(server.bin_dir / "pg_basebackup", "-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres",
+                "-D", str(data), "-R", "-X", "stream", "-c", "fast")
+    replica = LocalServer(data, free_port(), bin_dir=server.bin_dir)
+    replica.start()
+    return replica
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.backfill")
+    parser.add_argument("--leads", type=int, default=2_000_000)
+    parser.add_argument("--out", type=Path, default=REPO / "bench")
+    parser.add_argument("--no-replica", action="store_true")
+    args = parser.parse_args(argv)
+    batches = load_batches(REPO / "sql")
+    b2, b3 = batches[2], batches[3]
+    load = os.getloadavg()[0]
+    results: list[Result] = []
+    with bench_server() as server, tempfile.TemporaryDirectory(prefix="jq-replica-") as tmp:
+        configure(server, FAST_LOAD, reload=True)
+        t = time.monotonic()
+        job_ids, entries = seed(server, batches, args.leads)
+        make_durable(server)
+        seed_s = time.monotonic() - t
+        print(f"seeded {args.leads:,} leads, {entries:,} legacy entries in {seed_s:.0f} s", flush=True)
+        info = machine(server)
+        for name, action in (("adaptive", adaptive(b2)), ("fixed-1000", adaptive(b2, 1000)), ("naive", naive(b2))):
+            print(f"scenario {name} ...", flush=True)
+            results.append(run_scenario(server, name, job_ids, action, replica=False))
+            _print(results[-1])
+        if not args.no_replica:
+            replica = start_replica(server, Path(tmp))
+            try:
+                for name, action in (("adaptive+replica", adaptive(b2)), ("fixed-1000+replica", adaptive(b2, 1000))):
+                    print(f"scenario {name} ...", flush=True)
+                    results.append(run_scenario(server, name, job_ids, action, replica=True))
+                    _print(results[-1])
+            finally:
+                replica.stop()
+        print("scenario tighten ...", flush=True)
+        results.append(_tighten(server, job_ids, b2, b3))
+        _print(results[-1])
+    from .backfill_report import write
+    write(args.out, args.leads, entries, seed_s, info, load, results)
+    return 0
+
+
+def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch) -> Result:
+    """0003 on a database where 0002 has been applied (with the writers stopped), measured with writers on."""
+    dsn = clone(server, "bench_tighten")
+    apply_batch(Target.from_dsn(dsn), b2, RunSettings(stack="bench"))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        # As in production some time after 0002: autovacuum has processed the rewritten rows. (An autovacuum still
+        # running holds SHARE UPDATE EXCLUSIVE and is only cancelled after deadlock_timeout, 1 s, which is longer
+        # than lock_timeout: 0003 would retry until it gives up.)
+        conn.execute("VACUUM ANALYZE")
+    with psycopg.connect(server.dsn(), autocommit=True) as admin:
+        admin.execute("DROP DATABASE IF EXISTS bench_tighten_ready WITH (FORCE)")
+        admin.execute("CREATE DATABASE bench_tighten_ready TEMPLATE bench_tighten STRATEGY FILE_COPY")
+    writers = Writers(server.dsn("bench_tighten_ready"), job_ids, write=write_linked)
+    t0 = writers.start()
+    time.sleep(LEAD_IN_S)
+    start = time.monotonic()
+    try:
+        apply_batch(Target.from_dsn(server.dsn("bench_tighten_ready")), b3, RunSettings(stack="bench"))
+        outcome = "applied"
+    except Exception as err:  # noqa: BLE001
+        outcome = f"failed: {err}"
+    end = time.monotonic()
+    time.sleep(TAIL_S)
+    return Result("tighten-0003", writers.stop(), t0, start, end, 0, 0.0, outcome)
+
+
+def _print(r: Result) -> None:
+    w = window_stats(r.samples, r.start, r.end)
+    lag = f", max replay lag {r.max_lag_ms / 1000:.2f} s" if r.max_lag_ms is not None else ""
+    print(f"  {r.name}: {r.outcome}; {r.end - r.start:.1f} s, {r.rows / max(r.end - r.start, 1e-9):,.0f} rows/s, "
+          f"writes max {w.max_ms:.0f} ms p99 {w.p99_ms:.0f} ms, failed {w.failed}, longest lock {r.longest_lock_ms:.0f} ms{lag}",
+          flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""The backfill section of bench/RESULTS.md and its plot."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .stats import window_stats
+
+TARGET_MS = 100.0
+TARGET_LAG_S = 2.0
+
+
+def write(out: Path, leads: int, entries: int, seed_s: float, info: Any, load: float, results: Sequence[Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    plot_name = f"backfill-latency-{leads}.png"
+    _plot(out / plot_name, leads, results)
+    by = {r.name: r for r in results}
+    lines = [
+        f"## Backfill (batch 0002) and tighten (0003): {leads:,} leads, {leads:,} jobs, {entries:,} legacy entries", "",
+        f"Run {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} on {info.cores} cores ({info.cpu_model}), "
+        f"{info.ram_gib:.1f} GiB RAM, load average {load:.2f} before the run; {info.postgres}. Seeding took {seed_s:.0f} s.",
+        "Writers: 4 processes, each transaction inserts a customer and its lead (customer_id set) and updates a random job.",
+        "Rows = rows the keyset passes went through, summed over the four parts. Longest lock = the longest chunk transaction",
+        "(its row locks are held that long); for naive, the one transaction.", "",
+        "| scenario | outcome | time | rows/s | writes | failed | p99 ms | max ms | longest lock ms | max replay lag |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        w = window_stats(r.samples, r.start, r.end)
+        secs = r.end - r.start
+        lag = f"{r.max_lag_ms / 1000:.2f} s" if r.max_lag_ms is not None else "—"
+        lines.append(f"| {r.name} | {r.outcome[:120]} | {secs:.1f} s | {r.rows / secs if secs else 0:,.0f} | {w.writes} | "
+                     f"{w.failed} | {w.p99_ms:.1f} | {w.max_ms:.1f} | {r.longest_lock_ms:.0f} | {lag} |")
+    lines += ["", "| target | measured | met |", "|---|---|---|", *_targets(by), "",
+              f"![write latency during the backfills]({plot_name})"]
+    section = "\n".join(lines)
+    path = out / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    begin, end = f"<!-- bench backfill leads={leads} -->", f"<!-- /bench backfill leads={leads} -->"
+    block = f"{begin}\n{section}\n{end}"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _m: block, text) if pattern.search(text) else f"{text.rstrip()}\n\n{block}\n"
+    path.write_text(text)
+    print("\n".join(lines))
+
+
+def _targets(by: dict[str, Any]) -> list[str]:
+    out = []
+
+    def goal(text: str, measured: str, met: bool) -> None:
+        out.append(f"| {text} | {measured} | {'yes' if met else '**NO**'} |")
+
+    for name in ("adaptive", "adaptive+replica"):
+        if name in by:
+            w = window_stats(by[name].samples, by[name].start, by[name].end)
+            goal(f"{name}: max write latency <= {TARGET_MS:.0f} ms", f"{w.max_ms:.0f} ms", w.max_ms <= TARGET_MS)
+            goal(f"{name}: zero failed writes", str(w.failed), w.failed == 0)
+    if "adaptive+replica" in by and by["adaptive+replica"].max_lag_ms is not None:
+        lag = by["adaptive+replica"].max_lag_ms / 1000
+        goal(f"adaptive+replica: max replay lag <= {TARGET_LAG_S:.0f} s", f"{lag:.2f} s", lag <= TARGET_LAG_S)
+    if "adaptive" in by and "fixed-1000" in by:
+        a, f = by["adaptive"], by["fixed-1000"]
+        wa, wf = window_stats(a.samples, a.start, a.end), window_stats(f.samples, f.start, f.end)
+        ra, rf = a.rows / (a.end - a.start), f.rows / (f.end - f.start)
+        goal("adaptive beats fixed-1000 on rows/s at equal or better max latency",
+             f"{ra:,.0f} vs {rf:,.0f} rows/s; max {wa.max_ms:.0f} vs {wf.max_ms:.0f} ms", ra > rf and wa.max_ms <= wf.max_ms)
+    if "tighten-0003" in by:
+        t = by["tighten-0003"]
+        w = window_stats(t.samples, t.start, t.end)
+        goal("tighten (0003): max write stall <= 100 ms", f"{w.max_ms:.0f} ms ({t.outcome})", w.max_ms <= TARGET_MS)
+    return out
+
+
+def _plot(path: Path, leads: int, results: Sequence[Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(results), 1, figsize=(11, 2.8 * len(results)), sharey=True)
+    for ax, r in zip(axes, results):
+        ok = [s for s in r.samples if s.ok]
+        ax.scatter([s.start - r.t0 for s in ok], [max(s.latency * 1000, 0.1) for s in ok], s=2)
+        ax.axvspan(r.start - r.t0, r.end - r.t0, color="orange", alpha=0.2)
+        w = window_stats(r.samples, r.start, r.end)
+        ax.set_title(f"{r.name}: {r.end - r.start:.0f} s, max write {w.max_ms:.0f} ms", fontsize=9)
+        ax.set_yscale("log")
+        ax.set_ylabel("ms")
+        if r.lag_series:
+            twin = ax.twinx()
+            twin.plot([t - r.t0 for t, _ in r.lag_series], [v / 1000 for _, v in r.lag_series], color="purple", lw=0.8)
+            twin.set_ylabel("replay lag s")
+    axes[-1].set_xlabel("seconds since the writers started")
+    fig.suptitle(f"Writer latency during the backfill ({leads:,} leads)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

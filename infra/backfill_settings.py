@@ -1,0 +1,69 @@
+"""Stack config of backfills and gates (read by settings.py): `junkquote-db:backfill` and `junkquote-db:gates`.
+
+    junkquote-db:backfill:
+      targetWriteLatency: 100ms   # the application's write latency the throttle protects
+      minChunkRows: 100
+      maxChunkRows: 20000
+      maxReplayLag: 2s            # streaming replicas may fall this far behind
+      paused: false               # true: a pending backfill batch is not started/continued (and later batches wait)
+    junkquote-db:gates:
+      appWritesCustomerId: false  # the application writes customer_id itself (opens 0003's gate)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .durations import parse_duration_ms
+
+BACKFILL_KEYS = frozenset({"targetWriteLatency", "minChunkRows", "maxChunkRows", "maxReplayLag", "paused"})
+
+
+@dataclass(frozen=True)
+class BackfillSettings:
+    target_write_latency_ms: int = 100
+    min_chunk_rows: int = 100
+    max_chunk_rows: int = 20_000
+    max_replay_lag_ms: int = 2_000
+    paused: bool = False
+
+
+def parse_backfill(obj: Mapping[str, Any] | None, error: type[Exception]) -> BackfillSettings:
+    """`error(key, problem)` is settings.ConfigError (kept out of this module to avoid an import cycle)."""
+    obj = obj or {}
+    extra = sorted(set(obj) - BACKFILL_KEYS)
+    if extra:
+        raise error(f"backfill.{extra[0]}", f"is not a known setting (known: {', '.join(sorted(BACKFILL_KEYS))})")
+    lo = _rows(obj, "minChunkRows", 100, error)
+    hi = _rows(obj, "maxChunkRows", 20_000, error)
+    if lo > hi:
+        raise error("backfill.minChunkRows", f"'{lo}' is larger than backfill.maxChunkRows ({hi})")
+    paused = obj.get("paused", False)
+    if not isinstance(paused, bool):
+        raise error("backfill.paused", f"'{paused}' must be true or false")
+    return BackfillSettings(_ms(obj, "targetWriteLatency", "100ms", error), lo, hi, _ms(obj, "maxReplayLag", "2s", error), paused)
+
+
+def parse_gates(obj: Mapping[str, Any] | None, error: type[Exception]) -> frozenset[str]:
+    """The names of the gates the stack declares open (a value of true)."""
+    obj = obj or {}
+    for key, value in obj.items():
+        if not isinstance(value, bool):
+            raise error(f"gates.{key}", f"'{value}' must be true or false")
+    return frozenset(k for k, v in obj.items() if v)
+
+
+def _rows(obj: Mapping[str, Any], key: str, default: int, error: type[Exception]) -> int:
+    value = obj.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000:
+        raise error(f"backfill.{key}", f"'{value}' is not a whole number from 1 to 1000000")
+    return value
+
+
+def _ms(obj: Mapping[str, Any], key: str, default: str, error: type[Exception]) -> int:
+    ms = parse_duration_ms(obj.get(key, default))
+    if ms is None or ms <= 0:
+        raise error(f"backfill.{key}", f"'{obj.get(key)}' is not a duration like 100ms or 2s")
+    return ms

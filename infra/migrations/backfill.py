@@ -1,0 +1,336 @@
+"""A batch's backfill: the parts of its backfill.toml, in keyset-paginated chunks, throttled, resumable.
+
+For each part: a pass through `table` by `key` (WHERE key > cursor ORDER BY key LIMIT n), each page handed
+to the part's chunk function in its own short transaction together with its progress row (progress.py);
+then the part's `sweep` until it comes back short (rows written behind the cursor, rows skipped because
+another transaction held them). The throttle (throttle.py) sizes every chunk and the pause before it from
+the chunk's own duration, lock waits (lock_timeout) and streaming replicas' replay lag. Then validation.sql;
+when checks fail, the sweeps run again (a write may have landed after them) before giving up with
+BackfillIncomplete, which keeps everything done so far: the next run continues.
+"""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import sql
+
+from . import progress
+from .backfill_errors import BackfillDeclarationInvalid, BackfillIncomplete, ReplicaLagging
+from .plan import Batch, sha256_text
+from .progress import PartProgress
+from .target import Target
+from .throttle import AdaptiveThrottle, Decision, FixedThrottle, Observation, ThrottleSettings
+from .validation import CheckResult, run_checks
+
+VALIDATION_ROUNDS = 3
+MAX_REPLICA_WAIT_S = 600.0
+
+Sleep = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str
+    table: str
+    key: str
+    chunk: str
+    sweep: str | None = None
+
+
+@dataclass(frozen=True)
+class BackfillSpec:
+    parts: tuple[Part, ...]
+    sha256: str
+
+
+@dataclass(frozen=True)
+class BackfillProgress:
+    """One progress event: after a chunk, a sweep, a wait, or at the end of a part."""
+
+    batch: str
+    part: str
+    phase: str  # "pass", "sweep", "waiting", "done"
+    rows_done: int
+    rows_total: int
+    rows_per_s: float
+    chunk_rows: int
+    slowed_because: str | None
+    chunk_ms: float = 0.0  # how long the last chunk's transaction took (its row locks were held that long)
+
+    @property
+    def eta_s(self) -> float | None:
+        if self.rows_per_s <= 0 or self.rows_total <= self.rows_done:
+            return None
+        return (self.rows_total - self.rows_done) / self.rows_per_s
+
+    def line(self) -> str:
+        pct = 100.0 * self.rows_done / self.rows_total if self.rows_total else 100.0
+        eta = f", ETA {_duration(self.eta_s)}" if self.eta_s is not None else ""
+        why = f"; last slowed down: {self.slowed_because}" if self.slowed_because else ""
+        return (f"backfill {self.batch} {self.part} [{self.phase}]: {self.rows_done:,}/{self.rows_total:,} rows "
+                f"({pct:.0f}%), {self.rows_per_s:,.0f} rows/s{eta}, chunk {self.chunk_rows:,} rows{why}")
+
+
+@dataclass(frozen=True)
+class BackfillRun:
+    """How a backfill runs: the stack's throttle settings, or fixed chunks (benchmark), and who hears progress."""
+
+    throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
+    fixed_chunk_rows: int | None = None
+    on_progress: Callable[[BackfillProgress], None] | None = field(default=None, compare=False)
+    sleep: Sleep = field(default=time.sleep, compare=False, repr=False)
+
+
+def load_spec(batch: Batch) -> BackfillSpec:
+    """The parts of a batch's backfill.toml; a malformed declaration names the batch and what to fix."""
+    assert batch.backfill is not None
+    try:
+        doc = tomllib.loads(batch.backfill)
+        parts = tuple(Part(**{k: str(v) for k, v in p.items()}) for p in doc["part"])
+    except (tomllib.TOMLDecodeError, KeyError, TypeError) as err:
+        raise BackfillDeclarationInvalid(batch.name, f"{type(err).__name__}: {err}") from None
+    if not parts or len({p.name for p in parts}) != len(parts):
+        raise BackfillDeclarationInvalid(batch.name, "declare at least one [[part]], each with a unique name")
+    return BackfillSpec(parts, sha256_text(batch.backfill))
+
+
+def run_backfill(conn: psycopg.Connection, target: Target, batch: Batch, run: BackfillRun, *,
+                 role: str | None, statement_timeout_ms: int, verify_lock: Callable[[], None]) -> tuple[CheckResult, ...]:
+    """Every part, then validation.sql; returns the checks (all passed) or raises BackfillIncomplete."""
+    spec = load_spec(batch)
+    with _as_session_user(conn, role):
+        progress.ensure(conn)
+        if role:
+            conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON schema_ledger.backfill_progress TO {}")
+                         .format(sql.Identifier(role)))
+    with target.connect(autocommit=True) as monitor:
+        filler = _Filler(conn, monitor, batch, spec, run, verify_lock)
+        for part in spec.parts:
+            filler.fill(part)
+        return filler.validate(statement_timeout_ms)
+
+
+@contextmanager
+def _as_session_user(conn: psycopg.Connection, role: str | None) -> Iterator[None]:
+    """The progress table is created by the connecting user (who owns the ledger), not the batch role."""
+    if role:
+        conn.execute("SET ROLE NONE")
+    try:
+        yield
+    finally:
+        if role:
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+
+
+class _Filler:
+    def __init__(self, conn: psycopg.Connection, monitor: psycopg.Connection, batch: Batch, spec: BackfillSpec,
+                 run: BackfillRun, verify_lock: Callable[[], None]) -> None:
+        self.conn, self.batch, self.spec, self.run = conn, batch, spec, run
+        self.verify_lock = verify_lock
+        self.lag = ReplayLag(monitor)
+        self.throttle: AdaptiveThrottle | FixedThrottle = (
+            FixedThrottle(run.fixed_chunk_rows) if run.fixed_chunk_rows else AdaptiveThrottle(run.throttle))
+        self.lock_timeout_ms = run.throttle.target_write_latency_ms
+        self._rate = _Rate()
+
+    # -- a part ---------------------------------------------------------------------------------------
+    def fill(self, part: Part) -> None:
+        state = progress.load(self.conn, self.batch.name, part.name, self.spec.sha256)
+        total = self._count(part)
+        self._rate = _Rate()
+        while not state.pass_done:
+            state = self._chunk(part, state, total)
+        self._sweep(part, state, total)
+
+    def _count(self, part: Part) -> int:
+        query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*part.table.split(".")))
+        return int(self.conn.execute(query).fetchone()[0])
+
+    def _chunk(self, part: Part, state: PartProgress, total: int) -> PartProgress:
+        self._wait_for_replicas(part, state, total)
+        size = self.throttle.chunk_rows
+        started = time.monotonic()
+        try:
+            with self.conn.transaction():
+                self._lock_timeout()
+                keys = self._page(part, state.last_key, size)
+                changed = self._apply(part, keys)
+                state = replace(state, last_key=keys[-1] if keys else state.last_key, pass_done=len(keys) < size,
+                                rows_done=state.rows_done + len(keys), rows_changed=state.rows_changed + changed,
+                                chunks=state.chunks + 1)
+                progress.save(self.conn, state)
+        except pg_errors.LockNotAvailable:
+            self._after(part, state, total, Observation(0, _ms(started), lock_wait=True), "pass")
+            return state
+        seen = Observation(len(keys), _ms(started), replay_lag_ms=self.lag.measure())
+        self._rate.add(len(keys))
+        self._after(part, state, total, seen, "pass")
+        return state
+
+    def _page(self, part: Part, after: str | None, size: int) -> list[str]:
+        key, table = sql.Identifier(part.key), sql.Identifier(*part.table.split("."))
+        if after is None:
+            query = sql.SQL("SELECT {k}::text FROM {t} ORDER BY {k} LIMIT %s").format(k=key, t=table)
+            return [r[0] for r in self.conn.execute(query, (size,))]
+        query = sql.SQL("SELECT {k}::text FROM {t} WHERE {k} > %s ORDER BY {k} LIMIT %s").format(k=key, t=table)
+        return [r[0] for r in self.conn.execute(query, (after, size))]
+
+    def _apply(self, part: Part, keys: list[str]) -> int:
+        if not keys:
+            return 0
+        fn = sql.Identifier(*part.chunk.split("."))
+        row = self.conn.execute(sql.SQL("SELECT {}(%s::text[])").format(fn), (keys,)).fetchone()
+        return int(row[0] or 0) if row else 0
+
+    def _lock_timeout(self) -> None:
+        self.conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{self.lock_timeout_ms}ms",))
+
+    # -- sweeps -----------------------------------------------------------------------------------------
+    def _sweep(self, part: Part, state: PartProgress, total: int) -> None:
+        """Run the sweep query until it returns fewer keys than asked, or a round changes nothing."""
+        if not part.sweep:
+            self._emit(part, state, total, "done")
+            return
+        while True:
+            self._wait_for_replicas(part, state, total)
+            size = self.throttle.chunk_rows
+            started = time.monotonic()
+            try:
+                with self.conn.transaction():
+                    self._lock_timeout()
+                    keys = [str(r[0]) for r in self.conn.execute(part.sweep, {"limit": size})]
+                    changed = self._apply(part, keys)
+                    state = replace(state, rows_changed=state.rows_changed + changed)
+                    progress.save(self.conn, state)
+            except pg_errors.LockNotAvailable:
+                self._after(part, state, total, Observation(0, _ms(started), lock_wait=True), "sweep")
+                continue
+            self._after(part, state, total, Observation(len(keys), _ms(started), replay_lag_ms=self.lag.measure()), "sweep")
+            if len(keys) < size or changed == 0:
+                break
+        self._emit(part, state, total, "done")
+
+    def sweep_all(self) -> None:
+        for part in self.spec.parts:
+            state = progress.load(self.conn, self.batch.name, part.name, self.spec.sha256)
+            self._sweep(part, state, state.rows_done)
+
+    # -- validation -------------------------------------------------------------------------------------
+    def validate(self, statement_timeout_ms: int) -> tuple[CheckResult, ...]:
+        failed: list[tuple[str, str]] = []
+        for attempt in range(VALIDATION_ROUNDS):
+            if attempt:
+                self.sweep_all()  # a write may have landed after the last sweep
+            checks = run_checks(self.conn, self.batch, statement_timeout_ms)
+            failed = [(c.name, c.detail) for c in checks if not c.ok]
+            if not failed:
+                return checks
+        raise BackfillIncomplete(self.batch.name, failed)
+
+    # -- throttle -----------------------------------------------------------------------------------------
+    def _after(self, part: Part, state: PartProgress, total: int, seen: Observation, phase: str) -> None:
+        decision = self.throttle.next(seen)
+        self._emit(part, state, total, phase, decision, seen.duration_ms)
+        self.verify_lock()
+        if decision.pause_ms > 0:
+            self.run.sleep(decision.pause_ms / 1000)
+
+    def _wait_for_replicas(self, part: Part, state: PartProgress, total: int) -> None:
+        """Before a chunk: while a replica replays too far behind, wait (polling) instead of writing more."""
+        deadline = time.monotonic() + MAX_REPLICA_WAIT_S
+        while True:
+            lag = self.lag.measure()
+            if lag is None or lag <= self.run.throttle.max_replay_lag_ms / 2 or isinstance(self.throttle, FixedThrottle):
+                return
+            if time.monotonic() > deadline:
+                raise ReplicaLagging(self.batch.name, part.name, lag, self.run.throttle.max_replay_lag_ms)
+            decision = self.throttle.next(Observation(0, 0.0, replay_lag_ms=lag))
+            self._emit(part, state, total, "waiting", decision)
+            self.verify_lock()
+            self.run.sleep(max(decision.pause_ms, 50.0) / 1000)
+
+    def _emit(self, part: Part, state: PartProgress, total: int, phase: str, decision: Decision | None = None,
+              chunk_ms: float = 0.0) -> None:
+        if self.run.on_progress is None:
+            return
+        chunk = decision.chunk_rows if decision else self.throttle.chunk_rows
+        self.run.on_progress(BackfillProgress(
+            self.batch.name, part.name, phase, state.rows_done, max(total, state.rows_done), self._rate.per_second(),
+            chunk, self.throttle.last_slowdown, chunk_ms))
+
+
+class ReplayLag:
+    """How far behind the slowest streaming replica replays, in ms (None without replicas or without the
+    right to see pg_stat_replication's positions: pg_monitor or superuser).
+
+    The primary's WAL position is sampled after every chunk; a replica's lag is the time since the primary
+    was at the position the replica has replayed (so it grows while replay is stopped), or the server's
+    own replay_lag when that is larger."""
+
+    QUERY = """SELECT pg_current_wal_lsn()::text,
+                      (SELECT min(replay_lsn)::text FROM pg_stat_replication WHERE state = 'streaming'),
+                      (SELECT max(extract(epoch FROM replay_lag) * 1000) FROM pg_stat_replication WHERE state = 'streaming'),
+                      (SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming')"""
+
+    def __init__(self, monitor: psycopg.Connection) -> None:
+        self.monitor = monitor
+        self.samples: deque[tuple[float, int]] = deque(maxlen=4096)
+
+    def measure(self) -> float | None:
+        current, replayed, server_lag, replicas = self.monitor.execute(self.QUERY).fetchone()
+        now = time.monotonic()
+        self.samples.append((now, _lsn(current)))
+        if not replicas or replayed is None:
+            return None
+        behind = _lsn(replayed)
+        oldest_unreplayed = next((t for t, lsn in self.samples if lsn > behind), None)
+        tracked = (now - oldest_unreplayed) * 1000 if oldest_unreplayed is not None else 0.0
+        return max(tracked, float(server_lag or 0.0))
+
+
+class _Rate:
+    """Rows per second over the last 30 s of a part."""
+
+    WINDOW_S = 30.0
+
+    def __init__(self) -> None:
+        self.points: deque[tuple[float, int]] = deque()
+        self.points.append((time.monotonic(), 0))
+        self.total = 0
+
+    def add(self, rows: int) -> None:
+        self.total += rows
+        now = time.monotonic()
+        self.points.append((now, self.total))
+        while len(self.points) > 2 and now - self.points[1][0] > self.WINDOW_S:
+            self.points.popleft()
+
+    def per_second(self) -> float:
+        (t0, r0), (t1, r1) = self.points[0], self.points[-1]
+        return (r1 - r0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+def _lsn(text: str) -> int:
+    high, low = text.split("/")
+    return (int(high, 16) << 32) + int(low, 16)
+
+
+def _ms(started: float) -> float:
+    return (time.monotonic() - started) * 1000
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"

@@ -1,0 +1,126 @@
+"""The backfill's throttle: how many rows the next chunk takes and how long to pause first. Pure: no I/O.
+
+The application's writes wait on a chunk in two ways: a write to a row the chunk has locked waits until the
+chunk commits, and every write shares the CPU and the disk with it. So the controller keeps each chunk's
+own duration within a budget (a fraction of the per-stack write-latency target), grows the chunk while it
+stays well inside it, and backs off on the signals the database gives:
+
+- the chunk took longer than the target: shrink in proportion, pause as long as it took (waiters drain);
+- the chunk could not take a lock in time (lock_timeout): halve, pause with exponential backoff;
+- a streaming replica replays too far behind: halve, and wait until the lag is back under half the limit;
+- otherwise: aim at the budget from the measured rows/ms, at most doubling per chunk.
+
+`FixedThrottle` is the comparison point (pgroll's fixed 1,000-row batches, no delay).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CHUNK_BUDGET = 0.4  # a chunk may last this fraction of the write-latency target
+MAX_GROWTH = 2.0  # at most double the chunk from one chunk to the next
+SETTLE_PAUSE = 0.1  # after a chunk within budget, pause this fraction of its duration (lets queued writes in)
+MAX_BACKOFF_MS = 5_000.0
+LAG_POLL_MS = 250.0
+
+
+@dataclass(frozen=True)
+class ThrottleSettings:
+    """Per stack: the application's write-latency target, the bounds on chunk size, the replica lag limit."""
+
+    target_write_latency_ms: int = 100
+    min_chunk_rows: int = 100
+    max_chunk_rows: int = 20_000
+    max_replay_lag_ms: int = 2_000
+    initial_chunk_rows: int = 1_000
+
+    @property
+    def chunk_budget_ms(self) -> float:
+        return self.target_write_latency_ms * CHUNK_BUDGET
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one chunk (or one wait) showed. rows=0 with lock_wait=False is a replica-lag poll."""
+
+    rows: int
+    duration_ms: float
+    lock_wait: bool = False
+    replay_lag_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The next chunk's size, the pause before it, and (when it slowed down) why."""
+
+    chunk_rows: int
+    pause_ms: float
+    slowed_because: str | None = None
+
+
+class AdaptiveThrottle:
+    """Chunk size and pause from the last observation; keeps the last reason it slowed down."""
+
+    def __init__(self, settings: ThrottleSettings) -> None:
+        self.settings = settings
+        self.chunk_rows = self._clamp(settings.initial_chunk_rows)
+        self._backoff_ms = 0.0
+        self.last_slowdown: str | None = None
+
+    def next(self, seen: Observation) -> Decision:
+        decision = self._decide(seen)
+        self.chunk_rows = decision.chunk_rows
+        if decision.slowed_because:
+            self.last_slowdown = decision.slowed_because
+        return decision
+
+    def _decide(self, seen: Observation) -> Decision:
+        s = self.settings
+        if seen.lock_wait:
+            self._backoff_ms = min(max(self._backoff_ms * 2, float(s.target_write_latency_ms)), MAX_BACKOFF_MS)
+            return Decision(self._clamp(self.chunk_rows // 2), self._backoff_ms,
+                            f"lock wait: the chunk could not take its locks within {s.target_write_latency_ms} ms")
+        self._backoff_ms = 0.0
+        if seen.replay_lag_ms is not None and seen.replay_lag_ms > s.max_replay_lag_ms / 2 and (
+                seen.rows == 0 or seen.replay_lag_ms > s.max_replay_lag_ms):
+            return Decision(self._clamp(self.chunk_rows // 2), LAG_POLL_MS,
+                            f"replica replay lag {seen.replay_lag_ms / 1000:.1f} s (limit {s.max_replay_lag_ms / 1000:.1f} s)")
+        if seen.rows == 0:
+            return Decision(self.chunk_rows, 0.0)
+        if seen.duration_ms > s.target_write_latency_ms:
+            scaled = int(self.chunk_rows * s.chunk_budget_ms / seen.duration_ms)
+            return Decision(self._clamp(scaled), seen.duration_ms,
+                            f"chunk of {seen.rows} rows took {seen.duration_ms:.0f} ms (target {s.target_write_latency_ms} ms)")
+        return self._aim(seen)
+
+    def _aim(self, seen: Observation) -> Decision:
+        s = self.settings
+        rate = seen.rows / max(seen.duration_ms, 1.0)
+        ideal = int(rate * s.chunk_budget_ms)
+        size = min(ideal, int(self.chunk_rows * MAX_GROWTH))
+        lag_near = seen.replay_lag_ms is not None and seen.replay_lag_ms > s.max_replay_lag_ms / 2
+        if lag_near:
+            size = min(size, self.chunk_rows)
+        reason = None
+        if size < self.chunk_rows:
+            reason = f"chunk of {seen.rows} rows took {seen.duration_ms:.0f} ms (budget {s.chunk_budget_ms:.0f} ms)"
+        if lag_near:
+            reason = f"replica replay lag {seen.replay_lag_ms / 1000:.1f} s is over half the limit"
+        return Decision(self._clamp(size), seen.duration_ms * SETTLE_PAUSE, reason)
+
+    def _clamp(self, rows: int) -> int:
+        return max(self.settings.min_chunk_rows, min(self.settings.max_chunk_rows, rows))
+
+
+class FixedThrottle:
+    """Fixed chunks, no pause (pgroll's default); only a lock wait backs off, so the run can finish."""
+
+    def __init__(self, chunk_rows: int = 1_000) -> None:
+        self.chunk_rows = chunk_rows
+        self.last_slowdown: str | None = None
+
+    def next(self, seen: Observation) -> Decision:
+        if seen.lock_wait:
+            self.last_slowdown = "lock wait"
+            return Decision(self.chunk_rows, 100.0, self.last_slowdown)
+        return Decision(self.chunk_rows, 0.0)

@@ -1,0 +1,186 @@
+"""Batch 0002's backfill and 0003's gate on a real PostgreSQL: dedupe, resume, re-run, locks, rollback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from bench.legacy import LegacyShape, generate
+from infra.migrations.backfill import BackfillProgress, BackfillRun
+from infra.migrations.gate import gate_status
+from infra.migrations.plan import load_batches
+from infra.migrations.runner import RunSettings, apply_batch, rollback_batch
+from infra.migrations.target import Target
+
+ROOT = Path(__file__).resolve().parents[2]
+BATCHES = {b.name: b for b in load_batches(ROOT / "sql")}
+BASE, MEMORY = BATCHES["0000_baseline"], BATCHES["0001_add_memory_entities"]
+BACKFILL, TIGHTEN = BATCHES["0002_backfill_customers"], BATCHES["0003_require_customer_links"]
+
+
+class Crash(Exception):
+    """Stands for the process dying between two chunks."""
+
+
+def settings(on_progress=None) -> RunSettings:
+    run = BackfillRun(on_progress=on_progress, sleep=lambda _s: None)
+    return RunSettings(stack="test", backfill=run)
+
+
+@pytest.fixture
+def legacy_db(db_target: Target, db: psycopg.Connection) -> Target:
+    apply_batch(db_target, BASE, settings())
+    generate(db, LegacyShape(300))
+    apply_batch(db_target, MEMORY, settings())
+    return db_target
+
+
+def add_lead(db: psycopg.Connection, phone: str | None, email: str | None, history: str | None = None) -> str:
+    return db.execute("""INSERT INTO "Lead" ("phone", "email", "stateMetadata") VALUES (%s, %s, %s) RETURNING "id" """,
+                      (phone, email, history)).fetchone()[0]
+
+
+def customer_of(db: psycopg.Connection, lead: str) -> str | None:
+    return db.execute('SELECT "customer_id" FROM "Lead" WHERE "id" = %s', (lead,)).fetchone()[0]
+
+
+def counts(db: psycopg.Connection) -> tuple[int, ...]:
+    return db.execute("""SELECT (SELECT count(*) FROM "Customer"), (SELECT count(*) FROM "Conversation"),
+                                (SELECT count(*) FROM "Message"), (SELECT count(*) FROM "Lead" WHERE "customer_id" IS NULL)""").fetchone()
+
+
+def test_one_customer_per_phone_in_any_format_per_email_in_any_case_and_per_lead_without_either(
+        db_target: Target, db: psycopg.Connection) -> None:
+    apply_batch(db_target, BASE, settings())
+    apply_batch(db_target, MEMORY, settings())
+    same_phone = [add_lead(db, p, None) for p in ("+1 (555) 010-0042", "555-010-0042", "5550100042", "+15550100042")]
+    same_email = [add_lead(db, None, e) for e in ("Kim@Example.com", " kim@example.COM ")]
+    neither = [add_lead(db, None, None), add_lead(db, "", "not-an-email")]
+
+    apply_batch(db_target, BACKFILL, settings())
+
+    assert len({customer_of(db, lead) for lead in same_phone}) == 1
+    assert len({customer_of(db, lead) for lead in same_email}) == 1
+    assert len({customer_of(db, lead) for lead in neither}) == 2
+    assert None not in {customer_of(db, lead) for lead in same_phone + same_email + neither}
+    assert counts(db)[0] == 4
+
+
+def test_a_customer_the_application_created_is_reused_not_duplicated(db_target: Target, db: psycopg.Connection) -> None:
+    apply_batch(db_target, BASE, settings())
+    apply_batch(db_target, MEMORY, settings())
+    app_customer = db.execute("""INSERT INTO "Customer" ("phone") VALUES ('(555) 010-0077') RETURNING "id" """).fetchone()[0]
+    lead = add_lead(db, "555.010.0077", None)
+
+    apply_batch(db_target, BACKFILL, settings())
+
+    assert customer_of(db, lead) == app_customer
+    assert counts(db)[0] == 1
+
+
+def test_a_crash_between_chunks_resumes_after_the_last_committed_chunk_without_duplicates(
+        legacy_db: Target, db: psycopg.Connection) -> None:
+    chunks: list[BackfillProgress] = []
+
+    def die_after_three(event: BackfillProgress) -> None:
+        chunks.append(event)
+        if len(chunks) == 3:
+            raise Crash
+
+    small = RunSettings(stack="test", backfill=BackfillRun(fixed_chunk_rows=50, on_progress=die_after_three,
+                                                           sleep=lambda _s: None))
+    with pytest.raises(Crash):
+        apply_batch(legacy_db, BACKFILL, small)
+    done = db.execute("SELECT rows_done FROM schema_ledger.backfill_progress WHERE part = 'customers'").fetchone()[0]
+    assert done == 150
+
+    resumed: list[BackfillProgress] = []
+    apply_batch(legacy_db, BACKFILL, settings(resumed.append))
+
+    first_customers = next(e for e in resumed if e.part == "customers")
+    assert first_customers.rows_done > 150  # started after the three committed chunks
+    assert db.execute('SELECT count(*) FROM "Customer"').fetchone()[0] == \
+        db.execute("SELECT count(*) FROM customer_backfill.customer_key WHERE created").fetchone()[0]
+
+
+def test_rows_written_behind_the_cursor_during_the_backfill_are_picked_up_by_the_sweep(
+        legacy_db: Target, db: psycopg.Connection) -> None:
+    written: list[str] = []
+
+    def app_writes_during_the_pass(event: BackfillProgress) -> None:
+        if event.part == "customers" and event.phase == "pass" and not written:
+            written.append(add_lead(db, None, "late@example.com", '{"history": [{"role": "user", "text": "hi"}]}'))
+            db.execute("""UPDATE "Lead" SET "id" = '0' WHERE "id" = %s""", (written[0],))  # behind any cursor
+            written[0] = "0"
+
+    result = apply_batch(legacy_db, BACKFILL, settings(app_writes_during_the_pass))
+
+    assert customer_of(db, "0") is not None
+    assert db.execute("""SELECT count(*) FROM customer_backfill.message WHERE legacy_ref = 'state:0:1'""").fetchone()[0] == 1
+    assert all(c.ok for c in result.checks)
+
+
+def test_a_held_lock_makes_the_throttle_back_off_and_the_backfill_finishes_once_it_is_released(
+        legacy_db: Target, db: psycopg.Connection) -> None:
+    blocker = legacy_db.connect()
+    blocker.execute('LOCK TABLE "Job" IN SHARE MODE')  # blocks the jobs part's row updates
+    seen: list[BackfillProgress] = []
+
+    def release_once_it_backed_off(event: BackfillProgress) -> None:
+        seen.append(event)
+        if event.slowed_because and event.slowed_because.startswith("lock wait") and not blocker.closed:
+            blocker.rollback()
+            blocker.close()
+
+    apply_batch(legacy_db, BACKFILL, settings(release_once_it_backed_off))
+
+    backed_off = [e for e in seen if e.slowed_because and e.slowed_because.startswith("lock wait")]
+    assert backed_off and backed_off[0].part == "jobs"
+    assert counts(db)[3] == 0
+
+
+def test_rollback_removes_what_the_backfill_made_and_keeps_what_the_application_wrote(
+        legacy_db: Target, db: psycopg.Connection) -> None:
+    before = counts(db)
+    apply_batch(legacy_db, BACKFILL, settings())
+    app_customer = db.execute("""INSERT INTO "Customer" ("name") VALUES ('app') RETURNING "id" """).fetchone()[0]
+    app_lead = add_lead(db, "555-999-0000", None)
+    db.execute('UPDATE "Lead" SET "customer_id" = %s WHERE "id" = %s', (app_customer, app_lead))
+    relinked = db.execute("""UPDATE "Lead" SET "customer_id" = %s
+                             WHERE "id" = (SELECT min("id") FROM "Lead" WHERE "id" <> %s) RETURNING "id" """,
+                          (app_customer, app_lead)).fetchone()[0]
+
+    rollback_batch(legacy_db, BACKFILL, settings())
+
+    assert customer_of(db, app_lead) == app_customer
+    assert customer_of(db, relinked) == app_customer  # re-linked by the application: left alone
+    assert db.execute('SELECT count(*) FROM "Customer"').fetchone()[0] == 1
+    assert db.execute('SELECT count(*) FROM "Message"').fetchone()[0] == before[2] == 0
+    assert db.execute("SELECT to_regnamespace('customer_backfill')").fetchone()[0] is None
+
+
+def test_the_tighten_gate_stays_closed_while_the_setting_is_off_or_a_null_remains(
+        legacy_db: Target, db: psycopg.Connection) -> None:
+    closed = gate_status(legacy_db, TIGHTEN, frozenset())
+    assert not closed.open
+    assert any("gates.appWritesCustomerId" in r for r in closed.reasons)
+    assert any(r.startswith("leads without a customer: 300") for r in closed.reasons)
+
+    apply_batch(legacy_db, BACKFILL, settings())
+    assert gate_status(legacy_db, TIGHTEN, frozenset({"appWritesCustomerId"})).open
+    add_lead(db, None, None)
+    still = gate_status(legacy_db, TIGHTEN, frozenset({"appWritesCustomerId"}))
+    assert still.reasons == ("leads without a customer: 1",)
+
+
+def test_tighten_makes_the_links_not_null_and_restricts_deleting_a_customer_with_leads(
+        legacy_db: Target, db: psycopg.Connection) -> None:
+    apply_batch(legacy_db, BACKFILL, settings())
+    apply_batch(legacy_db, TIGHTEN, settings())
+
+    with pytest.raises(psycopg.errors.NotNullViolation):
+        add_lead(db, None, None)
+    with pytest.raises(psycopg.errors.RestrictViolation):
+        db.execute('DELETE FROM "Customer" WHERE "id" = (SELECT "customer_id" FROM "Lead" LIMIT 1)')

@@ -1,0 +1,69 @@
+"""The adaptive throttle, fed with observations: what it does with each signal."""
+
+from __future__ import annotations
+
+from infra.migrations.throttle import AdaptiveThrottle, FixedThrottle, Observation, ThrottleSettings
+
+SETTINGS = ThrottleSettings(target_write_latency_ms=100, min_chunk_rows=100, max_chunk_rows=20_000,
+                            max_replay_lag_ms=2_000, initial_chunk_rows=1_000)
+
+
+def test_a_fast_chunk_grows_the_next_one_at_most_twofold_without_a_slowdown_reason() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    decision = throttle.next(Observation(rows=1_000, duration_ms=5))
+    assert decision.chunk_rows == 2_000
+    assert decision.slowed_because is None
+    assert decision.pause_ms < 5
+
+
+def test_chunks_settle_where_they_last_the_budget_of_40_percent_of_the_target() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    for _ in range(10):  # 10 rows per ms: 40 ms of budget is 400 rows
+        decision = throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=throttle.chunk_rows / 10))
+    assert decision.chunk_rows == 400
+
+
+def test_a_chunk_slower_than_the_target_shrinks_in_proportion_and_pauses_as_long_as_it_took() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    decision = throttle.next(Observation(rows=1_000, duration_ms=400))
+    assert decision.chunk_rows == 100
+    assert decision.pause_ms == 400
+    assert "took 400 ms (target 100 ms)" in (decision.slowed_because or "")
+
+
+def test_lock_waits_halve_the_chunk_and_back_off_exponentially_up_to_5_s() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    pauses = [throttle.next(Observation(0, 100, lock_wait=True)).pause_ms for _ in range(8)]
+    assert pauses[:4] == [100, 200, 400, 800]
+    assert max(pauses) == 5_000
+    assert throttle.chunk_rows == 100
+    assert throttle.last_slowdown and throttle.last_slowdown.startswith("lock wait")
+
+
+def test_replay_lag_over_the_limit_halves_the_chunk_and_waits() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    decision = throttle.next(Observation(rows=1_000, duration_ms=10, replay_lag_ms=3_500))
+    assert decision.chunk_rows == 500
+    assert decision.pause_ms > 0
+    assert decision.slowed_because == "replica replay lag 3.5 s (limit 2.0 s)"
+
+
+def test_replay_lag_over_half_the_limit_stops_growth() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    decision = throttle.next(Observation(rows=1_000, duration_ms=5, replay_lag_ms=1_500))
+    assert decision.chunk_rows == 1_000
+    assert "over half the limit" in (decision.slowed_because or "")
+
+
+def test_chunk_size_stays_within_the_stack_bounds() -> None:
+    bounded = ThrottleSettings(min_chunk_rows=300, max_chunk_rows=1_500, initial_chunk_rows=1_000)
+    throttle = AdaptiveThrottle(bounded)
+    assert throttle.next(Observation(rows=1_000, duration_ms=1)).chunk_rows == 1_500
+    assert throttle.next(Observation(rows=1_500, duration_ms=10_000)).chunk_rows == 300
+
+
+def test_the_fixed_throttle_never_changes_size_or_pauses_except_on_lock_waits() -> None:
+    fixed = FixedThrottle(1_000)
+    assert fixed.next(Observation(rows=1_000, duration_ms=900)).pause_ms == 0
+    assert fixed.next(Observation(0, 100, lock_wait=True)).pause_ms > 0
+    assert fixed.chunk_rows == 1_000
