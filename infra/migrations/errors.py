@@ -22,7 +22,8 @@ class SqlSyntaxError(MigrationError):
 
     def __init__(self, batch: str, file: str, line: int, message: str) -> None:
         self.batch, self.file, self.line = batch, file, line
-        super().__init__(f"batch '{batch}' {file}:{line}: syntax error: {message}; fix the SQL before applying")
+        said = message if message.startswith("syntax error") else f"syntax error: {message}"
+        super().__init__(f"batch '{batch}' {file}:{line}: {said}; fix the SQL before applying")
 
 
 class UnsupportedStatement(MigrationError):

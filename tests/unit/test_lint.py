@@ -51,6 +51,13 @@ def test_syntax_error_on_line_7_of_migration_names_file_and_line(tmp_path: Path)
     assert (caught.value.file, caught.value.line) == ("migration.sql", 7)
 
 
+def test_a_syntax_error_says_syntax_error_once(tmp_path: Path) -> None:
+    with pytest.raises(SqlSyntaxError) as caught:
+        check_syntax(make_batch(tmp_path, "0001_bad", 'CREATE TABLE "T" ("a" int int);\n'))
+    assert str(caught.value) == ("batch '0001_bad' migration.sql:1: syntax error at or near \"int\"; "
+                                 "fix the SQL before applying")
+
+
 def test_syntax_error_line_is_right_after_multibyte_characters(tmp_path: Path) -> None:
     migration = "SELECT 'ééééééééééééééééééé';\nSELECT 'ü';\nSELECT 1 FROM;\n"
     with pytest.raises(SqlSyntaxError) as caught:
