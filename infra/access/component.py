@@ -170,6 +170,7 @@ class DatabaseAccess(pulumi.ComponentResource):
 
     def _membership(self, key: str, member: pulumi.Input[str], role: postgresql.Role) -> None:
         """A membership of a role this component does not manage (the admin); the managed roles' own memberships
-        are their `roles`."""
-        self._chain(postgresql.GrantRole(
-            f"{self._prefix}-{key}", role=member, grant_role=role.name, opts=self._serialized()))
+        are their `roles`. On PostgreSQL 16+ a CREATEROLE admin already holds ADMIN OPTION (without SET) on every
+        role it creates; the provider reads that back as `withAdminOption`, which must not replace the grant."""
+        opts = pulumi.ResourceOptions.merge(self._serialized(), pulumi.ResourceOptions(ignore_changes=["withAdminOption"]))
+        self._chain(postgresql.GrantRole(f"{self._prefix}-{key}", role=member, grant_role=role.name, opts=opts))

@@ -66,7 +66,8 @@ def test_up_gives_each_role_exactly_its_privileges_and_up_refresh_preview_then_c
 
     assert failing_checks(stack) == []
     assert_least_privilege_in_practice(stack)
-    assert changes(stack.project.stack.up(**QUIET).summary.resource_changes) == {}
+    second = stack.project.stack.up(diff=True, **QUIET)
+    assert changes(second.summary.resource_changes) == {}, second.stdout
     stack.project.stack.refresh(**QUIET)
     assert changes(stack.project.stack.preview(**QUIET).change_summary) == {}, "refresh fought over a membership"
     assert changes(stack.project.stack.up(**QUIET).summary.resource_changes) == {}

@@ -20,12 +20,13 @@ version="$(sed -n 's/^pulumi-postgresql==\([0-9.]*\).*/\1/p' "$root/requirements
 [[ -n "$version" ]] || { echo "requirements.txt pins no pulumi-postgresql==X; pin the Python SDK first" >&2; exit 1; }
 command -v pulumi >/dev/null || { echo "pulumi is not on PATH; run this through \`make plugin\`" >&2; exit 1; }
 
+# The plugin's directory in PULUMI_HOME when `pulumi plugin ls` lists it at the pinned version, else nothing.
 installed_dir() {
   pulumi plugin ls --json 2>/dev/null | python3 -c '
 import json, sys
-for p in json.load(sys.stdin) or []:
-    if p.get("kind") == "resource" and p.get("name") == "postgresql" and p.get("version") == sys.argv[1]:
-        print(p.get("path", "")); break' "$version"
+if any(p.get("kind") == "resource" and p.get("name") == "postgresql" and p.get("version") == sys.argv[1]
+       for p in json.load(sys.stdin) or []):
+    print(sys.argv[2])' "$version" "${PULUMI_HOME:-$HOME/.pulumi}/plugins/resource-postgresql-v$version"
 }
 
 if dir="$(installed_dir)" && [[ -n "$dir" ]]; then
