@@ -27,7 +27,7 @@ TYPE_ACL = (
     "aclexplode(t.typacl) a WHERE n.nspname = %(schema)s AND t.typtype = 'e'"
 )
 DEFAULT_ACL = (
-    f"SELECT 'default ' || d.defaclobjtype || ' for ' || pg_get_userbyid(d.defaclrole), {GRANTEE}, a.privilege_type "
+    f"SELECT 'default ' || d.defaclobjtype::text || ' for ' || pg_get_userbyid(d.defaclrole), {GRANTEE}, a.privilege_type "
     "FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace, aclexplode(d.defaclacl) a "
     "WHERE n.nspname = %(schema)s"
 )
