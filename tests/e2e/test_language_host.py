@@ -82,7 +82,7 @@ def test_pulumi_about_shows_the_virtualenvs_python_and_its_packages(cli_dir: Pat
     runtime = about["runtime"]
     assert (runtime["language"], runtime["executable"]) == ("python", str(ROOT / ".venv" / "bin" / "python"))
     assert runtime["version"].startswith(f"{sys.version_info.major}.{sys.version_info.minor}.")
-    assert runtime["metadata"]["toolchain"] == "pip"
+    assert (runtime["toolchain"], runtime["virtualenv"]) == ("pip", str(ROOT / ".venv"))
     dependencies = {d["name"]: d["version"] for d in about["dependencies"]}
     assert dependencies["pulumi-postgresql"] == "3.18.2"
 
