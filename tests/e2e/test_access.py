@@ -18,8 +18,9 @@ from pulumi import automation as auto
 from infra.access.checks import access_checks, failed
 from infra.access.settings import RoleNames
 from infra.migrations.target import Target
-from tests.e2e.access_stack import AccessStack, connect, logs_in
+from tests.e2e.access_stack import AccessStack, logs_in
 from tests.e2e.project import ROOT, changes
+from tests.pg import connect
 from tests.support.privileges import grant_like_the_component, privilege_snapshot, run
 
 QUIET = {"on_output": lambda _: None}
