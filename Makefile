@@ -20,8 +20,14 @@ export PYTHONDONTWRITEBYTECODE := 1
 WITH_CLI = PATH="$$(scripts/ensure-pulumi.sh):$$PATH"
 # Only the dev stack targets the embedded local database; other stacks point at their own servers.
 LOCAL_DB = $(if $(filter dev,$(STACK)),db-start,)
+# Sources of the pulumi-postgresql plugin for an offline build (see README, "The pulumi-postgresql plugin").
+# The first of these that holds the archives: beside the checkout (../shared), or this machine kind's /work/shared.
+PULUMI_POSTGRESQL_SRC ?= $(patsubst %/SHA256SUMS,%,$(firstword $(wildcard $(abspath $(CURDIR)/../shared/vendor/pulumi-postgresql)/SHA256SUMS /work/shared/vendor/pulumi-postgresql/SHA256SUMS)))
+export PULUMI_POSTGRESQL_SRC
+# A stack that declares roles needs the plugin; one without roles never loads it.
+PLUGIN = $(if $(shell grep -qs '^ *junkquote-db:roles:' Pulumi.$(STACK).yaml && echo yes),plugin,)
 
-.PHONY: help venv cli db-start db-stop db-destroy stack up preview destroy rollback outputs test test-unit test-integration test-e2e test-pg15 bench bench-preview bench-backfill
+.PHONY: help venv cli plugin test-plugin db-start db-stop db-destroy stack up preview destroy rollback outputs test test-unit test-integration test-e2e test-pg15 bench bench-preview bench-backfill
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -36,6 +42,15 @@ venv: $(VENV)/.installed ## create the virtualenv and install the pinned depende
 cli: ## obtain the Pulumi CLI (PATH, or built from the pinned Go modules and cached)
 	@scripts/ensure-pulumi.sh >/dev/null && echo "pulumi CLI: $$(scripts/ensure-pulumi.sh)"
 
+plugin: cli ## obtain the pulumi-postgresql plugin (installed, or built from PULUMI_POSTGRESQL_SRC and cached)
+	@dir=$$($(WITH_CLI) tools/postgresql-plugin/build.sh) && echo "pulumi-postgresql plugin: $$dir"
+
+# For the tests: without the plugin (and no sources to build it) the e2e access tests skip locally; CI=true fails.
+test-plugin: cli
+	@$(WITH_CLI) tools/postgresql-plugin/build.sh >/dev/null || { \
+	  if [[ "$${CI:-}" =~ ^(1|true|yes)$$ ]]; then exit 1; fi; \
+	  echo "warning: no pulumi-postgresql plugin; the e2e tests of roles and grants will be skipped" >&2; }
+
 db-start: venv ## start the embedded dev PostgreSQL (127.0.0.1:54329, data in .localdb/)
 	$(PY) -m infra.localdb start --database junkquote
 
@@ -49,21 +64,21 @@ stack: venv cli
 	@mkdir -p .pulumi-state
 	@$(WITH_CLI) pulumi stack select $(STACK) --create --non-interactive >/dev/null
 
-up: venv cli $(LOCAL_DB) stack ## apply the dev stack (STACK=...) and print its outputs
+up: venv cli $(PLUGIN) $(LOCAL_DB) stack ## apply the dev stack (STACK=...) and print its outputs
 	$(WITH_CLI) pulumi up --yes --non-interactive --stack $(STACK)
 	$(WITH_CLI) pulumi stack output --stack $(STACK) --json
 
-preview: venv cli $(LOCAL_DB) stack ## show what `up` would run, per batch, with locks and lint (DIFF=1 for full SQL)
+preview: venv cli $(PLUGIN) $(LOCAL_DB) stack ## show what `up` would run, per batch, with locks and lint (DIFF=1 for full SQL)
 	$(WITH_CLI) pulumi preview --non-interactive --stack $(STACK) $(if $(DIFF),--diff --show-full-output,)
 
 # --run-program: the program reads the stack config as it is now, so `migrations.protected: true` holds even
 # before an `up` has written it into the resources.
-destroy: venv cli $(LOCAL_DB) stack ## roll back every batch of the stack, newest first (refused on protected stacks)
+destroy: venv cli $(PLUGIN) $(LOCAL_DB) stack ## roll back every batch of the stack, newest first (refused on protected stacks)
 	$(WITH_CLI) pulumi destroy --yes --non-interactive --run-program --stack $(STACK)
 
 # Rolls back BATCH and every batch after it (they depend on it), newest first, on purpose. Works from the
 # stack's state, so it also works when the batch's folder is gone from the checkout.
-rollback: venv cli $(LOCAL_DB) stack ## roll back BATCH=NNNN_slug and every later batch (refused on protected stacks)
+rollback: venv cli $(PLUGIN) $(LOCAL_DB) stack ## roll back BATCH=NNNN_slug and every later batch (refused on protected stacks)
 	@test -n "$(BATCH)" || { echo "usage: make rollback STACK=<stack> BATCH=<NNNN_slug>" >&2; exit 1; }
 	urn=$$($(WITH_CLI) pulumi stack export --stack $(STACK) | $(PY) scripts/batch_urn.py "$(BATCH)"); \
 	$(WITH_CLI) pulumi destroy --yes --non-interactive --stack $(STACK) --target "$$urn" --target-dependents
@@ -78,7 +93,7 @@ define run_pytest
 	if [[ $$rc == 5 ]]; then echo "no tests were collected in $(1)" >&2; exit 1; fi; exit $$rc
 endef
 
-test: venv cli ## run every tier: unit, integration (embedded PostgreSQL 18), e2e (real Pulumi CLI)
+test: venv cli test-plugin ## run every tier: unit, integration (embedded PostgreSQL 18), e2e (real Pulumi CLI)
 	$(call run_pytest,tests)
 
 test-unit: venv
@@ -87,7 +102,7 @@ test-unit: venv
 test-integration: venv
 	$(call run_pytest,tests/integration)
 
-test-e2e: venv cli
+test-e2e: venv cli test-plugin
 	$(call run_pytest,tests/e2e)
 
 test-pg15: venv ## run the integration tier against the machine's PostgreSQL 15 ($(PG15_BIN))

@@ -5,7 +5,10 @@ Known provider pitfalls this is built around:
   every Grant, DefaultPrivileges and GrantRole depends on the one created before it, so they run one at a time;
 - a replaced Grant revokes what its replacement just granted (#233): grants are deleted before they are replaced;
 - a table Grant covers only the tables that exist when it runs: DefaultPrivileges FOR ROLE migrator cover the tables,
-  sequences and types a later batch creates, as long as batches run as the migrator (`SET ROLE`).
+  sequences and types a later batch creates, as long as batches run as the migrator (`SET ROLE`);
+- a membership managed by a GrantRole on a role that is also a Role is read back into `Role.roles` by a refresh, and
+  the next `up` revokes it (upstream's docs: "they will fight"): a managed role's memberships are its own `roles`,
+  and GrantRole is used only for the admin, whose role this component does not manage.
 pulumi_postgresql.Grant has no object type "type", so the app's USAGE on the "MessageRole" enum comes from a
 DefaultPrivileges on types, which must exist before the batch that creates the type (see `schema_prerequisites`).
 """
@@ -80,7 +83,7 @@ class DatabaseAccess(pulumi.ComponentResource):
         self.migrator = self._role("migrator", access.migrator)
         self.app = self._role("app", access.app)
         self.readonly = self._role("readonly", access.readonly)
-        self.members = {m.name: self._role(f"member-{m.name}", m) for m in access.members}
+        self.members = {m.name: self._member(m) for m in access.members}
         self.migrator_role = access.migrator.name
         self.role_names = {"migrator": access.migrator.name, "app": access.app.name, "readonly": access.readonly.name,
                            "members": {m.name: m.member_of for m in access.members}}
@@ -88,7 +91,6 @@ class DatabaseAccess(pulumi.ComponentResource):
         self._membership("admin-in-migrator", database.user, self.migrator)
         self._grant_database_and_schema()
         self._default_privileges()
-        self._memberships()
         self.schema_prerequisites = [self.migrator, self._chain_end()]
         if schema_resources is not None:
             self.grant_on_objects(schema_resources)
@@ -112,12 +114,18 @@ class DatabaseAccess(pulumi.ComponentResource):
             sslmode=provider_sslmode(db.sslmode), superuser=False,
             connect_timeout=CONNECT_TIMEOUT_S, opts=pulumi.ResourceOptions(parent=self))
 
-    def _role(self, key: str, role: RoleSettings) -> postgresql.Role:
+    def _role(self, key: str, role: RoleSettings, member_of: postgresql.Role | None = None) -> postgresql.Role:
+        """A role and all its memberships: `roles` is authoritative, so a refresh reads back exactly what was declared
+        and the next `up` revokes a membership granted by hand."""
         return postgresql.Role(
             f"{self._prefix}-role-{key}", name=role.name, login=role.login,
             password=pulumi.Output.secret(role.password) if role.password is not None else None,
-            connection_limit=role.connection_limit,
+            connection_limit=role.connection_limit, roles=[member_of.name] if member_of is not None else [],
             opts=pulumi.ResourceOptions(parent=self, provider=self.provider))
+
+    def _member(self, member: RoleSettings) -> postgresql.Role:
+        of = {"migrator": self.migrator, "app": self.app, "readonly": self.readonly}[str(member.member_of)]
+        return self._role(f"member-{member.name}", member, of)
 
     def _serialized(self, after: Sequence[pulumi.Resource] = ()) -> pulumi.ResourceOptions:
         """Options for a grant: after the previous grant (one at a time), and deleted before it is replaced."""
@@ -161,10 +169,8 @@ class DatabaseAccess(pulumi.ComponentResource):
         self._default("tables-readonly", self.readonly, "table", READONLY_TABLE_PRIVILEGES)
 
     def _membership(self, key: str, member: pulumi.Input[str], role: postgresql.Role) -> None:
-        self._chain(postgresql.GrantRole(
-            f"{self._prefix}-{key}", role=member, grant_role=role.name, opts=self._serialized()))
-
-    def _memberships(self) -> None:
-        targets: dict[str | None, postgresql.Role] = {"migrator": self.migrator, "app": self.app, "readonly": self.readonly}
-        for member in self._access.members:
-            self._membership(f"membership-{member.name}", self.members[member.name].name, targets[member.member_of])
+        """A membership of a role this component does not manage (the admin); the managed roles' own memberships
+        are their `roles`. On PostgreSQL 16+ a CREATEROLE admin already holds ADMIN OPTION (without SET) on every
+        role it creates; the provider reads that back as `withAdminOption`, which must not replace the grant."""
+        opts = pulumi.ResourceOptions.merge(self._serialized(), pulumi.ResourceOptions(ignore_changes=["withAdminOption"]))
+        self._chain(postgresql.GrantRole(f"{self._prefix}-{key}", role=member, grant_role=role.name, opts=opts))

@@ -1,3 +1,10 @@
+"""The privilege checks against the grants DatabaseAccess makes, written in plain SQL (fast, and on PostgreSQL 15 too).
+
+That plain-SQL imitation is not trusted on its word: tests/e2e/test_access.py sets up a database with the real
+component and the real pulumi-postgresql plugin and asserts that its privileges equal the imitation's (privilege by
+privilege, see tests/support/privileges.py). These tests then prove that each deviation is caught and named.
+"""
+
 from __future__ import annotations
 
 import uuid
@@ -5,7 +12,6 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from infra.access.checks import access_checks, failed
 from infra.access.settings import RoleNames
@@ -13,34 +19,10 @@ from infra.migrations.errors import AccessCheckFailed
 from infra.migrations.target import Target
 from infra.providers.inputs import connection_inputs
 from infra.providers.privileges import verify
+from tests.support.privileges import grant_like_the_component, run
 
 TABLES = ("Customer", "Message")
 TYPES = ("MessageRole",)
-
-
-def run(conn: psycopg.Connection, template: str, *identifiers: str) -> None:
-    conn.execute(sql.SQL(template).format(*(sql.Identifier(i) for i in identifiers)))
-
-
-def grant_like_the_component(conn: psycopg.Connection, roles: RoleNames, dbname: str) -> None:
-    """The grants DatabaseAccess makes, in plain SQL, then two batch tables created as the migrator."""
-    m, a, r = roles.migrator, roles.app, roles.readonly
-    run(conn, "REVOKE CREATE ON SCHEMA public FROM PUBLIC")  # PostgreSQL 14 and older grant it to everyone
-    run(conn, "GRANT CONNECT ON DATABASE {} TO {}, {}, {}", dbname, m, a, r)
-    run(conn, "GRANT USAGE, CREATE ON SCHEMA public TO {}", m)
-    run(conn, "GRANT USAGE ON SCHEMA public TO {}, {}", a, r)
-    run(conn, "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {}", m, a)
-    run(conn, "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {}", m, a)
-    run(conn, "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT USAGE ON TYPES TO {}", m, a)
-    run(conn, "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT SELECT ON TABLES TO {}", m, r)
-    run(conn, "SET ROLE {}", m)
-    conn.execute("CREATE TYPE \"MessageRole\" AS ENUM ('user', 'assistant', 'system', 'tool')")
-    conn.execute('CREATE TABLE "Customer" (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text NOT NULL)')
-    conn.execute('CREATE TABLE "Message" (id uuid PRIMARY KEY, role "MessageRole" NOT NULL, content text NOT NULL)')
-    conn.execute("RESET ROLE")
-    run(conn, "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}", a)
-    run(conn, "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {}", a)
-    run(conn, "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}", r)
 
 
 @pytest.fixture

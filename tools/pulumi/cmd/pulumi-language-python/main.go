@@ -4,9 +4,10 @@
 // from this project's machines does not serve. This host implements the part of the
 // LanguageRuntime protocol that a pip + virtualenv project needs: it runs the program through
 // the SDK's own `pulumi-language-python-exec` shim (shipped in the sdk/v3 module and installed
-// next to this binary) with the virtualenv's interpreter, and reports no required plugins, so
-// the engine never tries to download one. Everything else answers "unimplemented", which the
-// engine treats as an older host.
+// next to this binary) with the virtualenv's interpreter; installs the dependencies and reports the
+// resource plugins of the installed Pulumi packages (dependencies.go). The calls it does not support
+// answer a clear "unimplemented" error (unsupported.go), and a panic in any call becomes an "internal"
+// error instead of ending the process.
 package main
 
 import (
@@ -23,6 +24,8 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/version"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
@@ -49,6 +52,9 @@ func main() {
 		Init: func(srv *grpc.Server) error {
 			pulumirpc.RegisterLanguageRuntimeServer(srv, h)
 			return nil
+		},
+		Options: []grpc.ServerOption{
+			grpc.ChainUnaryInterceptor(recoverUnary), grpc.ChainStreamInterceptor(recoverStream),
 		},
 	})
 	if err != nil {
@@ -88,6 +94,23 @@ func fail(err error) {
 	os.Exit(1)
 }
 
+// recoverUnary turns a panic in a call into an error answer, so the engine reports it instead of losing the host.
+func recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	defer recovered(info.FullMethod, &err)
+	return handler(ctx, req)
+}
+
+func recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+	defer recovered(info.FullMethod, &err)
+	return handler(srv, ss)
+}
+
+func recovered(method string, err *error) {
+	if r := recover(); r != nil {
+		*err = status.Errorf(codes.Internal, "pulumi-language-python: %s failed unexpectedly: %v", method, r)
+	}
+}
+
 func (h *host) Handshake(_ context.Context, req *pulumirpc.LanguageHandshakeRequest) (*pulumirpc.LanguageHandshakeResponse, error) {
 	if req.GetEngineAddress() != "" {
 		h.engineAddress = req.GetEngineAddress()
@@ -97,27 +120,6 @@ func (h *host) Handshake(_ context.Context, req *pulumirpc.LanguageHandshakeRequ
 
 func (h *host) GetPluginInfo(context.Context, *emptypb.Empty) (*pulumirpc.PluginInfo, error) {
 	return &pulumirpc.PluginInfo{Version: version.Version}, nil
-}
-
-// GetRequiredPlugins reports none: plugins are installed out of band, never downloaded by the engine.
-func (h *host) GetRequiredPlugins(context.Context, *pulumirpc.GetRequiredPluginsRequest) (*pulumirpc.GetRequiredPluginsResponse, error) {
-	return &pulumirpc.GetRequiredPluginsResponse{}, nil
-}
-
-func (h *host) GetRequiredPackages(context.Context, *pulumirpc.GetRequiredPackagesRequest) (*pulumirpc.GetRequiredPackagesResponse, error) {
-	return &pulumirpc.GetRequiredPackagesResponse{}, nil
-}
-
-func (h *host) GetProgramDependencies(context.Context, *pulumirpc.GetProgramDependenciesRequest) (*pulumirpc.GetProgramDependenciesResponse, error) {
-	return &pulumirpc.GetProgramDependenciesResponse{}, nil
-}
-
-func (h *host) About(_ context.Context, req *pulumirpc.AboutRequest) (*pulumirpc.AboutResponse, error) {
-	python, err := interpreter(req.GetInfo())
-	if err != nil {
-		return nil, err
-	}
-	return &pulumirpc.AboutResponse{Executable: python}, nil
 }
 
 func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.RunResponse, error) {
