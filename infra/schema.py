@@ -24,7 +24,8 @@ from .migrations.report import (
     new_tables,
     step_lines,
 )
-from .migrations.runner import DatabaseState, RunSettings, read_state
+from .migrations.runner import RunSettings
+from .migrations.state import DatabaseState, read_state
 from .migrations.target import Target
 from .providers.backfill_props import backfill_inputs
 from .providers.inputs import connection_inputs

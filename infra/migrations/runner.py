@@ -6,6 +6,12 @@ first); every step runs under lock_timeout and is retried with backoff when it c
 validation.sql runs; the ledger row is written only when every check passes. A SQL error, an exhausted
 lock budget or a failed check undoes the batch with its rollback.sql (which must be idempotent). A lost
 connection or a killed process leaves the finished steps recorded, and the next run resumes from there.
+Validation that cannot run (a lock held elsewhere past statement_timeout) undoes nothing.
+
+For an applied batch, apply_batch records corrected files (validation.sql, rollback.sql, a migration.sql with
+the same statements). rollback_batch runs the ledger's rollback.sql through the same planner, each finished
+step recorded under a marker, so a rollback that stopped resumes where it stopped; until it finishes, no other
+batch is applied.
 """
 
 from __future__ import annotations
@@ -23,12 +29,11 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from .database_errors import cause, connection_lost, database_errors, operational
+from .database_errors import cause, connection_lost, database_errors
 from . import progress
 from .backfill import BackfillRun, run_backfill
 from .errors import (
     AdoptionRefused,
-    BatchChanged,
     BatchCorrectionRefused,
     ConnectionLost,
     LockNotAcquired,
@@ -43,8 +48,8 @@ from .errors import (
 from .ledger import ROLLBACK_MARKER, UNDO_MARKER, Ledger, LedgerEntry
 from .lock import MigrationLock, migration_lock
 from .plan import Batch
-from .steps import Statement, Step, plan_steps, quote_ident
-from .syntax import statements_sha256
+from .state import as_recorded, incomplete, verify_unchanged
+from .steps import Statement, Step, plan_steps
 from .target import Target
 from .validation import CheckResult, run_checks
 
@@ -79,76 +84,6 @@ class ApplyResult:
     checks: tuple[CheckResult, ...]
     adopted: bool = False
     already_applied: bool = False
-
-
-@dataclass(frozen=True)
-class DatabaseState:
-    """What the ledger says, read in one go: applied batches, and rollbacks that started and did not finish
-    (batch -> where it last stopped)."""
-
-    entries: dict[str, LedgerEntry]
-    rollbacks: dict[str, str | None]
-    done_steps: dict[str, dict[int, str]] = field(default_factory=dict)  # finished rollback.sql steps
-    absent_tables: frozenset[str] = frozenset()  # of the tables asked about, those the database lacks
-
-    def pending(self, batches: Sequence[Batch]) -> tuple[Batch, ...]:
-        """Batches the ledger lacks; an applied batch whose migration.sql statements changed is refused."""
-        for batch in batches:
-            if batch.name in self.entries:
-                verify_unchanged(batch, self.entries[batch.name])
-        return tuple(b for b in batches if b.name not in self.entries)
-
-    def corrected(self, batches: Sequence[Batch]) -> tuple[Batch, ...]:
-        """Applied batches whose files differ from the ledger's: corrections the next run records."""
-        return tuple(b for b in batches if b.name in self.entries and b.checksums != self.entries[b.name].checksums)
-
-    def missing(self, batches: Sequence[Batch], stack: str) -> tuple[str, ...]:
-        """Batches this stack applied that have no folder among `batches`."""
-        names = {b.name for b in batches}
-        return tuple(name for name, entry in self.entries.items() if entry.stack == stack and name not in names)
-
-    def rollback_incomplete(self, batch: Batch) -> RollbackIncomplete | None:
-        """The error that names the batch's unfinished rollback, or None when none is under way."""
-        if batch.name not in self.rollbacks:
-            return None
-        return _incomplete(batch.name, batch, self.entries.get(batch.name), self.rollbacks[batch.name],
-                           self.done_steps.get(batch.name, {}))
-
-
-def read_state(target: Target, tables: Iterable[str] = ()) -> DatabaseState:
-    """The ledger as it stands (read-only; a database without a ledger has applied nothing), and which of
-    `tables` (names as a batch writes them, e.g. Lead or billing.Invoice) the database lacks."""
-    with database_errors(target, "reading the ledger"), target.connect(autocommit=True) as conn:
-        ledger = Ledger(conn)
-        rollbacks = ledger.rollbacks_in_progress()
-        done = {b: ledger.finished_steps(b, "rollback.sql") for b in rollbacks}
-        return DatabaseState(ledger.entries(), rollbacks, done, _absent(conn, sorted(set(tables))))
-
-
-def _absent(conn: psycopg.Connection, tables: list[str]) -> frozenset[str]:
-    rows = conn.execute("SELECT name FROM unnest(%s::text[], %s::text[]) AS t(name, quoted) WHERE to_regclass(quoted) IS NULL",
-                        (tables, [quote_ident(*t.split(".")) for t in tables])).fetchall()
-    return frozenset(r[0] for r in rows)
-
-
-def applied_batches(target: Target) -> dict[str, LedgerEntry]:
-    return read_state(target).entries
-
-
-def verify_unchanged(batch: Batch, entry: LedgerEntry) -> None:
-    """Raise BatchChanged if an applied batch's migration.sql now has other statements than were applied.
-    A change of comments or layout only is a correction the next run records, as are edits of
-    validation.sql and rollback.sql."""
-    found = batch.checksums["migration.sql"]
-    if found == entry.migration_sha256:
-        return
-    if entry.migration_statements_sha256 is None or statements_sha256(batch.migration) != entry.migration_statements_sha256:
-        raise BatchChanged(batch.name, "migration.sql", entry.migration_sha256, found)
-
-
-def pending_batches(target: Target, batches: Sequence[Batch]) -> tuple[Batch, ...]:
-    """Batches the ledger lacks; an applied batch whose migration.sql statements changed is refused."""
-    return read_state(target).pending(batches)
 
 
 def apply_batch(target: Target, batch: Batch, settings: RunSettings) -> ApplyResult:
@@ -252,7 +187,7 @@ class _Run:
         checks: tuple[CheckResult, ...] = ()
         if batch.checksums != entry.checksums:
             checks, entry = self._correct(batch, entry)
-        incomplete = self._rollback_incomplete(batch, entry)
+        incomplete = self._rollbackincomplete(batch, entry)
         if incomplete:
             raise incomplete
         return _result(batch, entry, checks, already_applied=True)
@@ -270,17 +205,17 @@ class _Run:
             entry = self.ledger.correct(batch, entry, recorded_by=self.settings.applied_by, stack=self.settings.stack)
         return checks, entry
 
-    def _rollback_incomplete(self, batch: Batch, entry: LedgerEntry | None) -> RollbackIncomplete | None:
+    def _rollbackincomplete(self, batch: Batch, entry: LedgerEntry | None) -> RollbackIncomplete | None:
         rollbacks = self.ledger.rollbacks_in_progress()
         if batch.name not in rollbacks:
             return None
-        return _incomplete(batch.name, batch, entry, rollbacks[batch.name],
+        return incomplete(batch.name, batch, entry, rollbacks[batch.name],
                            self.ledger.finished_steps(batch.name, "rollback.sql"))
 
     def _refuse_during_rollback(self) -> None:
         """Nothing new is applied while an applied batch is partly rolled back."""
         for name, stopped in self.ledger.rollbacks_in_progress().items():
-            raise _incomplete(name, None, None, stopped, self.ledger.finished_steps(name, "rollback.sql"))
+            raise incomplete(name, None, None, stopped, self.ledger.finished_steps(name, "rollback.sql"))
 
     def _discard_stale_progress(self, batch: Batch, steps: Sequence[Step]) -> None:
         """A half-applied run of a different version of this batch is undone before starting over."""
@@ -347,7 +282,7 @@ class _Run:
             return False
         if not entry.adopted:
             try:
-                self._run_rollback(_as_recorded(batch, entry), ROLLBACK_MARKER)
+                self._run_rollback(as_recorded(batch, entry), ROLLBACK_MARKER)
             except _Stopped as stop:
                 raise RollbackFailed(batch.name, stop.summary, stop.done, stop.total) from None
         with self.conn.transaction():
@@ -491,21 +426,6 @@ class _Stopped(Exception):
     def __init__(self, summary: str, done: int, total: int) -> None:
         super().__init__(summary)
         self.summary, self.done, self.total = summary, done, total
-
-
-def _incomplete(name: str, batch: Batch | None, entry: LedgerEntry | None, stopped: str | None,
-                done: dict[int, str]) -> RollbackIncomplete:
-    """The unfinished rollback of an applied batch, counted against the rollback.sql it runs (when the batch's
-    files are at hand)."""
-    total = len(plan_steps(_as_recorded(batch, entry), "rollback.sql")) if batch else None
-    return RollbackIncomplete(name, len(done), total, stopped)
-
-
-def _as_recorded(batch: Batch, entry: LedgerEntry | None) -> Batch:
-    """The batch with the rollback.sql the ledger holds for it (corrections keep it current)."""
-    if entry is None or entry.rollback_sql is None:
-        return batch
-    return replace(batch, rollback=entry.rollback_sql)
 
 
 def _failed(checks: Iterable[CheckResult]) -> list[tuple[str, str]]:

@@ -17,7 +17,8 @@ from pulumi.dynamic import ConfigureRequest
 
 from infra.migrations.errors import BatchChanged, DestroyRefused
 from infra.migrations.plan import BATCH_FILES, Batch
-from infra.migrations.runner import ApplyResult, RunSettings, adopt_batch, apply_batch, applied_batches, rollback_batch
+from infra.migrations.runner import ApplyResult, RunSettings, adopt_batch, apply_batch, rollback_batch
+from infra.migrations.state import applied_batches
 from infra.migrations.syntax import statements_sha256
 from infra.migrations.target import Target
 from infra.providers.backfill_props import backfill_run, backfill_spec

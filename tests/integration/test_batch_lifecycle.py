@@ -19,7 +19,8 @@ from infra.migrations.errors import (
 )
 from infra.migrations.ledger import Ledger
 from infra.migrations.plan import Batch, load_batches
-from infra.migrations.runner import RunSettings, apply_batch, read_state, rollback_batch
+from infra.migrations.runner import RunSettings, apply_batch, rollback_batch
+from infra.migrations.state import read_state
 from infra.migrations.target import Target
 from tests.pg import connect
 from tests.support.batches import make_batch

@@ -25,7 +25,8 @@ from infra.migrations.errors import (
 from infra.migrations.ledger import Ledger
 from infra.migrations.lock import LOCK_KEYS
 from infra.migrations.plan import Batch
-from infra.migrations.runner import RunSettings, adopt_batch, apply_batch, pending_batches, rollback_batch
+from infra.migrations.runner import RunSettings, adopt_batch, apply_batch, rollback_batch
+from infra.migrations.state import pending_batches
 from infra.migrations.target import Target
 from tests.pg import connect
 from tests.support.batches import make_batch

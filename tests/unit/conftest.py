@@ -9,7 +9,7 @@ import pytest
 
 from infra.migrations.ledger import LedgerEntry
 from infra.migrations.plan import load_batches
-from infra.migrations.runner import DatabaseState
+from infra.migrations.state import DatabaseState
 from tests.unit.mocks import RecordingMocks
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"

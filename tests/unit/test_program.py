@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import pytest
 import yaml
 
 from tests.unit.mocks import RecordingMocks
