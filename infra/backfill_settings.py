@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .config_errors import ConfigError, refuse_unknown
 from .durations import parse_duration_ms
 
 BACKFILL_KEYS = frozenset({"targetWriteLatency", "minChunkRows", "maxChunkRows", "maxReplayLag", "paused"})
@@ -30,40 +31,37 @@ class BackfillSettings:
     paused: bool = False
 
 
-def parse_backfill(obj: Mapping[str, Any] | None, error: type[Exception]) -> BackfillSettings:
-    """`error(key, problem)` is settings.ConfigError (kept out of this module to avoid an import cycle)."""
+def parse_backfill(obj: Mapping[str, Any] | None) -> BackfillSettings:
     obj = obj or {}
-    extra = sorted(set(obj) - BACKFILL_KEYS)
-    if extra:
-        raise error(f"backfill.{extra[0]}", f"is not a known setting (known: {', '.join(sorted(BACKFILL_KEYS))})")
-    lo = _rows(obj, "minChunkRows", 100, error)
-    hi = _rows(obj, "maxChunkRows", 20_000, error)
+    refuse_unknown(obj, "backfill", BACKFILL_KEYS)
+    lo = _rows(obj, "minChunkRows", 100)
+    hi = _rows(obj, "maxChunkRows", 20_000)
     if lo > hi:
-        raise error("backfill.minChunkRows", f"'{lo}' is larger than backfill.maxChunkRows ({hi})")
+        raise ConfigError("backfill.minChunkRows", f"'{lo}' is larger than backfill.maxChunkRows ({hi})")
     paused = obj.get("paused", False)
     if not isinstance(paused, bool):
-        raise error("backfill.paused", f"'{paused}' must be true or false")
-    return BackfillSettings(_ms(obj, "targetWriteLatency", "100ms", error), lo, hi, _ms(obj, "maxReplayLag", "2s", error), paused)
+        raise ConfigError("backfill.paused", f"'{paused}' must be true or false")
+    return BackfillSettings(_ms(obj, "targetWriteLatency", "100ms"), lo, hi, _ms(obj, "maxReplayLag", "2s"), paused)
 
 
-def parse_gates(obj: Mapping[str, Any] | None, error: type[Exception]) -> frozenset[str]:
+def parse_gates(obj: Mapping[str, Any] | None) -> frozenset[str]:
     """The names of the gates the stack declares open (a value of true)."""
     obj = obj or {}
     for key, value in obj.items():
         if not isinstance(value, bool):
-            raise error(f"gates.{key}", f"'{value}' must be true or false")
+            raise ConfigError(f"gates.{key}", f"'{value}' must be true or false")
     return frozenset(k for k, v in obj.items() if v)
 
 
-def _rows(obj: Mapping[str, Any], key: str, default: int, error: type[Exception]) -> int:
+def _rows(obj: Mapping[str, Any], key: str, default: int) -> int:
     value = obj.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000:
-        raise error(f"backfill.{key}", f"'{value}' is not a whole number from 1 to 1000000")
+        raise ConfigError(f"backfill.{key}", f"'{value}' is not a whole number from 1 to 1000000")
     return value
 
 
-def _ms(obj: Mapping[str, Any], key: str, default: str, error: type[Exception]) -> int:
+def _ms(obj: Mapping[str, Any], key: str, default: str) -> int:
     ms = parse_duration_ms(obj.get(key, default))
     if ms is None or ms <= 0:
-        raise error(f"backfill.{key}", f"'{obj.get(key)}' is not a duration like 100ms or 2s")
+        raise ConfigError(f"backfill.{key}", f"'{obj.get(key)}' is not a duration like 100ms or 2s")
     return ms

@@ -10,24 +10,16 @@ from typing import Any
 
 import pulumi
 
-from .access.settings import SECRET_KEYS, AccessSettings, parse_access, secret_reader
+from .access.settings import SECRET_KEYS, AccessSettings, PasswordFor, parse_access
 from .backfill_settings import BackfillSettings, parse_backfill, parse_gates
+from .config_errors import PROJECT, ConfigError, refuse_unknown
 from .durations import parse_duration_ms
 
-PROJECT = "junkquote-db"
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 KNOWN_KEYS = frozenset({"database", "password", "migrations", "roles", "backfill", "gates"}) | SECRET_KEYS
 SSL_MODES = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"})
 HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.\-]*[A-Za-z0-9])?$|^\[?[0-9A-Fa-f:.]+\]?$")
 DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,62}$")
-
-
-class ConfigError(pulumi.RunError):
-    """A stack config value is missing or invalid; the message names the key."""
-
-    def __init__(self, key: str, problem: str) -> None:
-        self.key = key
-        super().__init__(f"stack config {PROJECT}:{key} {problem}")
 
 
 @dataclass(frozen=True)
@@ -77,16 +69,10 @@ def _require(obj: Mapping[str, Any], section: str, key: str) -> Any:
     return value
 
 
-def _unknown(obj: Mapping[str, Any], section: str, allowed: set[str]) -> None:
-    extra = sorted(set(obj) - allowed)
-    if extra:
-        raise ConfigError(f"{section}.{extra[0]}", f"is not a known setting (known: {', '.join(sorted(allowed))})")
-
-
 def parse_database(obj: Mapping[str, Any] | None, password: str | None) -> DatabaseSettings:
     if not isinstance(obj, Mapping):
         raise ConfigError("database", "is required: an object with host, port, name, user")
-    _unknown(obj, "database", {"host", "port", "name", "user", "sslmode"})
+    refuse_unknown(obj, "database", {"host", "port", "name", "user", "sslmode"})
     host = str(_require(obj, "database", "host"))
     if not HOSTNAME.match(host):
         raise ConfigError("database.host", f"'{host}' is not a host name or IP address")
@@ -123,7 +109,7 @@ def _duration(obj: Mapping[str, Any], key: str, default: str) -> int:
 
 def parse_migrations(obj: Mapping[str, Any] | None, sql_dir: Path = SQL_DIR) -> MigrationSettings:
     obj = obj or {}
-    _unknown(obj, "migrations", {"lockTimeout", "statementTimeout", "lockRetries", "lockWait", "protected", "baseline", "lint"})
+    refuse_unknown(obj, "migrations", {"lockTimeout", "statementTimeout", "lockRetries", "lockWait", "protected", "baseline", "lint"})
     retries = obj.get("lockRetries", 10)
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
         raise ConfigError("migrations.lockRetries", f"'{retries}' is not a whole number from 0 to 100")
@@ -166,6 +152,24 @@ def load_settings() -> StackSettings:
         database=parse_database(config.get_object("database"), secrets("password")),
         migrations=parse_migrations(config.get_object("migrations")),
         access=parse_access(config.get_object("roles"), secrets),
-        backfill=parse_backfill(config.get_object("backfill"), ConfigError),
-        gates=parse_gates(config.get_object("gates"), ConfigError),
+        backfill=parse_backfill(config.get_object("backfill")),
+        gates=parse_gates(config.get_object("gates")),
     )
+
+
+def secret_reader(config: pulumi.Config) -> PasswordFor:
+    """A password getter over the stack's secrets: 'appPassword' reads a key, 'memberPasswords.kim' one entry of
+    the object memberPasswords. A value stored in plaintext is refused; a missing one is None."""
+
+    def read(key: str) -> str | None:
+        top, _, entry = key.partition(".")
+        value = config.get_object(top) if entry else config.get(top)
+        if value is not None and not pulumi.runtime.config.is_config_secret(config.full_key(top)):
+            how = f"--path 'junkquote-db:{key}'" if entry else f"junkquote-db:{key}"
+            raise ConfigError(top, f"must be a secret; run `pulumi config set --secret {how} <password>` "
+                                    "(and remove the plaintext value)")
+        if entry:
+            value = value.get(entry) if isinstance(value, Mapping) else None
+        return None if value in (None, "") else str(value)
+
+    return read

@@ -5,6 +5,6 @@ are declared: a stack without roles must not register any pulumi-postgresql reso
 model inside the database.
 """
 
-from .settings import SECRET_KEYS, AccessSettings, RoleNames, RoleSettings, parse_access, secret_reader
+from .settings import SECRET_KEYS, AccessSettings, RoleNames, RoleSettings, parse_access
 
-__all__ = ["SECRET_KEYS", "AccessSettings", "RoleNames", "RoleSettings", "parse_access", "secret_reader"]
+__all__ = ["SECRET_KEYS", "AccessSettings", "RoleNames", "RoleSettings", "parse_access"]

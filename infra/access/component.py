@@ -20,7 +20,8 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_postgresql as postgresql
 
-from infra.settings import ConfigError, DatabaseSettings
+from infra.config_errors import ConfigError
+from infra.settings import DatabaseSettings
 
 from .settings import AccessSettings, RoleSettings
 

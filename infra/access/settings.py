@@ -23,6 +23,8 @@ from typing import Any
 
 import pulumi
 
+from infra.config_errors import ConfigError, refuse_unknown
+
 ROLE_KINDS = ("migrator", "app", "readonly")
 MEMBER_PASSWORDS = "memberPasswords"
 SECRET_KEYS = frozenset({f"{kind}Password" for kind in ROLE_KINDS} | {MEMBER_PASSWORDS})
@@ -76,22 +78,9 @@ class AccessSettings:
         return (self.migrator, self.app, self.readonly, *self.members)
 
 
-def config_error(key: str, problem: str) -> Exception:
-    # Imported late: infra.settings imports this module to call parse_access.
-    from infra.settings import ConfigError
-
-    return ConfigError(key, problem)
-
-
-def _unknown(obj: Mapping[str, Any], section: str, allowed: tuple[str, ...]) -> None:
-    extra = sorted(set(obj) - set(allowed))
-    if extra:
-        raise config_error(f"{section}.{extra[0]}", f"is not a known setting (known: {', '.join(sorted(allowed))})")
-
-
 def _identifier(key: str, value: Any, what: str) -> str:
     if not isinstance(value, str) or not IDENTIFIER.match(value):
-        raise config_error(key, f"'{value}' is not a valid {what}: use 1-63 lowercase letters, digits and "
+        raise ConfigError(key, f"'{value}' is not a valid {what}: use 1-63 lowercase letters, digits and "
                                 "underscores, starting with a letter or underscore")
     return value
 
@@ -99,20 +88,20 @@ def _identifier(key: str, value: Any, what: str) -> str:
 def parse_role_name(key: str, value: Any) -> str:
     name = _identifier(key, value, "role name")
     if name in RESERVED_ROLES or name.startswith("pg_"):
-        raise config_error(key, f"'{name}' is reserved by PostgreSQL; choose a name like junkquote_{name.removeprefix('pg_')}")
+        raise ConfigError(key, f"'{name}' is reserved by PostgreSQL; choose a name like junkquote_{name.removeprefix('pg_')}")
     return name
 
 
 def parse_schema_name(value: Any) -> str:
     name = _identifier("roles.schema", value, "schema name")
     if name in RESERVED_SCHEMAS or name.startswith("pg_"):
-        raise config_error("roles.schema", f"'{name}' is a system schema; use the schema the batches create objects in")
+        raise ConfigError("roles.schema", f"'{name}' is a system schema; use the schema the batches create objects in")
     return name
 
 
 def _connection_limit(key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not -1 <= value <= MAX_CONNECTION_LIMIT:
-        raise config_error(key, f"'{value}' is not a connection limit (-1 for none, or 0 to {MAX_CONNECTION_LIMIT})")
+        raise ConfigError(key, f"'{value}' is not a connection limit (-1 for none, or 0 to {MAX_CONNECTION_LIMIT})")
     return value
 
 
@@ -120,7 +109,7 @@ def _password(password_for: PasswordFor, key: str, needed_by: str) -> str | pulu
     password = password_for(key)
     if password is None or password == "":
         how = f"--path 'junkquote-db:{key}'" if "." in key else f"junkquote-db:{key}"
-        raise config_error(key, f"is required because {needed_by} logs in; "
+        raise ConfigError(key, f"is required because {needed_by} logs in; "
                                 f"set it with `pulumi config set --secret {how} <password>`")
     return password
 
@@ -128,12 +117,12 @@ def _password(password_for: PasswordFor, key: str, needed_by: str) -> str | pulu
 def parse_role(obj: Any, kind: str, password_for: PasswordFor) -> RoleSettings:
     section = f"roles.{kind}"
     if not isinstance(obj, Mapping):
-        raise config_error(section, f"is required: an object with name (e.g. {{name: junkquote_{kind}}})")
-    _unknown(obj, section, ("name", "login", "connectionLimit"))
+        raise ConfigError(section, f"is required: an object with name (e.g. {{name: junkquote_{kind}}})")
+    refuse_unknown(obj, section, ("name", "login", "connectionLimit"))
     name = parse_role_name(f"{section}.name", obj.get("name"))
     login = obj.get("login", True)
     if not isinstance(login, bool):
-        raise config_error(f"{section}.login", f"'{login}' must be true or false")
+        raise ConfigError(f"{section}.login", f"'{login}' must be true or false")
     limit = _connection_limit(f"{section}.connectionLimit", obj.get("connectionLimit", -1))
     password = _password(password_for, f"{kind}Password", section) if login else None
     return RoleSettings(name=name, login=login, connection_limit=limit, password=password)
@@ -142,12 +131,12 @@ def parse_role(obj: Any, kind: str, password_for: PasswordFor) -> RoleSettings:
 def parse_member(obj: Any, index: int, password_for: PasswordFor) -> RoleSettings:
     section = f"roles.members[{index}]"
     if not isinstance(obj, Mapping):
-        raise config_error(section, "must be an object with name and memberOf")
-    _unknown(obj, section, ("name", "memberOf", "connectionLimit"))
+        raise ConfigError(section, "must be an object with name and memberOf")
+    refuse_unknown(obj, section, ("name", "memberOf", "connectionLimit"))
     name = parse_role_name(f"{section}.name", obj.get("name"))
     member_of = obj.get("memberOf")
     if member_of not in ROLE_KINDS:
-        raise config_error(f"{section}.memberOf", f"'{member_of}' must be one of {', '.join(ROLE_KINDS)}")
+        raise ConfigError(f"{section}.memberOf", f"'{member_of}' must be one of {', '.join(ROLE_KINDS)}")
     limit = _connection_limit(f"{section}.connectionLimit", obj.get("connectionLimit", -1))
     password = _password(password_for, f"{MEMBER_PASSWORDS}.{name}", f"{section} '{name}'")
     return RoleSettings(name=name, login=True, connection_limit=limit, member_of=member_of, password=password)
@@ -157,7 +146,7 @@ def _members(obj: Any, password_for: PasswordFor) -> tuple[RoleSettings, ...]:
     if obj is None:
         return ()
     if not isinstance(obj, list):
-        raise config_error("roles.members", "must be a list of {name, memberOf} objects")
+        raise ConfigError("roles.members", "must be a list of {name, memberOf} objects")
     return tuple(parse_member(item, i, password_for) for i, item in enumerate(obj))
 
 
@@ -166,7 +155,7 @@ def _distinct(access: AccessSettings) -> None:
     keys = [f"roles.{kind}.name" for kind in ROLE_KINDS] + [f"roles.members[{i}].name" for i in range(len(access.members))]
     for key, role in zip(keys, access.all_roles()):
         if role.name in seen:
-            raise config_error(key, f"'{role.name}' is already used by {seen[role.name]}; every role needs its own name")
+            raise ConfigError(key, f"'{role.name}' is already used by {seen[role.name]}; every role needs its own name")
         seen[role.name] = key.removesuffix(".name")
 
 
@@ -175,8 +164,8 @@ def parse_access(obj: Mapping[str, Any] | None, password_for: PasswordFor) -> Ac
     if obj is None:
         return None
     if not isinstance(obj, Mapping) or not obj:
-        raise config_error("roles", "must be an object with migrator, app and readonly (remove it to manage no roles)")
-    _unknown(obj, "roles", ("schema", *ROLE_KINDS, "members"))
+        raise ConfigError("roles", "must be an object with migrator, app and readonly (remove it to manage no roles)")
+    refuse_unknown(obj, "roles", ("schema", *ROLE_KINDS, "members"))
     access = AccessSettings(
         schema=parse_schema_name(obj.get("schema", "public")),
         migrator=parse_role(obj.get("migrator"), "migrator", password_for),
@@ -186,21 +175,3 @@ def parse_access(obj: Mapping[str, Any] | None, password_for: PasswordFor) -> Ac
     )
     _distinct(access)
     return access
-
-
-def secret_reader(config: pulumi.Config) -> PasswordFor:
-    """A password getter over the stack's secrets: 'appPassword' reads a key, 'memberPasswords.kim' one entry of
-    the object memberPasswords. A value stored in plaintext is refused; a missing one is None."""
-
-    def read(key: str) -> str | None:
-        top, _, entry = key.partition(".")
-        value = config.get_object(top) if entry else config.get(top)
-        if value is not None and not pulumi.runtime.config.is_config_secret(config.full_key(top)):
-            how = f"--path 'junkquote-db:{key}'" if entry else f"junkquote-db:{key}"
-            raise config_error(top, f"must be a secret; run `pulumi config set --secret {how} <password>` "
-                                    "(and remove the plaintext value)")
-        if entry:
-            value = value.get(entry) if isinstance(value, Mapping) else None
-        return None if value in (None, "") else str(value)
-
-    return read
