@@ -42,7 +42,7 @@ from pglast.parser import scan
 
 from .errors import MigrationError
 from .plan import Batch
-from .syntax import Statement, check_syntax, created_tables, line_of, parse_statements, target_table
+from .syntax import SourceStatement, check_syntax, created_tables, line_of, parse_statements, target_table
 
 __all__ = [
     "EXCLUDED_RULES", "LintBlocked", "LintDirectiveInvalid", "LintFinding", "LintReport", "LinterFailed",
@@ -158,7 +158,7 @@ def enforce(reports: Sequence[LintReport], policy: Literal["warn", "block"]) -> 
     return [f.describe() for r in reports for f in r.findings]
 
 
-def _report(batch: Batch, statements: tuple[Statement, ...], accepted: dict[int, dict[str, str]],
+def _report(batch: Batch, statements: tuple[SourceStatement, ...], accepted: dict[int, dict[str, str]],
             raw: list[dict[str, Any]]) -> LintReport:
     new_tables = created_tables(statements)
     findings = []
@@ -175,7 +175,7 @@ def _report(batch: Batch, statements: tuple[Statement, ...], accepted: dict[int,
     return LintReport(batch.name, tuple(findings))
 
 
-def _statement_at(statements: tuple[Statement, ...], offset: int) -> Statement | None:
+def _statement_at(statements: tuple[SourceStatement, ...], offset: int) -> SourceStatement | None:
     """The statement that holds a character offset: the last one starting at or before it."""
     index = bisect_right([s.start for s in statements], offset) - 1
     return statements[max(index, 0)] if statements else None
@@ -190,7 +190,7 @@ def _offset(text: str, line: int, column: int) -> int:
     return before + len(lines[line - 1].encode("utf-8")[:column].decode("utf-8", errors="ignore"))
 
 
-def _accepted_rules(batch: Batch, statements: tuple[Statement, ...]) -> dict[int, dict[str, str]]:
+def _accepted_rules(batch: Batch, statements: tuple[SourceStatement, ...]) -> dict[int, dict[str, str]]:
     """{statement start: {rule: reason}} from the directive comments directly above each statement."""
     directives = _directives(batch)
     accepted: dict[int, dict[str, str]] = {}

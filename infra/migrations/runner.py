@@ -49,7 +49,7 @@ from .ledger import ROLLBACK_MARKER, UNDO_MARKER, Ledger, LedgerEntry
 from .lock import MigrationLock, migration_lock
 from .plan import Batch
 from .state import as_recorded, incomplete, verify_unchanged
-from .steps import Statement, Step, plan_steps
+from .steps import PlannedStatement, Step, plan_steps
 from .target import Target
 from .validation import CheckResult, run_checks
 
@@ -120,7 +120,7 @@ def _session(target: Target, settings: RunSettings) -> Iterator[_Run]:
 class _Run:
     def __init__(self, target: Target, settings: RunSettings, lock: MigrationLock) -> None:
         self.target, self.settings, self.lock = target, settings, lock
-        self._current: Statement | None = None
+        self._current: PlannedStatement | None = None
         self.conn = self._connect()
 
     def _connect(self) -> psycopg.Connection:
@@ -360,7 +360,7 @@ class _Run:
             if track:
                 self.ledger.finish_step(batch.name, step.file, step.number, step.sha256)
 
-    def _run_concurrent(self, stmt: Statement) -> None:
+    def _run_concurrent(self, stmt: PlannedStatement) -> None:
         """CREATE INDEX CONCURRENTLY, resumable: a valid index is kept, an INVALID leftover rebuilt.
 
         Runs without lock_timeout: its SHARE UPDATE EXCLUSIVE lock never blocks reads or writes, and it must
@@ -387,7 +387,7 @@ class _Run:
             if not self.conn.broken:
                 self.conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(self.settings.lock_timeout_ms)}ms",))
 
-    def _without_effect(self, stmt: Statement) -> bool:
+    def _without_effect(self, stmt: PlannedStatement) -> bool:
         """True for an IF EXISTS drop whose object is already gone: skipped, so it takes no lock."""
         if stmt.absent_probe is None:
             return False

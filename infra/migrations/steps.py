@@ -40,7 +40,7 @@ class Lock:
 
 
 @dataclass(frozen=True)
-class Statement:
+class PlannedStatement:
     sql: str
     line: int
     summary: str
@@ -63,7 +63,7 @@ class Step:
 
     number: int
     file: str
-    statements: tuple[Statement, ...]
+    statements: tuple[PlannedStatement, ...]
     autocommit: bool
 
     @property
@@ -121,8 +121,8 @@ def _batch_scope(batch: Batch) -> _Scope:
     return scope
 
 
-def _group(file: str, statements: list[Statement]) -> Iterator[Step]:
-    pending: list[Statement] = []
+def _group(file: str, statements: list[PlannedStatement]) -> Iterator[Step]:
+    pending: list[PlannedStatement] = []
     number = 0
     for stmt in statements:
         alone = stmt.concurrent or stmt.locks_existing_table
@@ -143,7 +143,7 @@ def qualified(rv: ast.RangeVar) -> str:
     return f"{rv.schemaname}.{rv.relname}" if rv.schemaname else rv.relname
 
 
-def _describe(node: ast.Node, sql: str, line: int, scope: _Scope) -> Statement:
+def _describe(node: ast.Node, sql: str, line: int, scope: _Scope) -> PlannedStatement:
     created = scope.created
 
     def lock(table: str, mode: str) -> Lock:
@@ -157,14 +157,14 @@ def _describe(node: ast.Node, sql: str, line: int, scope: _Scope) -> Statement:
         for fk in fks:
             _remember_foreign_key(scope, fk.conname, table, qualified(fk.pktable))
         refs = sorted({qualified(c.pktable) for c in fks})
-        return Statement(sql, line, f"create table {table}", tuple(lock(r, SHARE_ROW_EXCLUSIVE) for r in refs),
+        return PlannedStatement(sql, line, f"create table {table}", tuple(lock(r, SHARE_ROW_EXCLUSIVE) for r in refs),
                          creates_table=table)
     if isinstance(node, ast.IndexStmt):
         table = qualified(node.relation)
         mode = SHARE_UPDATE_EXCLUSIVE if node.concurrent else SHARE
         how = "concurrently " if node.concurrent else ""
         created.add(f"index:{node.idxname}")
-        return Statement(sql, line, f"create index {how}{node.idxname} on {table}", (lock(table, mode),),
+        return PlannedStatement(sql, line, f"create index {how}{node.idxname} on {table}", (lock(table, mode),),
                          concurrent=bool(node.concurrent), index_name=node.idxname,
                          index_table=quote_ident(*filter(None, (node.relation.schemaname, node.relation.relname))))
     if isinstance(node, ast.AlterTableStmt):
@@ -177,7 +177,7 @@ def _describe(node: ast.Node, sql: str, line: int, scope: _Scope) -> Statement:
     mode = _GENERIC_MODES.get(type(node), ACCESS_EXCLUSIVE)
     tables = sorted({t for t in range_vars(node) if t not in created})
     locks = tuple(lock(t, mode if written in (None, t) else ACCESS_SHARE) for t in tables)
-    return Statement(sql, line, _generic_summary(node), locks)
+    return PlannedStatement(sql, line, _generic_summary(node), locks)
 
 
 # Locks of statements the planner has no specific rule for, on every table they name that the batch did not
@@ -224,7 +224,7 @@ def _constraints(node: ast.CreateStmt) -> Iterator[ast.Constraint]:
             yield from (c for c in elt.constraints or () if isinstance(c, ast.Constraint))
 
 
-def _describe_alter(node: ast.AlterTableStmt, sql: str, line: int, lock, scope: _Scope) -> Statement:
+def _describe_alter(node: ast.AlterTableStmt, sql: str, line: int, lock, scope: _Scope) -> PlannedStatement:
     table = qualified(node.relation)
     locks: dict[str, str] = {}
     actions = []
@@ -238,7 +238,7 @@ def _describe_alter(node: ast.AlterTableStmt, sql: str, line: int, lock, scope: 
         locks[table] = _stronger(locks.get(table), mode)
         if ref:
             locks[ref[0]] = _stronger(locks.get(ref[0]), ref[1])
-    return Statement(sql, line, f"alter table {table}: {', '.join(actions)}", tuple(lock(t, m) for t, m in locks.items()),
+    return PlannedStatement(sql, line, f"alter table {table}: {', '.join(actions)}", tuple(lock(t, m) for t, m in locks.items()),
                      absent_probe=_alter_drop_probe(node))
 
 
@@ -265,7 +265,7 @@ def _stronger(a: str | None, b: str) -> str:
     return b if a is None or _STRENGTH.index(b) > _STRENGTH.index(a) else a
 
 
-def _describe_drop(node: ast.DropStmt, sql: str, line: int, lock, scope: _Scope) -> Statement:
+def _describe_drop(node: ast.DropStmt, sql: str, line: int, lock, scope: _Scope) -> PlannedStatement:
     created = scope.created
     names = [".".join(part.sval for part in obj) if isinstance(obj, tuple) else _name(obj) for obj in node.objects]
     kind = OBJ(node.removeType).name.removeprefix("OBJECT_").lower()
@@ -278,7 +278,7 @@ def _describe_drop(node: ast.DropStmt, sql: str, line: int, lock, scope: _Scope)
     elif node.removeType == OBJ.OBJECT_INDEX:
         mode = SHARE_UPDATE_EXCLUSIVE if node.concurrent else ACCESS_EXCLUSIVE
         locks = tuple(Lock(f"table of index {n}", mode, existing=f"index:{n}" not in created) for n in names)
-    return Statement(sql, line, f"drop {kind} {how}{', '.join(names)}", locks, concurrent=bool(node.concurrent),
+    return PlannedStatement(sql, line, f"drop {kind} {how}{', '.join(names)}", locks, concurrent=bool(node.concurrent),
                      index_name=names[0] if node.removeType == OBJ.OBJECT_INDEX else None,
                      absent_probe=_drop_probe(node))
 

@@ -22,7 +22,7 @@ NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
 @dataclass(frozen=True)
-class Statement:
+class SourceStatement:
     """One top-level statement of a batch file and where it sits in that file."""
 
     node: ast.Node
@@ -36,7 +36,7 @@ def line_of(text: str, index: int) -> int:
     return text.count("\n", 0, max(0, min(index, len(text)))) + 1
 
 
-def parse_statements(batch: Batch, file: str) -> tuple[Statement, ...]:
+def parse_statements(batch: Batch, file: str) -> tuple[SourceStatement, ...]:
     """The statements of one batch file; raises SqlSyntaxError with the file's line number."""
     text = batch.text(file)
     try:
@@ -46,10 +46,10 @@ def parse_statements(batch: Batch, file: str) -> tuple[Statement, ...]:
     return tuple(_statement(text, raw) for raw in raws)
 
 
-def _statement(text: str, raw: ast.RawStmt) -> Statement:
+def _statement(text: str, raw: ast.RawStmt) -> SourceStatement:
     start = raw.stmt_location or 0
     end = start + raw.stmt_len if raw.stmt_len else len(text)  # stmt_len 0 means "to the end of the text"
-    return Statement(node=raw.stmt, start=start, end=end, line=line_of(text, start))
+    return SourceStatement(node=raw.stmt, start=start, end=end, line=line_of(text, start))
 
 
 def _error_line(text: str, err: ParseError) -> int:
@@ -92,7 +92,7 @@ def check_syntax(batch: Batch) -> None:
                 raise UnsupportedStatement(batch.name, file, statement.line, problem)
 
 
-def refusal(text: str, statement: Statement) -> str | None:
+def refusal(text: str, statement: SourceStatement) -> str | None:
     """Why the engine refuses this statement, or None when it can run it."""
     node = statement.node
     if isinstance(node, ast.TransactionStmt):
@@ -122,7 +122,7 @@ def target_table(node: ast.Node) -> TableName | None:
     return None
 
 
-def created_tables(statements: tuple[Statement, ...]) -> frozenset[TableName]:
+def created_tables(statements: tuple[SourceStatement, ...]) -> frozenset[TableName]:
     """Tables the statements create. CREATE TABLE IF NOT EXISTS is left out: its author expects the table may exist."""
     return frozenset(
         target
