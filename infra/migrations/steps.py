@@ -41,6 +41,8 @@ class Lock:
 
 @dataclass(frozen=True)
 class PlannedStatement:
+    """One statement of a step: its SQL, where it starts, what it does and which table locks it takes."""
+
     sql: str
     line: int
     summary: str
