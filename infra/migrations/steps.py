@@ -14,9 +14,8 @@ from functools import lru_cache
 
 from pglast import ast, enums
 
-from .errors import UnsupportedStatement
 from .plan import Batch, sha256_text
-from .syntax import parse_statements, refusal
+from .syntax import accepted_statements
 
 ACCESS_EXCLUSIVE = "ACCESS EXCLUSIVE"
 SHARE_ROW_EXCLUSIVE = "SHARE ROW EXCLUSIVE"
@@ -84,13 +83,7 @@ class Step:
 def split_statements(batch: Batch, file: str) -> list[tuple[ast.Node, str, int]]:
     """(node, sql, line) for each statement; a syntax error or a refused statement names the file and line."""
     text = batch.text(file)
-    out = []
-    for stmt in parse_statements(batch, file):
-        problem = refusal(text, stmt)
-        if problem:
-            raise UnsupportedStatement(batch.name, file, stmt.line, problem)
-        out.append((stmt.node, text[stmt.start:stmt.end].strip(), stmt.line))
-    return out
+    return [(stmt.node, text[stmt.start:stmt.end].strip(), stmt.line) for stmt in accepted_statements(batch, file)]
 
 
 @dataclass

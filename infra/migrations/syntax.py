@@ -78,18 +78,23 @@ def statements_sha256(text: str) -> str | None:
     return sha256_text(canonical)
 
 
+def accepted_statements(batch: Batch, file: str) -> tuple[SourceStatement, ...]:
+    """The statements of one batch file; raises on a syntax error or on a statement the engine refuses."""
+    text = batch.text(file)
+    statements = parse_statements(batch, file)
+    for statement in statements:
+        problem = refusal(text, statement)
+        if problem:
+            raise UnsupportedStatement(batch.name, file, statement.line, problem)
+    return statements
+
+
 def check_syntax(batch: Batch) -> None:
     """Parse every file of the batch; raise on a syntax error, on a statement the engine refuses, or on a
     file without any statement (an empty batch would be recorded as applied and could never be filled in)."""
     for file in BATCH_FILES:
-        text = batch.text(file)
-        statements = parse_statements(batch, file)
-        if not statements:
+        if not accepted_statements(batch, file):
             raise UnsupportedStatement(batch.name, file, 1, f"has no statements; every batch needs its {file}")
-        for statement in statements:
-            problem = refusal(text, statement)
-            if problem:
-                raise UnsupportedStatement(batch.name, file, statement.line, problem)
 
 
 def refusal(text: str, statement: SourceStatement) -> str | None:
