@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .errors import MigrationError
+from .errors import MigrationError, failed_checks
 
 
 class BackfillDeclarationInvalid(MigrationError):
@@ -20,7 +20,7 @@ class BackfillIncomplete(MigrationError):
 
     def __init__(self, batch: str, failed: Sequence[tuple[str, str]]) -> None:
         self.batch, self.failed = batch, tuple(failed)
-        names = "; ".join(f"{name}: {detail}" for name, detail in self.failed)
+        names = failed_checks(self.failed)
         super().__init__(
             f"backfill of batch '{batch}' is not complete ({len(self.failed)} checks fail: {names}); the rows moved so "
             "far are kept and recorded, make sure the application writes customer_id itself, then run `pulumi up` again"

@@ -9,6 +9,11 @@ class MigrationError(Exception):
     """Base class of every error the migration engine reports to a user."""
 
 
+def failed_checks(failed: Sequence[tuple[str, str]]) -> str:
+    """`name: detail; name: detail` of failed checks."""
+    return "; ".join(f"{name}: {detail}" for name, detail in failed)
+
+
 class BatchDirectoryInvalid(MigrationError):
     """A batch folder under sql/ is missing a file or is badly named."""
 
@@ -127,7 +132,7 @@ class ValidationFailed(MigrationError):
 
     def __init__(self, batch: str, failed: Sequence[tuple[str, str]], undo_error: str | None = None) -> None:
         self.batch, self.failed = batch, tuple(failed)
-        names = "; ".join(f"{name}: {detail}" for name, detail in self.failed)
+        names = failed_checks(self.failed)
         super().__init__(f"batch '{batch}' failed validation ({len(self.failed)} checks): {names}; {undo_outcome(undo_error)}")
 
 
@@ -188,7 +193,7 @@ class BatchCorrectionRefused(MigrationError):
 
     def __init__(self, batch: str, failed: Sequence[tuple[str, str]]) -> None:
         self.batch, self.failed = batch, tuple(failed)
-        names = "; ".join(f"{name}: {detail}" for name, detail in self.failed)
+        names = failed_checks(self.failed)
         super().__init__(
             f"the corrected validation.sql of applied batch '{batch}' fails on the live database "
             f"({len(self.failed)} checks): {names}; nothing was recorded, fix validation.sql and run again"
@@ -211,7 +216,7 @@ class AdoptionRefused(MigrationError):
 
     def __init__(self, batch: str, failed: Sequence[tuple[str, str]]) -> None:
         self.batch, self.failed = batch, tuple(failed)
-        names = "; ".join(f"{name}: {detail}" for name, detail in self.failed)
+        names = failed_checks(self.failed)
         super().__init__(
             f"cannot adopt batch '{batch}': the live database fails {len(self.failed)} of its checks ({names}); "
             "nothing was recorded, bring the database in line or set junkquote-db:migrations.baseline to apply on an empty one"
@@ -234,7 +239,7 @@ class AccessCheckFailed(MigrationError):
 
     def __init__(self, target: str, failed: Sequence[tuple[str, str]]) -> None:
         self.target, self.failed = target, tuple(failed)
-        names = "; ".join(f"{name}: {detail}" for name, detail in self.failed)
+        names = failed_checks(self.failed)
         super().__init__(f"privileges on {target} differ from the declared roles ({len(self.failed)} checks): {names}; "
                          "run `pulumi refresh` then `pulumi up` to restore the grants")
 
