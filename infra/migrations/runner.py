@@ -23,6 +23,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
+from .catalog import read_shape
 from .errors import (
     AdoptionRefused,
     BatchChanged,
@@ -185,6 +186,7 @@ class _Run:
         with self.conn.transaction():
             entry = self.ledger.record(batch, duration_ms=int((time.monotonic() - started) * 1000),
                                        applied_by=self.settings.applied_by, stack=self.settings.stack)
+            self.ledger.record_shape(batch.name, read_shape(self.conn))
         return _result(batch, entry, checks)
 
     def adopt(self, batch: Batch) -> ApplyResult:
@@ -198,6 +200,7 @@ class _Run:
         with self.conn.transaction():
             entry = self.ledger.record(batch, duration_ms=0, applied_by=self.settings.applied_by,
                                        stack=self.settings.stack, adopted=True)
+            self.ledger.record_shape(batch.name, read_shape(self.conn))
         return _result(batch, entry, checks)
 
     def _recorded(self, batch: Batch) -> ApplyResult | None:
