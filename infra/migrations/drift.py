@@ -213,14 +213,15 @@ def check_drift(target: Target, check: DriftCheck) -> DriftReport:
 
 
 def record_unrecorded_shape(target: Target, check: DriftCheck, lock_wait_ms: int) -> DriftReport:
-    """For a database whose newest batch predates recorded shapes: once every applied batch's checks pass,
-    record the live shape with that batch (under the migration lock). Returns the report after it."""
+    """For a database whose newest batch predates recorded shapes: once that batch's validation checks pass,
+    record the live shape with it (under the migration lock). Returns the report after it."""
     with _errors(target), migration_lock(target, lock_wait_ms), target.connect(autocommit=True) as conn:
         ledger = Ledger(conn)
         newest = ledger.expected_shape()
         if newest is None or newest[1] is not None:
             return check_drift(target, check)
-        failed = _failed_checks(conn, ledger, replace(check, validations=True))
+        newest_batch = tuple(b for b in check.batches if b.name == newest[0])
+        failed = _failed_checks(conn, ledger, replace(check, batches=newest_batch))
         if failed:
             return DriftReport(target.display(), newest[0], failed_checks=failed, unrecorded=True)
         ledger.ensure_shapes()

@@ -206,3 +206,14 @@ class SchemaDrift(MigrationError):
             f"differences: {shown}{more}); no batch is applied until it is resolved: restore the objects by hand, "
             "or write a batch that makes the change deliberately (`pulumi refresh` shows each difference)"
         )
+
+
+class ObjectNotBuilt(MigrationError):
+    """A table or enum type the batches create is not in the shape recorded after the newest batch."""
+
+    def __init__(self, kind: str, name: str, schema: str, newest: str) -> None:
+        self.kind, self.name = kind, name
+        super().__init__(
+            f"{kind} '{name}' that the batches create is not in schema '{schema}' after batch '{newest}'; "
+            "create it unqualified (in the schema the batches run in), or drop it in a batch"
+        )

@@ -11,6 +11,7 @@ import pulumi
 import pytest
 import yaml
 
+from infra.migrations.drift import DriftReport
 from tests.unit.mocks import RecordingMocks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +30,7 @@ def stack_config(stack: str) -> dict[str, str]:
 def no_database(monkeypatch: pytest.MonkeyPatch) -> None:
     """Unit tier: the ledger read that a blocking lint policy makes during `up` sees nothing pending."""
     monkeypatch.setattr("infra.schema.pending_batches", lambda _target, _batches: ())
+    monkeypatch.setattr("infra.schema_objects.check_drift", lambda target, _check: DriftReport(target.display()))
 
 
 def run_program(stack: str) -> dict[str, Any]:
