@@ -21,7 +21,7 @@ WITH_CLI = PATH="$$(scripts/ensure-pulumi.sh):$$PATH"
 # Only the dev stack targets the embedded local database; other stacks point at their own servers.
 LOCAL_DB = $(if $(filter dev,$(STACK)),db-start,)
 
-.PHONY: help venv cli db-start db-stop db-destroy stack up preview destroy outputs test test-unit test-integration test-e2e test-pg15 bench bench-preview
+.PHONY: help venv cli db-start db-stop db-destroy stack up preview drift destroy outputs test test-unit test-integration test-e2e test-pg15 bench bench-preview
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -55,6 +55,9 @@ up: venv cli $(LOCAL_DB) stack ## apply the dev stack (STACK=...) and print its 
 
 preview: venv cli $(LOCAL_DB) stack ## show what `up` would run, per batch, with locks and lint (DIFF=1 for full SQL)
 	$(WITH_CLI) pulumi preview --non-interactive --stack $(STACK) $(if $(DIFF),--diff --show-full-output,)
+
+drift: venv cli $(LOCAL_DB) stack ## exit non-zero when the live schema differs from what the batches built (refresh, nothing written)
+	env -u PULUMI_SKIP_CONFIRMATIONS $(WITH_CLI) pulumi refresh --preview-only --expect-no-changes --non-interactive --diff --stack $(STACK)
 
 destroy: venv cli $(LOCAL_DB) stack ## roll back every batch of the stack (refused on protected stacks)
 	$(WITH_CLI) pulumi destroy --yes --non-interactive --stack $(STACK)

@@ -25,7 +25,7 @@ with reported_as_run_errors():
     schema = SchemaMigrations("schema", settings, batches, role=access.migrator_role if access else None,
                               opts=pulumi.ResourceOptions(depends_on=access.schema_prerequisites if access else None))
 
-objects = SchemaObjects("schema-objects", settings, batches, drift.expected, after=schema.migrations,
+objects = SchemaObjects("schema-objects", settings, batches, drift, after=schema.migrations,
                         opts=pulumi.ResourceOptions(parent=schema))
 
 if access:

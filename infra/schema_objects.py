@@ -15,10 +15,10 @@ from typing import Any
 import pulumi
 
 from .migrations.catalog import Shape
-from .migrations.drift import DriftCheck, DriftReport, check_drift, record_unrecorded_shape
-from .migrations.objects import ENUM, TABLE, SchemaObject, schema_objects
+from .migrations.drift import DriftCheck, DriftReport, check_drift, expected_objects, record_unrecorded_shape, without_allowed
+from .migrations.objects import ENUM, TABLE, SchemaObject, schema_objects, touched_by
 from .migrations.plan import Batch
-from .providers.schema_object import SchemaChecks, SchemaEnum, SchemaTable
+from .providers.schema_object import SchemaChecks, SchemaEnum, SchemaTable, describe
 from .schema import database_inputs, engine_target
 from .settings import StackSettings
 
@@ -53,15 +53,22 @@ class SchemaObjects(pulumi.ComponentResource):
     enums: dict[str, SchemaEnum]
     described: pulumi.Output[dict[str, Any]]
 
-    def __init__(self, name: str, settings: StackSettings, batches: Sequence[Batch], expected: Shape | None, *,
+    def __init__(self, name: str, settings: StackSettings, batches: Sequence[Batch], report: DriftReport, *,
                  after: Sequence[pulumi.Resource], opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("junkquote:schema:SchemaObjects", name, None, opts)
         connection = database_inputs(settings.database)
         allowed = settings.migrations.allowed_drift
         child = pulumi.ResourceOptions(parent=self, depends_on=list(after))
+        expected = report.expected
+        pending = [b for b in batches if b.name in report.pending]
+        changing = touched_by(pending, expected.index_tables() if expected else {}) if pending else frozenset()
+        recorded = _recorded_after(settings, after, allowed)
         self.tables, self.enums = {}, {}
         for obj in declared_objects(batches, expected, allowed):
-            props = {**connection, "name": obj.name, "batches": list(obj.batches),
+            known = expected is not None and obj.key not in changing
+            described = (describe(without_allowed(expected, allowed), obj.kind, obj.name) if known and expected
+                         else recorded.apply(lambda shape, o=obj: describe(shape, o.kind, o.name) if shape else None))
+            props = {**connection, "name": obj.name, "batches": list(obj.batches), "expected": described,
                      "allowedDrift": sorted(a for a in allowed if _concerns(a, obj))}
             if obj.kind == TABLE:
                 self.tables[obj.name] = SchemaTable(obj.name, props, child)
@@ -77,13 +84,29 @@ class SchemaObjects(pulumi.ComponentResource):
         self.register_outputs({"schemaObjects": self.described})
 
 
+def _recorded_after(settings: StackSettings, after: Sequence[pulumi.Resource], allowed: frozenset[str]) -> pulumi.Output[Shape | None]:
+    """The shape recorded with the newest batch, read once the batches have run (unknown in a preview of
+    pending batches: Pulumi shows the objects they change as to be updated)."""
+    target = engine_target(settings.database)
+
+    def read(_ids: list[Any]) -> Shape | None:
+        _newest, shape = expected_objects(target)
+        return without_allowed(shape, allowed) if shape else None
+
+    ids = [r.id for r in after if isinstance(r, pulumi.CustomResource)]
+    return pulumi.Output.all(*ids).apply(read)
+
+
 def declared_objects(batches: Sequence[Batch], expected: Shape | None, allowed: frozenset[str]) -> list[SchemaObject]:
-    """The objects the batches build, plus those only the recorded shape has (e.g. an adopted baseline's),
-    less the ones the allow-list names as a whole."""
-    built = {o.key: o for o in schema_objects(batches, expected.index_tables() if expected else {})}
+    """The objects the batches build, plus those of the recorded shape that no batch mentions (e.g. an adopted
+    baseline's extra tables), less the ones the allow-list names as a whole."""
+    indexes = expected.index_tables() if expected else {}
+    built = {o.key: o for o in schema_objects(batches, indexes)}
     if expected is not None:
+        seen = touched_by(batches, indexes)  # what a batch drops or renames is gone, whatever the old shape says
         for key in [(TABLE, t.name) for t in expected.tables] + [(ENUM, e.name) for e in expected.enums]:
-            built.setdefault(key, SchemaObject(key[0], key[1], ()))
+            if key not in seen:
+                built.setdefault(key, SchemaObject(key[0], key[1], ()))
     return [o for key, o in sorted(built.items()) if f"{o.kind} {o.name}" not in allowed]
 
 

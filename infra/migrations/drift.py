@@ -78,6 +78,7 @@ class DriftReport:
     deferred: tuple[Difference, ...] = ()  # on objects a pending batch changes
     failed_checks: tuple[FailedCheck, ...] = ()
     unrecorded: bool = False  # the newest batch was applied before shapes were recorded
+    pending: tuple[str, ...] = ()  # batches the ledger does not have yet
 
     @property
     def clean(self) -> bool:
@@ -198,18 +199,19 @@ def check_drift(target: Target, check: DriftCheck) -> DriftReport:
     with _errors(target), target.connect(autocommit=True) as conn:
         ledger = Ledger(conn)
         newest = ledger.expected_shape()
+        pending = tuple(b for b in check.batches if b.name not in ledger.entries())
+        names = tuple(b.name for b in pending)
         if newest is None:
-            return DriftReport(target.display())
+            return DriftReport(target.display(), pending=names)
         batch, expected = newest
         failed = _failed_checks(conn, ledger, check) if check.validations else ()
         if expected is None:
-            return DriftReport(target.display(), batch, None, failed_checks=failed, unrecorded=True)
+            return DriftReport(target.display(), batch, None, failed_checks=failed, unrecorded=True, pending=names)
         found = compare(expected, read_shape(conn, expected.schema), check.allowed)
-        pending = [b for b in check.batches if b.name not in ledger.entries()]
         touched = touched_by(pending, expected.index_tables()) if pending else frozenset()
         return DriftReport(target.display(), batch, expected,
                            differences=tuple(d for d in found if d.key not in touched),
-                           deferred=tuple(d for d in found if d.key in touched), failed_checks=failed)
+                           deferred=tuple(d for d in found if d.key in touched), failed_checks=failed, pending=names)
 
 
 def record_unrecorded_shape(target: Target, check: DriftCheck, lock_wait_ms: int) -> DriftReport:

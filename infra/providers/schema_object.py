@@ -28,28 +28,30 @@ from infra.migrations.target import Target
 from infra.providers.inputs import target_from_inputs
 from infra.providers.reporting import engine_errors
 
-# The inputs: a change to any of them updates the resource (its description is read again).
+# The inputs besides `expected`: a change to any of them updates the resource.
 _INPUTS = ("kind", "name", "batches", "allowedDrift", "target", "connection")
-_TABLE_OUTPUTS = ("columns", "indexes", "constraints")
-_ENUM_OUTPUTS = ("labels",)
+_DESCRIPTION = {TABLE: ("columns", "indexes", "constraints"), ENUM: ("labels",)}
 
 
 @dataclass(frozen=True)
 class ObjectProps:
-    """The property bag of a SchemaTable or SchemaEnum, typed."""
+    """The property bag of a SchemaTable or SchemaEnum, typed. `expected` is the object as recorded in the
+    ledger after the newest batch (None if that shape lacks it)."""
 
     kind: str
     name: str
     target: Target
     allowed: frozenset[str]
+    expected: dict[str, Any] | None
 
     @classmethod
     def parse(cls, props: dict[str, Any]) -> ObjectProps:
-        return cls(props["kind"], props["name"], target_from_inputs(props), frozenset(props.get("allowedDrift") or ()))
+        return cls(props["kind"], props["name"], target_from_inputs(props), frozenset(props.get("allowedDrift") or ()),
+                   props.get("expected"))
 
 
 def describe(shape: Shape, kind: str, name: str) -> dict[str, Any] | None:
-    """The outputs of one object of a shape; None if the shape has no such object."""
+    """The description (outputs) of one object of a shape; None if the shape has no such object."""
     if kind == ENUM:
         enum = shape.enum(name)
         return None if enum is None else {"labels": list(enum.labels)}
@@ -57,25 +59,27 @@ def describe(shape: Shape, kind: str, name: str) -> dict[str, Any] | None:
     return None if table is None else table.to_json()
 
 
-def _changed(olds: dict[str, Any], news: dict[str, Any]) -> list[str]:
-    return [k for k in _INPUTS if olds.get(k) != news.get(k)]
+def drifted(olds: dict[str, Any], news: dict[str, Any]) -> list[str]:
+    """Described properties of olds (state, or what a refresh read) that differ from the expected ones."""
+    expected = news.get("expected") or {}
+    return [k for k in _DESCRIPTION.get(news.get("kind", ""), ()) if olds.get(k) != expected.get(k)]
 
 
 class SchemaObjectProvider(ResourceProvider):
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = _changed(olds, news)
+        """In `up`: the batches changed the object (or an input changed). In `refresh` (olds: what was read):
+        the live object differs from what the batches built, i.e. drift."""
+        changed = [k for k in _INPUTS if olds.get(k) != news.get(k)] + drifted(olds, news)
         return DiffResult(changes=bool(changed), replaces=[k for k in changed if k in ("kind", "name")],
                           stables=["kind", "name"], delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         p = ObjectProps.parse(props)
-        with engine_errors():
-            newest, expected = expected_objects(p.target)
-            shape = expected if expected is not None else live_objects(p.target)
-            outs = describe(without_allowed(shape, p.allowed), p.kind, p.name)
-            if outs is None:
-                raise ObjectNotBuilt(p.kind, p.name, shape.schema, newest or "none")
-        return CreateResult(id_=f"{p.kind}:{p.name}", outs={**props, **outs})
+        if p.expected is None:
+            with engine_errors():
+                newest, shape = expected_objects(p.target)
+                raise ObjectNotBuilt(p.kind, p.name, shape.schema if shape else "?", newest or "none")
+        return CreateResult(id_=f"{p.kind}:{p.name}", outs={**props, **p.expected})
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult(outs=self.create(news).outs)
@@ -101,7 +105,7 @@ class SchemaTable(Resource, module="junkquote", name="SchemaTable"):
 
     def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None) -> None:
         secret = pulumi.ResourceOptions(additional_secret_outputs=["password"])
-        super().__init__(SchemaObjectProvider(), name, {**props, "kind": TABLE, **dict.fromkeys(_TABLE_OUTPUTS)},
+        super().__init__(SchemaObjectProvider(), name, {**props, "kind": TABLE, **dict.fromkeys(_DESCRIPTION[TABLE])},
                          pulumi.ResourceOptions.merge(secret, opts))
 
 
@@ -112,7 +116,7 @@ class SchemaEnum(Resource, module="junkquote", name="SchemaEnum"):
 
     def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None) -> None:
         secret = pulumi.ResourceOptions(additional_secret_outputs=["password"])
-        super().__init__(SchemaObjectProvider(), name, {**props, "kind": ENUM, **dict.fromkeys(_ENUM_OUTPUTS)},
+        super().__init__(SchemaObjectProvider(), name, {**props, "kind": ENUM, **dict.fromkeys(_DESCRIPTION[ENUM])},
                          pulumi.ResourceOptions.merge(secret, opts))
 
 
@@ -131,14 +135,20 @@ def survey(props: dict[str, Any]) -> dict[str, Any]:
 
 
 class SchemaChecksProvider(ResourceProvider):
+    _INPUTS = ("validationSql", "allowedDrift", "target", "connection")
+
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        keys = ("validationSql", "allowedDrift", "target", "connection")
-        return DiffResult(changes=any(olds.get(k) != news.get(k) for k in keys), replaces=[], stables=[],
-                          delete_before_replace=False)
+        """In `refresh` (olds: what was read): an object no batch built, or a check failing that did not fail
+        when `up` last ran the checks."""
+        new_failures = set(olds.get("failedChecks") or ()) - set(olds.get("acceptedFailures") or ())
+        changes = any(olds.get(k) != news.get(k) for k in self._INPUTS) or bool(olds.get("unexpectedObjects")) or bool(new_failures)
+        return DiffResult(changes=changes, replaces=[], stables=[], delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         with engine_errors():
-            return CreateResult(id_=f"checks@{props['connection']['dbname']}", outs={**props, **survey(props)})
+            found = survey(props)
+        return CreateResult(id_=f"checks@{props['connection']['dbname']}",
+                            outs={**props, **found, "acceptedFailures": found["failedChecks"]})
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult(outs=self.create(news).outs)
@@ -152,13 +162,15 @@ class SchemaChecksProvider(ResourceProvider):
 
 
 class SchemaChecks(Resource, module="junkquote", name="SchemaChecks"):
-    """The schema as a whole: objects no batch built, and the applied batches' validation checks that fail
-    (recorded by `up`; `refresh` shows a change in either as drift)."""
+    """The schema as a whole: objects no batch built, and the applied batches' validation checks that fail.
+    A check that already fails when `up` runs them (a later batch deliberately changed what an earlier batch
+    checks) is accepted; `refresh` reports any object no batch built and any newly failing check."""
 
     unexpectedObjects: pulumi.Output[list[str]]
     failedChecks: pulumi.Output[list[str]]
 
     def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None) -> None:
         secret = pulumi.ResourceOptions(additional_secret_outputs=["password"])
-        super().__init__(SchemaChecksProvider(), name, {**props, "unexpectedObjects": None, "failedChecks": None},
+        outputs = dict.fromkeys(("unexpectedObjects", "failedChecks", "acceptedFailures"))
+        super().__init__(SchemaChecksProvider(), name, {**props, **outputs},
                          pulumi.ResourceOptions.merge(secret, opts))

@@ -120,3 +120,11 @@ def test_resources_are_the_objects_the_batches_build_plus_the_recorded_shapes_le
 
     assert [(o.kind, o.name, o.batches) for o in declared] == [("table", "Lead", ("0000_base",)),
                                                               ("table", "_prisma_migrations", ())]
+
+
+def test_an_object_a_pending_batch_drops_is_not_declared_even_though_the_recorded_shape_still_has_it() -> None:
+    batches = [batch("0000_base", 'CREATE TABLE "Lead" (id int); CREATE TABLE "Note" (id int);'),
+               batch("0001_drop", 'DROP TABLE IF EXISTS "Note";')]
+    recorded = Shape("public", (Table("Lead"), Table("Note")), ())
+
+    assert [o.name for o in declared_objects(batches, recorded, frozenset())] == ["Lead"]

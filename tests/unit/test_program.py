@@ -31,6 +31,7 @@ def no_database(monkeypatch: pytest.MonkeyPatch) -> None:
     """Unit tier: the ledger read that a blocking lint policy makes during `up` sees nothing pending."""
     monkeypatch.setattr("infra.schema.pending_batches", lambda _target, _batches: ())
     monkeypatch.setattr("infra.schema_objects.check_drift", lambda target, _check: DriftReport(target.display()))
+    monkeypatch.setattr("infra.schema_objects.expected_objects", lambda _target: (None, None))
 
 
 def run_program(stack: str) -> dict[str, Any]:
