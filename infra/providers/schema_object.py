@@ -61,8 +61,11 @@ def describe(shape: Shape, kind: str, name: str) -> dict[str, Any] | None:
 
 def drifted(olds: dict[str, Any], news: dict[str, Any]) -> list[str]:
     """Described properties of olds (state, or what a refresh read) that differ from the expected ones."""
-    expected = news.get("expected") or {}
-    return [k for k in _DESCRIPTION.get(news.get("kind", ""), ()) if olds.get(k) != expected.get(k)]
+    described = _DESCRIPTION.get(news.get("kind", ""), ())
+    expected = news.get("expected")
+    if not isinstance(expected, dict):  # unknown in a preview: a pending batch changes the object
+        return list(described)
+    return [k for k in described if olds.get(k) != expected.get(k)]
 
 
 class SchemaObjectProvider(ResourceProvider):
