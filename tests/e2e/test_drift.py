@@ -94,6 +94,14 @@ def test_hand_edits_show_in_refresh_block_up_and_fail_make_drift_until_the_objec
     message_role = refreshed(refresh.stdout, "enum:MessageRole")
     assert message_role[0].endswith("SchemaEnum: (update)") and '+ [4]: "bot"' in "\n".join(message_role)
 
+    preview = applied.cli("preview", "--refresh")
+    assert preview.returncode == 0, preview.stderr
+    assert 'column "Lead".notes: extra (no batch built it)' in preview.stdout, "the preview warns about the drift"
+    steps = [" ".join(line.split()) for line in preview.stdout.splitlines()]
+    assert "~ pulumi-python:dynamic/junkquote:SchemaTable Lead update" in steps
+    assert "~ pulumi-python:dynamic/junkquote:SchemaEnum MessageRole update" in steps
+    assert "+ pulumi-python:dynamic/junkquote:SchemaTable MemoryNote create" in steps, "refresh found it gone"
+
     up = applied.cli("up", "--yes")
     assert up.returncode != 0
     assert 'table "MemoryNote": missing (the batches built it)' in up.stdout

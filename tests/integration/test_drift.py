@@ -212,9 +212,10 @@ def test_a_database_applied_before_shapes_were_recorded_gets_its_shape_recorded_
     assert Ledger(built).expected_shape() == (BATCHES[-1].name, read_shape(built))
 
 
-def test_an_unrecorded_shape_is_not_recorded_while_a_check_fails(db_target: Target, built: psycopg.Connection) -> None:
+def test_an_unrecorded_shape_is_not_recorded_while_a_check_of_the_newest_batch_fails(db_target: Target,
+                                                                                   built: psycopg.Connection) -> None:
     built.execute("DELETE FROM schema_ledger.shape")
-    built.execute('ALTER TABLE "Lead" DROP COLUMN phone')
+    built.execute('ALTER TABLE "Customer" DROP COLUMN updated_at')
 
     report = record_unrecorded_shape(db_target, DriftCheck(batches=BATCHES), lock_wait_ms=2000)
 
