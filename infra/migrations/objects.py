@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from pglast import ast, enums
 
@@ -68,7 +69,13 @@ def touched_by(batches: Iterable[Batch], index_tables: Mapping[str, str] | None 
 
 def batch_effects(batch: Batch, indexes: dict[str, str]) -> list[Effect]:
     """The effect of each statement of migration.sql; `indexes` (index -> table) learns the indexes it creates."""
-    return [_effect(stmt.node, indexes) for stmt in parse_statements(batch, "migration.sql")]
+    return [_effect(node, indexes) for node in _statements(batch)]
+
+
+@lru_cache(maxsize=1024)
+def _statements(batch: Batch) -> tuple[ast.Node, ...]:
+    """migration.sql parsed once per process (the drift guard and the resources both ask)."""
+    return tuple(stmt.node for stmt in parse_statements(batch, "migration.sql"))
 
 
 def _apply(history: dict[ObjectKey, list[str]], effect: Effect, batch: str) -> None:
