@@ -85,6 +85,7 @@ def test_every_table_and_the_enum_are_resources_under_the_schema_and_a_fresh_sta
 def test_hand_edits_show_in_refresh_block_up_and_fail_make_drift_until_the_objects_are_restored(
         applied: ProjectStack, db_target: Target) -> None:
     edit(db_target, *HAND_EDITS)
+    applied.env.pop("PULUMI_SKIP_CONFIRMATIONS", None)  # `make test` exports it; it means --yes, which a preview refuses
 
     refresh = applied.cli("refresh", "--preview-only", "--diff")
     assert refresh.returncode == 0, refresh.stderr
@@ -97,7 +98,7 @@ def test_hand_edits_show_in_refresh_block_up_and_fail_make_drift_until_the_objec
     preview = applied.cli("preview", "--refresh")
     assert preview.returncode == 0, preview.stderr
     assert 'column "Lead".notes: extra (no batch built it)' in preview.stdout, "the preview warns about the drift"
-    steps = [" ".join(line.split()) for line in preview.stdout.splitlines()]
+    steps = " | ".join(" ".join(line.split()) for line in preview.stdout.splitlines())
     assert "~ pulumi-python:dynamic/junkquote:SchemaTable Lead update" in steps
     assert "~ pulumi-python:dynamic/junkquote:SchemaEnum MessageRole update" in steps
     assert "+ pulumi-python:dynamic/junkquote:SchemaTable MemoryNote create" in steps, "refresh found it gone"
