@@ -27,7 +27,7 @@ export PULUMI_POSTGRESQL_SRC
 # A stack that declares roles needs the plugin; one without roles never loads it.
 PLUGIN = $(if $(shell grep -qs '^ *junkquote-db:roles:' Pulumi.$(STACK).yaml && echo yes),plugin,)
 
-.PHONY: help venv cli plugin test-plugin db-start db-stop db-destroy stack up preview destroy rollback outputs test test-unit test-integration test-e2e test-pg15 bench bench-preview bench-backfill
+.PHONY: help venv cli plugin test-plugin db-start db-stop db-destroy stack up preview drift destroy rollback outputs test test-unit test-integration test-e2e test-pg15 bench bench-preview bench-backfill
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -70,6 +70,9 @@ up: venv cli $(PLUGIN) $(LOCAL_DB) stack ## apply the dev stack (STACK=...) and 
 
 preview: venv cli $(PLUGIN) $(LOCAL_DB) stack ## show what `up` would run, per batch, with locks and lint (DIFF=1 for full SQL)
 	$(WITH_CLI) pulumi preview --non-interactive --stack $(STACK) $(if $(DIFF),--diff --show-full-output,)
+
+drift: venv cli $(PLUGIN) $(LOCAL_DB) stack ## exit non-zero when the live schema differs from what the batches built (refresh, nothing written)
+	env -u PULUMI_SKIP_CONFIRMATIONS $(WITH_CLI) pulumi refresh --preview-only --expect-no-changes --non-interactive --diff --stack $(STACK)
 
 # --run-program: the program reads the stack config as it is now, so `migrations.protected: true` holds even
 # before an `up` has written it into the resources.

@@ -14,6 +14,7 @@ from .access.settings import SECRET_KEYS, AccessSettings, PasswordFor, parse_acc
 from .backfill_settings import BackfillSettings, parse_backfill, parse_gates
 from .config_errors import PROJECT, ConfigError, refuse_unknown
 from .durations import parse_duration_ms
+from .migrations.drift import parse_allowed
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 KNOWN_KEYS = frozenset({"database", "password", "migrations", "roles", "backfill", "gates"}) | SECRET_KEYS
@@ -50,6 +51,7 @@ class MigrationSettings:
     protected: bool
     adopt_baseline: bool
     lint: str
+    allowed_drift: frozenset[str] = frozenset()  # objects added outside the batches that are not drift
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,8 @@ def _duration(obj: Mapping[str, Any], key: str, default: str) -> int:
 
 def parse_migrations(obj: Mapping[str, Any] | None, sql_dir: Path = SQL_DIR) -> MigrationSettings:
     obj = obj or {}
-    refuse_unknown(obj, "migrations", {"lockTimeout", "statementTimeout", "lockRetries", "lockWait", "protected", "baseline", "lint"})
+    refuse_unknown(obj, "migrations", {"lockTimeout", "statementTimeout", "lockRetries", "lockWait", "protected", "baseline",
+                                       "lint", "allowedDrift"})
     retries = obj.get("lockRetries", 10)
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
         raise ConfigError("migrations.lockRetries", f"'{retries}' is not a whole number from 0 to 100")
@@ -131,7 +134,17 @@ def parse_migrations(obj: Mapping[str, Any] | None, sql_dir: Path = SQL_DIR) -> 
         protected=protected,
         adopt_baseline=baseline == "adopt",
         lint=lint,
+        allowed_drift=_allowed_drift(obj.get("allowedDrift", [])),
     )
+
+
+def _allowed_drift(value: Any) -> frozenset[str]:
+    if not isinstance(value, list):
+        raise ConfigError("migrations.allowedDrift", f"'{value}' must be a list like [\"index Lead.lead_by_hand_idx\"]")
+    try:
+        return parse_allowed(value)
+    except ValueError as err:
+        raise ConfigError("migrations.allowedDrift", str(err)) from None
 
 
 def configured_keys() -> set[str]:

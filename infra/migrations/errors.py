@@ -250,3 +250,30 @@ class DatabaseError(MigrationError):
     def __init__(self, target: str, during: str, cause: str) -> None:
         self.target = target
         super().__init__(f"{during} on {target} failed: {cause}; check the connecting user's privileges")
+
+
+class SchemaDrift(MigrationError):
+    """The live schema differs from the shape recorded after the newest applied batch (or its checks fail)."""
+
+    MAX_SHOWN = 5
+
+    def __init__(self, target: str, newest: str, differences: Sequence[str]) -> None:
+        self.target, self.newest, self.differences = target, newest, tuple(differences)
+        shown = "; ".join(self.differences[:self.MAX_SHOWN])
+        more = f"; and {len(self.differences) - self.MAX_SHOWN} more" if len(self.differences) > self.MAX_SHOWN else ""
+        super().__init__(
+            f"schema of {target} differs from what the batches built up to '{newest}' ({len(self.differences)} "
+            f"differences: {shown}{more}); no batch is applied until it is resolved: restore the objects by hand, "
+            "or write a batch that makes the change deliberately (`pulumi refresh` shows each difference)"
+        )
+
+
+class ObjectNotBuilt(MigrationError):
+    """A table or enum type the batches create is not in the shape recorded after the newest batch."""
+
+    def __init__(self, kind: str, name: str, schema: str, newest: str) -> None:
+        self.kind, self.name = kind, name
+        super().__init__(
+            f"{kind} '{name}' that the batches create is not in schema '{schema}' after batch '{newest}'; "
+            "create it unqualified (in the schema the batches run in), or drop it in a batch"
+        )

@@ -8,7 +8,9 @@ from datetime import datetime
 import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
 
+from .catalog import Shape
 from .plan import Batch
 from .syntax import statements_sha256
 
@@ -76,6 +78,18 @@ _DDL = [
 _COLUMNS = ("batch", "migration_sha256", "validation_sha256", "rollback_sha256", "applied_at", "duration_ms",
             "applied_by", "stack", "adopted", "migration_statements_sha256", "rollback_sql")
 
+# Added after the first ledgers: created (and granted) on its own by ensure_shapes, so older ledgers gain it.
+_SHAPE_DDL = [
+    """CREATE TABLE IF NOT EXISTS schema_ledger.shape (
+        batch text PRIMARY KEY,
+        shape jsonb NOT NULL,
+        recorded_at timestamptz NOT NULL DEFAULT now()
+    )""",
+    "COMMENT ON TABLE schema_ledger.shape IS 'Shape of the application schema right after each batch was applied or adopted; drift is measured against the newest applied batch''s row'",
+    "COMMENT ON COLUMN schema_ledger.shape.batch IS 'Batch after which the shape was read; a rolled-back batch''s row is ignored, and replaced if it is applied again'",
+    "COMMENT ON COLUMN schema_ledger.shape.shape IS 'Per table its columns, indexes and constraints, per enum type its labels, as read from pg_catalog'",
+    "COMMENT ON COLUMN schema_ledger.shape.recorded_at IS 'When the shape was read'",
+]
 
 
 @dataclass(frozen=True)
@@ -117,6 +131,7 @@ class Ledger:
                 self.conn.execute(sql.SQL("GRANT USAGE ON SCHEMA schema_ledger TO {}").format(role))
                 self.conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA schema_ledger TO {}").format(role))
                 self.conn.execute(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA schema_ledger TO {}").format(role))
+        self.ensure_shapes(grant_to)
 
     def _writable_by(self, role: str) -> bool:
         row = self.conn.execute(
@@ -262,3 +277,42 @@ class Ledger:
             sql.SQL("SELECT batch, {} FROM schema_ledger.batch_step WHERE file = %s AND step = 0 ORDER BY batch").format(
                 sql.SQL(note)), (ROLLBACK_MARKER,)).fetchall()
         return {batch: text for batch, text in rows}
+    # -- expected shapes -----------------------------------------------------------------------------
+    def ensure_shapes(self, grant_to: str | None = None) -> None:
+        """Create schema_ledger.shape if it is missing, and let grant_to (the role batches run as) write it."""
+        if not self.has_shapes():
+            with self.conn.transaction():
+                for ddl in _SHAPE_DDL:
+                    self.conn.execute(ddl)
+        if grant_to and not self._shapes_writable_by(grant_to):
+            self.conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON schema_ledger.shape TO {}").format(
+                sql.Identifier(grant_to)))
+
+    def _shapes_writable_by(self, role: str) -> bool:
+        row = self.conn.execute("SELECT has_table_privilege(%s, 'schema_ledger.shape', 'SELECT, INSERT, UPDATE')",
+                                (role,)).fetchone()
+        return bool(row and row[0])
+
+    def has_shapes(self) -> bool:
+        row = self.conn.execute("SELECT to_regclass('schema_ledger.shape') IS NOT NULL").fetchone()
+        return bool(row and row[0])
+
+    def record_shape(self, batch: str, shape: Shape) -> None:
+        """The schema's shape right after `batch`, written in the caller's transaction (with the batch's row)."""
+        self.conn.execute(
+            """INSERT INTO schema_ledger.shape (batch, shape) VALUES (%s, %s)
+               ON CONFLICT (batch) DO UPDATE SET shape = EXCLUDED.shape, recorded_at = now()""",
+            (batch, Jsonb(shape.to_json())))
+
+    def expected_shape(self) -> tuple[str, Shape | None] | None:
+        """(newest applied batch, the shape recorded with it or None if it has none); None if nothing is applied."""
+        if not self.exists():
+            return None
+        row = self.conn.execute("SELECT max(batch) FROM schema_ledger.batch").fetchone()
+        if row is None or row[0] is None:
+            return None
+        newest = str(row[0])
+        if not self.has_shapes():
+            return newest, None
+        found = self.conn.execute("SELECT shape FROM schema_ledger.shape WHERE batch = %s", (newest,)).fetchone()
+        return newest, Shape.from_json(found[0]) if found else None

@@ -32,6 +32,7 @@ from psycopg import sql
 from .database_errors import cause, connection_lost, database_errors
 from . import progress
 from .backfill import BackfillRun, run_backfill
+from .catalog import read_shape
 from .errors import (
     AdoptionRefused,
     BatchCorrectionRefused,
@@ -161,6 +162,7 @@ class _Run:
         with self.conn.transaction():
             entry = self.ledger.record(batch, duration_ms=int((time.monotonic() - started) * 1000),
                                        applied_by=self.settings.applied_by, stack=self.settings.stack)
+            self.ledger.record_shape(batch.name, read_shape(self.conn))
         return _result(batch, entry, checks)
 
     def adopt(self, batch: Batch) -> ApplyResult:
@@ -175,6 +177,7 @@ class _Run:
         with self.conn.transaction():
             entry = self.ledger.record(batch, duration_ms=0, applied_by=self.settings.applied_by,
                                        stack=self.settings.stack, adopted=True)
+            self.ledger.record_shape(batch.name, read_shape(self.conn))
         return _result(batch, entry, checks)
 
     def _recorded(self, batch: Batch) -> ApplyResult | None:

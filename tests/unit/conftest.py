@@ -7,6 +7,7 @@ from pathlib import Path
 import pulumi
 import pytest
 
+from infra.migrations.drift import DriftReport
 from infra.migrations.ledger import LedgerEntry
 from infra.migrations.plan import load_batches
 from infra.migrations.state import DatabaseState
@@ -27,6 +28,8 @@ def every_batch_applied(_target: object, _tables: object = ()) -> DatabaseState:
 def no_database(monkeypatch: pytest.MonkeyPatch) -> None:
     """Unit tier, no I/O: the program's ledger read sees every batch applied, so nothing is pending."""
     monkeypatch.setattr("infra.schema.read_state", every_batch_applied)
+    monkeypatch.setattr("infra.schema_objects.check_drift", lambda target, _check: DriftReport(target.display()))
+    monkeypatch.setattr("infra.schema_objects.expected_objects", lambda _target: (None, None))
 
 
 @pytest.fixture

@@ -77,3 +77,15 @@ def test_durations_parse_to_milliseconds(text: str | int, ms: int) -> None:
 @pytest.mark.parametrize("text", ["", "5 minutes", "-1s", True])
 def test_unparseable_durations_are_none(text: object) -> None:
     assert parse_duration_ms(text) is None  # type: ignore[arg-type]
+
+
+def test_allowed_drift_defaults_to_nothing_and_keeps_the_listed_objects() -> None:
+    assert parse_migrations({}).allowed_drift == frozenset()
+    allowed = parse_migrations({"allowedDrift": ["index Lead.lead_by_hand_idx", "table Scratch"]}).allowed_drift
+    assert allowed == {"index Lead.lead_by_hand_idx", "table Scratch"}
+
+
+@pytest.mark.parametrize("value", ["index Lead.x", ["Lead.x"], [""]])
+def test_a_malformed_allowed_drift_names_the_key(value: object) -> None:
+    with pytest.raises(ConfigError, match="migrations.allowedDrift"):
+        parse_migrations({"allowedDrift": value})
