@@ -120,7 +120,7 @@ bench: venv ## measure write stalls while Batch 1 applies (ROWS=2000000 by defau
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	$(PY) -m bench.run $(if $(ROWS),--rows $(ROWS),)
 
-bench-preview: venv cli ## measure a no-op `pulumi preview` with 1 vs 50 applied batches
+bench-preview: venv cli ## measure no-op `pulumi preview` and `refresh` with 1 batch vs 200 batches and 40 tables
 	$(WITH_CLI) $(PY) -m bench.preview
 
 bench-backfill: venv ## batch 0002's backfill under writers: adaptive vs fixed 1,000 rows vs one transaction, with a replica (LEADS=2000000)
