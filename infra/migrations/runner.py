@@ -14,7 +14,7 @@ import getpass
 import random
 import socket
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import NoReturn
@@ -31,6 +31,7 @@ from .errors import (
     LockNotAcquired,
     MigrationError,
     RollbackFailed,
+    RunStopped,
     StatementFailed,
     UndoFailed,
     ValidationFailed,
@@ -61,6 +62,8 @@ class RunSettings:
     lock_wait_ms: int = 120_000
     role: str | None = None
     applied_by: str = field(default_factory=default_applied_by)
+    # Asked before every step; a reason (text) stops the run there, finished steps stay recorded.
+    stop_reason: Callable[[], str | None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -222,7 +225,7 @@ class _Run:
                 continue
             try:
                 self._run_step(batch, step, track=True)
-            except ConnectionLost:
+            except (ConnectionLost, RunStopped):
                 raise
             except MigrationError as err:
                 self._undo_after(batch, err)
@@ -280,6 +283,7 @@ class _Run:
     # -- one step ------------------------------------------------------------------------------------
     def _run_step(self, batch: Batch, step: Step, *, track: bool) -> None:
         self.lock.verify()
+        self._stop_if_asked(batch, step)
         self._current = None
         attempts = self.settings.lock_retries + 1
         for attempt in range(attempts):
@@ -292,6 +296,11 @@ class _Run:
             except psycopg.Error as err:
                 raise self._step_error(batch, step, err) from None
         raise LockNotAcquired(batch.name, step.file, step.line, attempts, self.settings.lock_timeout_ms)
+
+    def _stop_if_asked(self, batch: Batch, step: Step) -> None:
+        reason = self.settings.stop_reason() if self.settings.stop_reason else None
+        if reason:
+            raise RunStopped(batch.name, step.file, step.number, reason)
 
     def _attempt(self, batch: Batch, step: Step, track: bool) -> None:
         if step.autocommit:

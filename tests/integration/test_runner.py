@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
@@ -18,6 +19,7 @@ from infra.migrations.errors import (
     LockBusy,
     LockNotAcquired,
     RollbackFailed,
+    RunStopped,
     StatementFailed,
     UndoFailed,
     ValidationFailed,
@@ -241,6 +243,25 @@ def test_a_terminated_connection_is_reported_and_the_next_run_resumes(tmp_path: 
 
     result = apply_batch(db_target, batch, waits_for_the_test)
     assert all(c.ok for c in result.checks)
+
+
+def test_a_run_asked_to_stop_stops_before_the_next_step_keeps_what_it_did_and_the_next_run_resumes(db_target: Target, db: psycopg.Connection, base: Batch, link: Batch) -> None:
+    asked: list[int] = []
+
+    def stop_before_the_third_step() -> str | None:
+        asked.append(1)
+        return "the caller is gone" if len(asked) == 3 else None
+
+    stopping = replace(FAST, stop_reason=stop_before_the_third_step)
+    with pytest.raises(RunStopped, match=r"stopped before migration.sql step 3 of batch '0001_link': the caller is gone; completed steps are recorded"):
+        apply_batch(db_target, link, stopping)
+
+    assert sorted(Ledger(db).finished_steps("0001_link", "migration.sql")) == [1, 2]
+    assert db.execute("""SELECT count(*) FROM information_schema.columns WHERE column_name = 'customer_id'""").fetchone() == (1,)
+    assert db.execute("SELECT count(*) FROM pg_constraint WHERE conname = 'Lead_customer_id_fkey'").fetchone() == (0,)
+    assert Ledger(db).entry("0001_link") is None and not Ledger(db).undo_pending("0001_link")
+    assert db.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone() == (0,)
+    assert all(c.ok for c in apply_batch(db_target, link, FAST).checks)
 
 
 def test_batches_run_as_the_configured_role_which_then_owns_what_they_create(db_target: Target, db: psycopg.Connection, base: Batch, link: Batch) -> None:
