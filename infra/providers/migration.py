@@ -17,6 +17,7 @@ from infra.migrations.errors import BatchChanged, DestroyRefused
 from infra.migrations.plan import BATCH_FILES, Batch
 from infra.migrations.runner import ApplyResult, RunSettings, adopt_batch, apply_batch, applied_batches, rollback_batch
 from infra.migrations.target import Target
+from infra.providers.engine_watch import engine_gone, exit_when_orphaned
 from infra.providers.inputs import target_from_inputs
 from infra.providers.reporting import engine_errors
 
@@ -45,7 +46,7 @@ class MigrationProps:
         settings = RunSettings(
             stack=run["stack"], lock_timeout_ms=int(run["lockTimeoutMs"]),
             statement_timeout_ms=int(run["statementTimeoutMs"]), lock_retries=int(run["lockRetries"]),
-            lock_wait_ms=int(run["lockWaitMs"]), role=run.get("role") or None,
+            lock_wait_ms=int(run["lockWaitMs"]), role=run.get("role") or None, stop_reason=engine_gone,
         )
         return cls(batch, target, settings, adopt=bool(props.get("adopt")), protected=bool(props.get("protected")))
 
@@ -74,7 +75,7 @@ class MigrationProvider(ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         p = MigrationProps.parse(props)
-        with engine_errors():
+        with engine_errors(), exit_when_orphaned():
             result = (adopt_batch if p.adopt else apply_batch)(p.target, p.batch, p.run)
         return CreateResult(id_=p.batch.name, outs=_outs(props, result))
 
@@ -95,7 +96,7 @@ class MigrationProvider(ResourceProvider):
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         p = MigrationProps.parse(props)
-        with engine_errors():
+        with engine_errors(), exit_when_orphaned():
             if p.protected:
                 raise DestroyRefused(p.batch.name, p.run.stack)
             rollback_batch(p.target, p.batch, p.run)
