@@ -70,6 +70,17 @@ class ConnectionLost(MigrationError):
         )
 
 
+class RunStopped(MigrationError):
+    """The run stopped between two steps because its caller asked it to (e.g. the process that started it is gone)."""
+
+    def __init__(self, batch: str, file: str, step: int, reason: str) -> None:
+        self.batch, self.file, self.step = batch, file, step
+        super().__init__(
+            f"stopped before {file} step {step} of batch '{batch}': {reason}; "
+            "completed steps are recorded, run `pulumi up` again to resume"
+        )
+
+
 class BatchChanged(MigrationError):
     """An applied batch's file no longer matches the checksum recorded when it was applied."""
 

@@ -20,7 +20,7 @@ import getpass
 import random
 import socket
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import NoReturn
@@ -41,6 +41,7 @@ from .errors import (
     MigrationError,
     RollbackFailed,
     RollbackIncomplete,
+    RunStopped,
     StatementFailed,
     UndoFailed,
     ValidationFailed,
@@ -74,6 +75,8 @@ class RunSettings:
     role: str | None = None
     applied_by: str = field(default_factory=default_applied_by)
     backfill: BackfillRun = field(default_factory=BackfillRun)  # batches with a backfill.toml (backfill.py)
+    # Asked before every step; a reason (text) stops the run there, finished steps stay recorded.
+    stop_reason: Callable[[], str | None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -234,7 +237,7 @@ class _Run:
                 continue
             try:
                 self._run_step(batch, step, track=True)
-            except ConnectionLost:
+            except (ConnectionLost, RunStopped):
                 raise
             except MigrationError as err:
                 self._undo_after(batch, err)
@@ -335,6 +338,7 @@ class _Run:
     # -- one step ------------------------------------------------------------------------------------
     def _run_step(self, batch: Batch, step: Step, *, track: bool) -> None:
         self.lock.verify()
+        self._stop_if_asked(batch, step)
         self._current = None
         attempts = self.settings.lock_retries + 1
         for attempt in range(attempts):
@@ -347,6 +351,11 @@ class _Run:
             except psycopg.Error as err:
                 raise self._step_error(batch, step, err) from None
         raise LockNotAcquired(batch.name, step.file, step.line, attempts, self.settings.lock_timeout_ms)
+
+    def _stop_if_asked(self, batch: Batch, step: Step) -> None:
+        reason = self.settings.stop_reason() if self.settings.stop_reason else None
+        if reason:
+            raise RunStopped(batch.name, step.file, step.number, reason)
 
     def _attempt(self, batch: Batch, step: Step, track: bool) -> None:
         if step.autocommit:

@@ -11,9 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
-
-from pulumi.dynamic import ConfigureRequest
+from pulumi.dynamic import ConfigureRequest, CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
 from infra.migrations.errors import BatchChanged, DestroyRefused
 from infra.migrations.plan import BATCH_FILES, Batch
@@ -22,6 +20,7 @@ from infra.migrations.state import applied_batches
 from infra.migrations.syntax import statements_sha256
 from infra.migrations.target import Target
 from infra.providers.backfill_props import backfill_run, backfill_spec
+from infra.providers.engine_watch import engine_gone, exit_when_orphaned
 from infra.providers.inputs import target_from_inputs
 from infra.providers.protection import protected_by_stack_file, protected_in_config
 from infra.providers.reporting import engine_errors
@@ -53,6 +52,7 @@ class MigrationProps:
             stack=run["stack"], lock_timeout_ms=int(run["lockTimeoutMs"]),
             statement_timeout_ms=int(run["statementTimeoutMs"]), lock_retries=int(run["lockRetries"]),
             lock_wait_ms=int(run["lockWaitMs"]), role=run.get("role") or None, backfill=backfill_run(props),
+            stop_reason=engine_gone,
         )
         return cls(batch, target, settings, adopt=bool(props.get("adopt")), protected=bool(props.get("protected")))
 
@@ -89,7 +89,7 @@ class MigrationProvider(ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         p = MigrationProps.parse(props)
-        with engine_errors():
+        with engine_errors(), exit_when_orphaned():
             result = (adopt_batch if p.adopt else apply_batch)(p.target, p.batch, p.run)
         return CreateResult(id_=p.batch.name, outs=_outs(props, result))
 
@@ -111,7 +111,7 @@ class MigrationProvider(ResourceProvider):
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         p = MigrationProps.parse(props)
-        with engine_errors():
+        with engine_errors(), exit_when_orphaned():
             if p.protected or self.protected_by_config or protected_by_stack_file(p.run.stack):
                 raise DestroyRefused(p.batch.name, p.run.stack)
             rollback_batch(p.target, p.batch, p.run)

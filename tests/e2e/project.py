@@ -72,12 +72,15 @@ class ProjectStack:
         return {k: v.value for k, v in self.stack.outputs().items()}
 
     def destroy_and_remove(self) -> None:
-        """Best-effort cleanup: unprotect, destroy, remove the stack."""
-        self.cli("state", "unprotect", "--all", "--yes")
-        try:
-            self.stack.destroy(on_output=lambda _: None)
-        except auto.CommandError:
-            pass
+        """Best-effort cleanup, also after a killed run: unprotect, destroy, remove the stack. A killed run
+        leaves its lock on the stack and pending creates in its state; when destroy fails, those are cleared
+        (`pulumi cancel`, `refresh --clear-pending-creates`) and destroy runs once more."""
+        for _ in range(2):
+            self.cli("state", "unprotect", "--all", "--yes")
+            if self.cli("destroy", "--yes", "--skip-preview").returncode == 0:
+                break
+            self.cli("cancel", "--yes")
+            self.cli("refresh", "--yes", "--clear-pending-creates", "--skip-preview")
         self.stack.workspace.remove_stack(self.stack.name, force=True)
 
 

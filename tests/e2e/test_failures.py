@@ -14,6 +14,7 @@ from infra.migrations.target import Target
 from tests.e2e.project import ProjectStack, database_config
 from tests.pg import connect
 from tests.support.catalog import snapshot
+from tests.support.waiting import active_backend, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -193,16 +194,13 @@ def test_a_sql_syntax_error_is_reported_at_preview_with_file_and_line(applied: P
 
 
 def test_terminated_connection_mid_apply_is_a_clean_error_and_a_rerun_succeeds(applied: ProjectStack, db_target: Target, pg_admin: Target) -> None:
-    applied.add_batch("0002_slow", 'CREATE TABLE "Quote" ("id" TEXT PRIMARY KEY);\nSELECT pg_sleep(4);\nALTER TABLE "Lead" ADD COLUMN "quote_id" TEXT;\n',
-              rollback='ALTER TABLE "Lead" DROP COLUMN IF EXISTS "quote_id";\nDROP TABLE IF EXISTS "Quote";\n')
+    batch = applied.add_batch("0002_slow", 'CREATE TABLE "Quote" ("id" TEXT PRIMARY KEY);\nSELECT pg_sleep(60);\nALTER TABLE "Lead" ADD COLUMN "quote_id" TEXT;\n',
+                              rollback='ALTER TABLE "Lead" DROP COLUMN IF EXISTS "quote_id";\nDROP TABLE IF EXISTS "Quote";\n')
 
-    def terminate() -> None:
+    def terminate() -> None:  # as soon as step 1 is seen running, however long the CLI takes to get there
         with connect(pg_admin) as conn:
-            for _ in range(100):
-                killed = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(4)%'").fetchall()
-                if killed:
-                    return
-                threading.Event().wait(0.1)
+            pid = wait_until(lambda: active_backend(conn, db_target.dbname, "SELECT pg_sleep(60)%"), "step 1 to run")
+            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
     killer = threading.Thread(target=terminate)
     killer.start()
@@ -211,6 +209,8 @@ def test_terminated_connection_mid_apply_is_a_clean_error_and_a_rerun_succeeds(a
     killer.join()
 
     assert "was lost during migration.sql step 1 (line 2) of batch '0002_slow'" in failure_text(failed.value)
+    # Step 1 never finished, so the batch may still change before it runs again.
+    (batch / "migration.sql").write_text((batch / "migration.sql").read_text().replace("pg_sleep(60)", "pg_sleep(0)"))
     applied.stack.up(on_output=lambda _: None)
     assert [b for b, _ in ledger_rows(db_target)][-1] == "0002_slow"
 

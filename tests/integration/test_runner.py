@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
@@ -18,6 +19,7 @@ from infra.migrations.errors import (
     LockBusy,
     LockNotAcquired,
     RollbackFailed,
+    RunStopped,
     StatementFailed,
     UndoFailed,
     ValidationFailed,
@@ -31,8 +33,10 @@ from infra.migrations.target import Target
 from tests.pg import connect
 from tests.support.batches import make_batch
 from tests.support.catalog import snapshot
+from tests.support.waiting import lock_waits, wait_until
 
 FAST = RunSettings(stack="test", lock_timeout_ms=200, lock_retries=2, lock_wait_ms=1000)
+PARK_KEY = 4242  # an advisory lock a test holds to park a step on it
 
 BASE = 'CREATE TABLE "Lead" ("id" TEXT PRIMARY KEY, "name" TEXT NOT NULL DEFAULT \'\');\nINSERT INTO "Lead" ("id") VALUES (\'l1\');'
 BASE_ROLLBACK = 'DROP TABLE IF EXISTS "Lead";'
@@ -206,36 +210,60 @@ def test_a_statement_that_cannot_take_its_lock_is_retried_then_the_batch_is_undo
     assert snapshot(db) == before
 
 
-def test_a_blocker_that_ends_within_the_retry_budget_only_delays_the_batch(db_target: Target, base: Batch, link: Batch) -> None:
-    patient = RunSettings(stack="test", lock_timeout_ms=200, lock_retries=8, lock_wait_ms=1000)
-    with connect(db_target) as blocker:
+def test_a_blocker_that_ends_within_the_retry_budget_only_delays_the_batch(db_target: Target, db: psycopg.Connection, base: Batch, link: Batch) -> None:
+    patient = RunSettings(stack="test", lock_timeout_ms=200, lock_retries=50, lock_wait_ms=1000)
+    with connect(db_target) as blocker, ThreadPoolExecutor(max_workers=1) as pool:
         blocker.execute("BEGIN")
         blocker.execute('SELECT * FROM "Lead" FOR UPDATE')
-        release = threading.Timer(1.0, lambda: blocker.execute("ROLLBACK"))
-        release.start()
-        result = apply_batch(db_target, link, patient)
-        release.join()
+        run = pool.submit(apply_batch, db_target, link, patient)
+        attempts: set[object] = set()
+
+        def retried() -> bool:  # a second attempt (a new query_start) is waiting: the first one gave up
+            attempts.update(start for _, start in lock_waits(db, db_target.dbname, 'ALTER TABLE "Lead" ADD COLUMN%'))
+            return len(attempts) >= 2 or run.done()
+
+        wait_until(retried, "the lock-taking step to be retried")
+        blocker.execute("ROLLBACK")
+        result = run.result()
+    assert len(attempts) >= 2
     assert all(c.ok for c in result.checks)
 
 
 def test_a_terminated_connection_is_reported_and_the_next_run_resumes(tmp_path: Path, db_target: Target, db: psycopg.Connection, base: Batch) -> None:
-    slow = LINK.replace('CREATE INDEX CONCURRENTLY', 'SELECT pg_sleep(5);\nCREATE INDEX CONCURRENTLY', 1)
-    batch = make_batch(tmp_path, "0001_link", slow, LINK_CHECKS, LINK_ROLLBACK)
+    parked = LINK.replace('CREATE INDEX CONCURRENTLY', f'SELECT pg_advisory_xact_lock({PARK_KEY});\nCREATE INDEX CONCURRENTLY', 1)
+    batch = make_batch(tmp_path, "0001_link", parked, LINK_CHECKS, LINK_ROLLBACK)
+    waits_for_the_test = RunSettings(stack="test", lock_timeout_ms=600_000, lock_retries=0, lock_wait_ms=1000)
 
-    def terminate() -> None:
-        time.sleep(1.0)
-        db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(5)%'")
+    with connect(db_target) as holder, ThreadPoolExecutor(max_workers=1) as pool:
+        holder.execute("SELECT pg_advisory_lock(%s)", (PARK_KEY,))
+        run = pool.submit(apply_batch, db_target, batch, waits_for_the_test)
+        (pid, _), = wait_until(lambda: lock_waits(db, db_target.dbname, "SELECT pg_advisory_xact_lock%", "advisory"), "step 4 to wait")
+        db.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(ConnectionLost, match=r"connection to .* was lost during migration.sql step 4 .*run `pulumi up` again to resume"):
+            run.result()
+    assert sorted(Ledger(db).finished_steps("0001_link", "migration.sql")) == [1, 2, 3]
 
-    killer = threading.Thread(target=terminate)
-    killer.start()
-    with pytest.raises(ConnectionLost, match=r"connection to .* was lost during migration.sql step 4 .*run `pulumi up` again to resume"):
-        apply_batch(db_target, batch, FAST)
-    killer.join()
-    finished = Ledger(db).finished_steps("0001_link", "migration.sql")
-    assert sorted(finished) == [1, 2, 3]
-
-    result = apply_batch(db_target, batch, FAST)
+    result = apply_batch(db_target, batch, waits_for_the_test)
     assert all(c.ok for c in result.checks)
+
+
+def test_a_run_asked_to_stop_stops_before_the_next_step_keeps_what_it_did_and_the_next_run_resumes(db_target: Target, db: psycopg.Connection, base: Batch, link: Batch) -> None:
+    asked: list[int] = []
+
+    def stop_before_the_third_step() -> str | None:
+        asked.append(1)
+        return "the caller is gone" if len(asked) == 3 else None
+
+    stopping = replace(FAST, stop_reason=stop_before_the_third_step)
+    with pytest.raises(RunStopped, match=r"stopped before migration.sql step 3 of batch '0001_link': the caller is gone; completed steps are recorded"):
+        apply_batch(db_target, link, stopping)
+
+    assert sorted(Ledger(db).finished_steps("0001_link", "migration.sql")) == [1, 2]
+    assert db.execute("""SELECT count(*) FROM information_schema.columns WHERE column_name = 'customer_id'""").fetchone() == (1,)
+    assert db.execute("SELECT count(*) FROM pg_constraint WHERE conname = 'Lead_customer_id_fkey'").fetchone() == (0,)
+    assert Ledger(db).entry("0001_link") is None and not Ledger(db).undo_pending("0001_link")
+    assert db.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone() == (0,)
+    assert all(c.ok for c in apply_batch(db_target, link, FAST).checks)
 
 
 def test_batches_run_as_the_configured_role_which_then_owns_what_they_create(db_target: Target, db: psycopg.Connection, base: Batch, link: Batch) -> None:
@@ -306,13 +334,19 @@ def test_a_stack_only_rolls_back_what_it_applied(db_target: Target, db: psycopg.
     assert db.execute("SELECT to_regclass('\"Customer\"') IS NOT NULL").fetchone() == (True,)
 
 
-def test_create_index_concurrently_waits_for_old_snapshots_without_the_lock_timeout(db_target: Target, base: Batch, link: Batch) -> None:
+def test_create_index_concurrently_waits_for_old_snapshots_without_the_lock_timeout(db_target: Target, db: psycopg.Connection, base: Batch, link: Batch) -> None:
     impatient = RunSettings(stack="test", lock_timeout_ms=100, lock_retries=0, lock_wait_ms=1000)
-    with connect(db_target) as reader:
+    with connect(db_target) as reader, ThreadPoolExecutor(max_workers=1) as pool:
         reader.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
         reader.execute("SELECT count(*) FROM pg_class")  # a long report on an unrelated table
-        release = threading.Timer(1.5, lambda: reader.execute("COMMIT"))
-        release.start()
-        result = apply_batch(db_target, link, impatient)
-        release.join()
+        run = pool.submit(apply_batch, db_target, link, impatient)
+
+        def waited_past_lock_timeout() -> bool:
+            return bool(lock_waits(db, db_target.dbname, "CREATE INDEX CONCURRENTLY%", "virtualxid",
+                                   waited_ms=10 * impatient.lock_timeout_ms)) or run.done()
+
+        wait_until(waited_past_lock_timeout, "the index build to wait for the open snapshot")
+        assert not run.done(), "the build is still waiting for the reader, ten lock_timeouts later"
+        reader.execute("COMMIT")
+        result = run.result()
     assert all(c.ok for c in result.checks)
