@@ -19,7 +19,7 @@ from .migrations.drift import DriftCheck, DriftReport, check_drift, expected_obj
 from .migrations.objects import ENUM, TABLE, SchemaObject, schema_objects, touched_by
 from .migrations.plan import Batch
 from .providers.schema_object import SchemaChecks, SchemaEnum, SchemaTable, describe
-from .schema import database_inputs, engine_target
+from .providers.connection_props import connection_inputs, target_of
 from .settings import StackSettings
 
 
@@ -31,7 +31,7 @@ def drift_check(settings: StackSettings, batches: Sequence[Batch]) -> DriftCheck
 def guard_schema(settings: StackSettings, batches: Sequence[Batch]) -> DriftReport:
     """Before the batches: in a preview, warn about drift; in `up`, record a missing expected shape (a ledger
     from before shapes were recorded) and refuse to go on while the schema has drifted."""
-    target, check = engine_target(settings.database), drift_check(settings, batches)
+    target, check = target_of(settings.database), drift_check(settings, batches)
     report = check_drift(target, check)
     if report.unrecorded and not pulumi.runtime.is_dry_run():
         report = record_unrecorded_shape(target, check, settings.migrations.lock_wait_ms)
@@ -56,7 +56,7 @@ class SchemaObjects(pulumi.ComponentResource):
     def __init__(self, name: str, settings: StackSettings, batches: Sequence[Batch], report: DriftReport, *,
                  after: Sequence[pulumi.Resource], opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("junkquote:schema:SchemaObjects", name, None, opts)
-        connection = database_inputs(settings.database)
+        connection = connection_inputs(settings.database)
         allowed = settings.migrations.allowed_drift
         child = pulumi.ResourceOptions(parent=self, depends_on=list(after))
         expected = report.expected
@@ -87,7 +87,7 @@ class SchemaObjects(pulumi.ComponentResource):
 def _recorded_after(settings: StackSettings, after: Sequence[pulumi.Resource], allowed: frozenset[str]) -> pulumi.Output[Shape | None]:
     """The shape recorded with the newest batch, read once the batches have run (unknown in a preview of
     pending batches: Pulumi shows the objects they change as to be updated)."""
-    target = engine_target(settings.database)
+    target = target_of(settings.database)
 
     def read(_ids: list[Any]) -> Shape | None:
         _newest, shape = expected_objects(target)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pulumi
 
-from infra.providers.inputs import connection_inputs
+from infra.providers.connection_props import connection_inputs
 from infra.providers.privileges import AccessVerification
 from infra.settings import DatabaseSettings
 
@@ -17,7 +17,7 @@ def verify_access(access: DatabaseAccess, settings: AccessSettings, db: Database
     """Runs on create and again whenever the schema version or the roles change."""
     names = settings.names
     props = {
-        **connection_inputs(db.host, db.port, db.name, db.user, db.sslmode, db.password),
+        **connection_inputs(db),
         "schema": settings.schema,
         "schemaVersion": schema_version,
         "roles": {"migrator": names.migrator, "app": names.app, "readonly": names.readonly},

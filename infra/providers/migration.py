@@ -21,9 +21,10 @@ from infra.migrations.syntax import statements_sha256
 from infra.migrations.target import Target
 from infra.providers.backfill_props import backfill_run, backfill_spec
 from infra.providers.engine_watch import engine_gone, exit_when_orphaned
-from infra.providers.inputs import target_from_inputs
+from infra.providers.connection_props import target_from_inputs
 from infra.providers.protection import protected_by_stack_file, protected_in_config
 from infra.providers.reporting import engine_errors
+from infra.providers.run_props import run_from_inputs
 
 _OUTPUTS = ("appliedAt", "durationMs", "checks", "adopted")
 # Inputs that only describe the SQL for people (derived from it, whose checksums are compared): a change in
@@ -44,16 +45,10 @@ class MigrationProps:
 
     @classmethod
     def parse(cls, props: dict[str, Any]) -> MigrationProps:
-        run = props["settings"]
         batch = Batch(props["batch"], *(file_text(props[prop]) for prop in _FILE_PROPS.values()),
                       backfill=backfill_spec(props))
         target = target_from_inputs(props)
-        settings = RunSettings(
-            stack=run["stack"], lock_timeout_ms=int(run["lockTimeoutMs"]),
-            statement_timeout_ms=int(run["statementTimeoutMs"]), lock_retries=int(run["lockRetries"]),
-            lock_wait_ms=int(run["lockWaitMs"]), role=run.get("role") or None, backfill=backfill_run(props),
-            stop_reason=engine_gone,
-        )
+        settings = run_from_inputs(props["settings"], backfill=backfill_run(props), stop_reason=engine_gone)
         return cls(batch, target, settings, adopt=bool(props.get("adopt")), protected=bool(props.get("protected")))
 
 

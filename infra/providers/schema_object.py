@@ -25,7 +25,7 @@ from infra.migrations.errors import ObjectNotBuilt
 from infra.migrations.objects import ENUM, TABLE
 from infra.migrations.plan import Batch
 from infra.migrations.target import Target
-from infra.providers.inputs import target_from_inputs
+from infra.providers.connection_props import target_from_inputs
 from infra.providers.reporting import engine_errors
 
 # The inputs besides `expected`: a change to any of them updates the resource.

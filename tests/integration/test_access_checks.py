@@ -17,7 +17,8 @@ from infra.access.checks import access_checks, failed
 from infra.access.settings import RoleNames
 from infra.migrations.errors import AccessCheckFailed
 from infra.migrations.target import Target
-from infra.providers.inputs import connection_inputs
+from infra.providers.connection_props import connection_inputs
+from infra.settings import DatabaseSettings
 from infra.providers.privileges import verify
 from tests.support.privileges import grant_like_the_component, run
 
@@ -105,7 +106,8 @@ def test_checks_report_a_missing_table_and_role(db: psycopg.Connection, roles: R
 
 
 def verification_props(target: Target, roles: RoleNames) -> dict:
-    inputs = connection_inputs(target.host, target.port, target.dbname, target.user, "disable", None)
+    inputs = connection_inputs(DatabaseSettings(host=target.host, port=target.port, name=target.dbname, user=target.user,
+                                                sslmode="disable"))
     return {**inputs, "schema": "public", "schemaVersion": "0001",
             "roles": {"migrator": roles.migrator, "app": roles.app, "readonly": roles.readonly}}
 

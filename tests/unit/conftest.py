@@ -27,7 +27,7 @@ def every_batch_applied(_target: object, _tables: object = ()) -> DatabaseState:
 @pytest.fixture(autouse=True)
 def no_database(monkeypatch: pytest.MonkeyPatch) -> None:
     """Unit tier, no I/O: the program's ledger read sees every batch applied, so nothing is pending."""
-    monkeypatch.setattr("infra.schema.read_state", every_batch_applied)
+    monkeypatch.setattr("infra.preflight.read_state", every_batch_applied)
     monkeypatch.setattr("infra.schema_objects.check_drift", lambda target, _check: DriftReport(target.display()))
     monkeypatch.setattr("infra.schema_objects.expected_objects", lambda _target: (None, None))
 
