@@ -151,7 +151,9 @@ class DatabaseAccess(pulumi.ComponentResource):
             object_type=object_type, privileges=list(privileges), opts=self._serialized(after)))
 
     def _grant_database_and_schema(self) -> None:
-        for kind, role in (("migrator", self.migrator), ("app", self.app), ("readonly", self.readonly)):
+        # The migrator may also create schemas: a batch may keep its own bookkeeping in one (0002's customer_backfill).
+        self._grant("connect-migrator", self.migrator, "database", ("CONNECT", "CREATE"))
+        for kind, role in (("app", self.app), ("readonly", self.readonly)):
             self._grant(f"connect-{kind}", role, "database", ("CONNECT",))
         self._grant("schema-migrator", self.migrator, "schema", ("CREATE", "USAGE"))
         self._grant("schema-app", self.app, "schema", ("USAGE",))

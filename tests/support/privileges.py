@@ -60,6 +60,7 @@ def grant_like_the_component(conn: psycopg.Connection, roles: RoleNames, dbname:
     m, a, r = roles.migrator, roles.app, roles.readonly
     run(conn, "REVOKE CREATE ON SCHEMA public FROM PUBLIC")  # PostgreSQL 14 and older grant it to everyone
     run(conn, "GRANT CONNECT ON DATABASE {} TO {}, {}, {}", dbname, m, a, r)
+    run(conn, "GRANT CREATE ON DATABASE {} TO {}", dbname, m)
     run(conn, "GRANT USAGE, CREATE ON SCHEMA public TO {}", m)
     run(conn, "GRANT USAGE ON SCHEMA public TO {}, {}", a, r)
     run(conn, "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {}", m, a)

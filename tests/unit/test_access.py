@@ -128,7 +128,7 @@ class SchemaStandIn(pulumi.CustomResource):
 def expected_grants(a: AccessSettings, db: str) -> set[tuple]:
     m, app, ro, s = a.migrator.name, a.app.name, a.readonly.name, a.schema
     return {
-        (m, "database", ("CONNECT",), None, db), (app, "database", ("CONNECT",), None, db),
+        (m, "database", ("CONNECT", "CREATE"), None, db), (app, "database", ("CONNECT",), None, db),
         (ro, "database", ("CONNECT",), None, db),
         (m, "schema", ("CREATE", "USAGE"), s, db), (app, "schema", ("USAGE",), s, db), (ro, "schema", ("USAGE",), s, db),
         (app, "table", ("DELETE", "INSERT", "SELECT", "UPDATE"), s, db), (app, "sequence", ("SELECT", "USAGE"), s, db),
