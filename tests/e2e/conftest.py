@@ -80,11 +80,11 @@ def pg15_server() -> Iterator[Target]:
 @pytest.fixture
 def make_access_stack(tmp_path: Path, cli_dir: Path, postgresql_plugin: str, db_target: Target,
                       ) -> Iterator[Callable[..., AccessStack]]:
-    """make_access_stack(server=None, batches=None, migrations=None) -> a stack modelled on staging, with roles,
+    """make_access_stack(server=None, batches=BATCH1, migrations=None) -> a stack modelled on staging, with roles,
     on a fresh database (the test database, or a new one on `server`), connecting as a CREATEROLE admin."""
     made: list[tuple[AccessStack, list[str], Target | None]] = []
 
-    def make(*, server: Target | None = None, batches: list[str] | None = None,
+    def make(*, server: Target | None = None, batches: list[str] | None = BATCH1,
              migrations: dict[str, Any] | None = None) -> AccessStack:
         target = create_database(server) if server is not None else db_target
         prefix = new_prefix()

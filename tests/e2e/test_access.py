@@ -97,7 +97,8 @@ def test_a_member_added_to_the_stack_config_is_created_and_a_removed_one_is_drop
     stack.set_roles({**roles, "members": [*roles["members"], {"name": lee, "memberOf": "app"}]})
     stack.set_member_password(lee, "lee-password")
     stack.project.stack.up(**QUIET)
-    assert can(stack.as_role(lee, "lee-password"), INSERT_LEAD, "lead-lee")
+    lee_login = stack.as_role(lee, "lee-password")
+    assert can(lee_login, INSERT_LEAD, "lead-lee") and can(lee_login, 'DELETE FROM "Lead" WHERE "id" = %s', "lead-lee")
 
     stack.set_roles(roles)
     stack.project.stack.up(**QUIET)
