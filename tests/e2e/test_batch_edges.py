@@ -79,6 +79,8 @@ def test_make_rollback_rolls_back_a_batch_on_purpose_even_when_its_folder_is_gon
     assert result.returncode == 0, output_of(result)
     assert ledger(db_target) == ["0000_baseline"]
     assert public_tables(db_target) == {"Lead", "Job", "Audit"}
+    applied.stack.up(on_output=lambda _: None)  # re-declares the baseline's table resources the rollback took along
+    assert ledger(db_target) == ["0000_baseline"], "nothing was applied again"
     again = applied.stack.up(on_output=lambda _: None)
     assert changes(again.summary.resource_changes) == {}, "the checkout and the stack agree again"
 
