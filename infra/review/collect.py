@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from ..gating import hold_back
 from ..migrations.errors import BatchFolderMissing, MigrationError
-from ..migrations.lint import LintReport, lint_batches
+from ..migrations.lint import LintBlocked, LintReport, lint_batches
 from ..migrations.plan import BATCH_FILES, Batch
 from ..migrations.report import describe_correction, lock_lines, locked_tables, new_tables, step_blocks
 from ..migrations.state import DatabaseState, read_state
@@ -42,7 +42,9 @@ def review_stack(settings: StackSettings, batches: Sequence[Batch], read: StateR
     except MigrationError as err:
         return _with(base, blockers=(str(err),))
     tables, relations = schema_changes([b for b in pending if not adopts(settings, b)])
-    return _with(base, batches=tuple(_batch(settings, b, state, pending, reports.get(b.name)) for b in pending),
+    unaccepted = [f for r in reports.values() for f in r.unaccepted]
+    blocked = (str(LintBlocked(unaccepted)),) if unaccepted and settings.migrations.lint == "block" else ()
+    return _with(base, blockers=blocked, batches=tuple(_batch(settings, b, state, pending, reports.get(b.name)) for b in pending),
                  waiting=held.waiting, tables=tables, relations=relations,
                  corrections=tuple(describe_correction(b, state.entries[b.name]) for b in state.corrected(batches)))
 

@@ -76,7 +76,7 @@ class StackReview:
     def summary(self) -> str:
         """One line: apply N batches, adopt, wait on a gate, or nothing."""
         if self.blockers:
-            return "blocked: nothing will run until the blockers below are resolved"
+            return "blocked: nothing will run until the blockers are resolved"
         parts = []
         applied = [b.name for b in self.batches if b.action == "apply"]
         adopted = [b.name for b in self.batches if b.action == "adopt"]

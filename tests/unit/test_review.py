@@ -105,6 +105,16 @@ def test_lint_findings_keep_their_acceptance_reason(tmp_path: Path) -> None:
     assert [(f.rule, f.accepted_reason) for f in result.batches[0].findings] == [
         ("adding-field-with-default", "small table"), ("prefer-bigint-over-int", None)]
     assert result.batches[0].findings[1].message == "use bigint (help)"
+    blocker, = result.blockers  # lint: block, and one finding is not accepted
+    assert blocker.startswith("migration lint blocked 1 unaccepted finding(s): 0001_note migration.sql:1 prefer-bigint-over-int;")
+
+
+def test_under_lint_warn_unaccepted_findings_are_no_blocker(tmp_path: Path) -> None:
+    note = make_batch(tmp_path, "0001_note", ADD_NOTE)
+    finding = LintFinding("0001_note", "migration.sql", 1, "prefer-bigint-over-int", "use bigint", None)
+    config = {**CONFIG, "junkquote-db:migrations": {"objectValue": {"lint": "warn"}}}
+    result = review(tmp_path, applied(), [note], lint=lambda bs: [LintReport("0001_note", (finding,))], config=config)
+    assert result.blockers == () and result.summary == "apply 1 batch (0001_note)"
 
 
 def sample() -> StackReview:
