@@ -27,7 +27,7 @@ export PULUMI_POSTGRESQL_SRC
 # A stack that declares roles needs the plugin; one without roles never loads it.
 PLUGIN = $(if $(shell grep -qs '^ *junkquote-db:roles:' Pulumi.$(STACK).yaml && echo yes),plugin,)
 
-.PHONY: help venv cli plugin test-plugin db-start db-stop db-destroy stack up preview drift destroy rollback outputs test test-unit test-integration test-e2e test-pg15 bench bench-preview bench-backfill
+.PHONY: help venv cli plugin test-plugin db-start db-stop db-destroy stack up preview drift destroy rollback outputs pr-report lint-workflows test test-unit test-integration test-e2e test-pg15 bench bench-preview bench-backfill
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -88,6 +88,15 @@ rollback: venv cli $(PLUGIN) $(LOCAL_DB) stack ## roll back BATCH=NNNN_slug and 
 
 outputs: venv cli stack ## print the stack outputs
 	$(WITH_CLI) pulumi stack output --stack $(STACK) --json
+
+# The Markdown review of what each stack in STACKS will do (a PR comment); OUT=file writes it there.
+STACKS ?= $(STACK)
+pr-report: venv cli ## Markdown review of what STACKS="staging prod" will do: blockers, steps, locks, lint, SQL, ER diagram
+	@$(WITH_CLI) $(PY) -m infra.pr_report $(STACKS) $(if $(OUT),--out $(OUT),)
+
+lint-workflows: venv ## actionlint and zizmor on .github/workflows (also part of `make test`)
+	"$$(tools/actionlint/build.sh)/actionlint" .github/workflows/*.yml
+	$(VENV)/bin/zizmor --offline --persona pedantic --no-progress .github/workflows
 
 # pytest exit code 5 means "no tests collected": a tier that ran nothing is a failure, not a pass.
 PYTEST = $(WITH_CLI) $(PY) -m pytest

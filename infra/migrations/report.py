@@ -35,6 +35,11 @@ def step_lines(batch: Batch, file: str = "migration.sql") -> list[str]:
     return [_step_line(step) for step in plan_steps(batch, file)]
 
 
+def step_blocks(batch: Batch, file: str = "migration.sql") -> list[str]:
+    """The steps as describe_batch shows them: one line each, or a header and a line per grouped statement."""
+    return [line for step in plan_steps(batch, file) for line in _step_block(step)]
+
+
 def locked_tables(batch: Batch) -> set[str]:
     """The tables that existed before the batch on which it takes a lock."""
     return {lock.table for step in plan_steps(batch, "migration.sql") for stmt in step.statements
@@ -77,7 +82,7 @@ def describe_batch(batch: Batch, target: str, settings: RunSettings, absent: fro
         f"(lock_timeout {settings.lock_timeout_ms} ms, {settings.lock_retries} retries with backoff; "
         f"statement_timeout {human_ms(settings.statement_timeout_ms)}"
         + (f"; as role {settings.role}" if settings.role else "") + "):",
-        *(f"  {line}" for step in plan_steps(batch, "migration.sql") for line in _step_block(step)),
+        *(f"  {line}" for line in step_blocks(batch)),
         "  locks on existing tables:" if locks else "  locks on existing tables: none",
         *(f"    {line}" for line in locks),
         f"  then validation.sql ({check_count(batch)} statements, run in a transaction that is rolled back); "
