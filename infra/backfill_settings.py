@@ -18,30 +18,35 @@ from typing import Any
 
 from .config_errors import ConfigError, refuse_unknown
 from .durations import parse_duration_ms
+from .migrations.throttle import ThrottleSettings
 
 BACKFILL_KEYS = frozenset({"targetWriteLatency", "minChunkRows", "maxChunkRows", "maxReplayLag", "paused"})
 
 
+_ENGINE = ThrottleSettings()  # the engine's defaults are the stack's defaults
+
+
 @dataclass(frozen=True)
 class BackfillSettings:
-    target_write_latency_ms: int = 100
-    min_chunk_rows: int = 100
-    max_chunk_rows: int = 20_000
-    max_replay_lag_ms: int = 2_000
+    target_write_latency_ms: int = _ENGINE.target_write_latency_ms
+    min_chunk_rows: int = _ENGINE.min_chunk_rows
+    max_chunk_rows: int = _ENGINE.max_chunk_rows
+    max_replay_lag_ms: int = _ENGINE.max_replay_lag_ms
     paused: bool = False
 
 
 def parse_backfill(obj: Mapping[str, Any] | None) -> BackfillSettings:
     obj = obj or {}
     refuse_unknown(obj, "backfill", BACKFILL_KEYS)
-    lo = _rows(obj, "minChunkRows", 100)
-    hi = _rows(obj, "maxChunkRows", 20_000)
+    lo = _rows(obj, "minChunkRows", _ENGINE.min_chunk_rows)
+    hi = _rows(obj, "maxChunkRows", _ENGINE.max_chunk_rows)
     if lo > hi:
         raise ConfigError("backfill.minChunkRows", f"'{lo}' is larger than backfill.maxChunkRows ({hi})")
     paused = obj.get("paused", False)
     if not isinstance(paused, bool):
         raise ConfigError("backfill.paused", f"'{paused}' must be true or false")
-    return BackfillSettings(_ms(obj, "targetWriteLatency", "100ms"), lo, hi, _ms(obj, "maxReplayLag", "2s"), paused)
+    return BackfillSettings(_ms(obj, "targetWriteLatency", _ENGINE.target_write_latency_ms), lo, hi,
+                            _ms(obj, "maxReplayLag", _ENGINE.max_replay_lag_ms), paused)
 
 
 def parse_gates(obj: Mapping[str, Any] | None) -> frozenset[str]:
@@ -60,7 +65,7 @@ def _rows(obj: Mapping[str, Any], key: str, default: int) -> int:
     return value
 
 
-def _ms(obj: Mapping[str, Any], key: str, default: str) -> int:
+def _ms(obj: Mapping[str, Any], key: str, default: int) -> int:
     ms = parse_duration_ms(obj.get(key, default))
     if ms is None or ms <= 0:
         raise ConfigError(f"backfill.{key}", f"'{obj.get(key)}' is not a duration like 100ms or 2s")
