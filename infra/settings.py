@@ -17,7 +17,7 @@ from .durations import parse_duration_ms
 from .migrations.drift import parse_allowed
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-KNOWN_KEYS = frozenset({"database", "password", "migrations", "roles", "backfill", "gates"}) | SECRET_KEYS
+KNOWN_KEYS = frozenset({"database", "password", "migrations", "roles", "backfill", "gates", "ephemeral"}) | SECRET_KEYS
 SSL_MODES = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"})
 HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.\-]*[A-Za-z0-9])?$|^\[?[0-9A-Fa-f:.]+\]?$")
 DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,62}$")
@@ -52,6 +52,7 @@ class MigrationSettings:
     adopt_baseline: bool
     lint: str
     allowed_drift: frozenset[str] = frozenset()  # objects added outside the batches that are not drift
+    backup_before_apply: Path | None = None  # a directory: pg_dump there before the first pending batch runs
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ def _duration(obj: Mapping[str, Any], key: str, default: str) -> int:
 def parse_migrations(obj: Mapping[str, Any] | None, sql_dir: Path = SQL_DIR) -> MigrationSettings:
     obj = obj or {}
     refuse_unknown(obj, "migrations", {"lockTimeout", "statementTimeout", "lockRetries", "lockWait", "protected", "baseline",
-                                       "lint", "allowedDrift"})
+                                       "lint", "allowedDrift", "backupBeforeApply"})
     retries = obj.get("lockRetries", 10)
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
         raise ConfigError("migrations.lockRetries", f"'{retries}' is not a whole number from 0 to 100")
@@ -135,7 +136,21 @@ def parse_migrations(obj: Mapping[str, Any] | None, sql_dir: Path = SQL_DIR) -> 
         adopt_baseline=baseline == "adopt",
         lint=lint,
         allowed_drift=_allowed_drift(obj.get("allowedDrift", [])),
+        backup_before_apply=_backup_dir(obj.get("backupBeforeApply")),
     )
+
+
+def _backup_dir(value: Any) -> Path | None:
+    """A local directory (or a file:// URL of one) for the pre-apply pg_dump; None when not set."""
+    if value in (None, ""):
+        return None
+    text = str(value)
+    if text.startswith("file://"):
+        text = text.removeprefix("file://")
+    elif "://" in text:
+        raise ConfigError("migrations.backupBeforeApply", f"'{value}' is not a directory; give a path (or file:// URL) "
+                                                          "on a disk the runner keeps, e.g. a mounted bucket")
+    return Path(text).expanduser()
 
 
 def _allowed_drift(value: Any) -> frozenset[str]:
