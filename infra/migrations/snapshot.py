@@ -22,22 +22,22 @@ _SCHEMAS = """SELECT nspname FROM pg_namespace
                 AND nspname NOT LIKE 'pg\\_temp\\_%%' AND nspname NOT LIKE 'pg\\_toast\\_temp\\_%%' ORDER BY 1"""
 # Other objects, keyed "kind schema.name" -> definition, in the schemas above.
 _OTHERS = {
-    "view": """SELECT n.nspname || '.' || c.relname, c.relkind || ': ' || pg_get_viewdef(c.oid)
+    "view": """SELECT n.nspname || '.' || c.relname, c.relkind::text || ': ' || pg_get_viewdef(c.oid)
                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-               WHERE c.relkind IN ('v', 'm') AND n.nspname = ANY(%s)""",
+               WHERE c.relkind IN ('v', 'm') AND n.nspname::text = ANY(%s)""",
     "sequence": """SELECT n.nspname || '.' || c.relname,
                           format('%%s start %%s increment %%s min %%s max %%s cycle %%s', format_type(s.seqtypid, NULL),
                                  s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcycle)
                    FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-                   WHERE n.nspname = ANY(%s)""",
+                   WHERE n.nspname::text = ANY(%s)""",
     "function": """SELECT n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
                           pg_get_functiondef(p.oid)
                    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-                   WHERE n.nspname = ANY(%s) AND p.prokind IN ('f', 'p')
+                   WHERE n.nspname::text = ANY(%s) AND p.prokind IN ('f', 'p')
                      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')""",
     "trigger": """SELECT n.nspname || '.' || c.relname || '.' || t.tgname, pg_get_triggerdef(t.oid)
                   FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-                  WHERE NOT t.tgisinternal AND n.nspname = ANY(%s)""",
+                  WHERE NOT t.tgisinternal AND n.nspname::text = ANY(%s)""",
 }
 
 

@@ -8,6 +8,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import psycopg
+
 from ..migrations.dump import DATA_MODES
 from ..migrations.errors import MigrationError
 from .ephemeral import Request, down, up
@@ -35,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         COMMANDS[args.command](ws, request)
     except (PipelineError, MigrationError) as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
+        return 1
+    except psycopg.Error as err:  # a query of the pipeline itself (the engine converts its own)
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        print(f"error: {args.command} of {args.pr or args.stack} stopped on a database error: {first}; run it again, "
+              "every step checks what exists first", file=sys.stderr, flush=True)
         return 1
     return 0
 

@@ -60,10 +60,15 @@ def refuse_unless_ephemeral(stack: str, values: Mapping[str, Any] | None, shared
     if values is None:
         raise NotEphemeral(stack, "it has no stack config here (Pulumi.<stack>.yaml) and no ephemeral tag in the backend")
     migrations = values.get("migrations") or {}
-    if isinstance(migrations, Mapping) and migrations.get("protected") is True:
+    if isinstance(migrations, Mapping) and _true(migrations.get("protected")):
         raise NotEphemeral(stack, "its config sets migrations.protected: true")
-    if values.get(MARKER) is not True:
+    if not _true(values.get(MARKER)):
         raise NotEphemeral(stack, f"its config does not mark it ephemeral (junkquote-db:{MARKER}: true)")
+
+
+def _true(value: Any) -> bool:
+    """A config true: YAML's true, or "true" as the CLI writes a top-level value back."""
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
 
 def ephemeral_values(base: str, base_values: Mapping[str, Any], stack: str, server: Server) -> dict[str, Any]:
