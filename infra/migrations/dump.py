@@ -13,12 +13,16 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from .catalog import LEDGER_SCHEMA
 from .errors import MigrationError
 from .target import Target
 
 DEBIAN_BIN = "/usr/lib/postgresql/{major}/bin"
 EMBEDDED_MAJOR = 18
-DATA_MODES = ("schema", "full")  # schema only (the default), or schema and every row
+DATA_MODES = ("schema", "full")  # the schema and the ledger's rows (the default), or schema and every row
+_DATA_SCHEMAS = """SELECT nspname FROM pg_namespace
+                   WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', %s)
+                     AND nspname NOT LIKE 'pg\\_%%' ORDER BY 1"""
 
 
 class DumpFailed(MigrationError):
@@ -41,6 +45,13 @@ def server_major(target: Target) -> int:
         return conn.info.server_version // 10000
 
 
+def _without_rows(target: Target) -> list[str]:
+    """pg_dump options that leave out the rows of every schema but the ledger's, whose rows come along."""
+    with target.connect(autocommit=True) as conn:
+        schemas = [row[0] for row in conn.execute(_DATA_SCHEMAS, (LEDGER_SCHEMA,))]
+    return [f'--exclude-table-data="{schema.replace(chr(34), chr(34) * 2)}".*' for schema in schemas]
+
+
 def bin_dir_for(major: int) -> Path:
     """Where pg_dump and pg_restore of this major version live (PG_BIN_DIR overrides the lookup)."""
     override = os.environ.get("PG_BIN_DIR")
@@ -54,12 +65,13 @@ def bin_dir_for(major: int) -> Path:
 
 
 def dump_database(target: Target, path: Path, *, data: str = "schema") -> DumpResult:
-    """A custom-format archive of the target's database in `path`: the schema, and with data='full' every row."""
+    """A custom-format archive of the target's database in `path`: the schema and the ledger's rows (so a restored
+    copy knows which batches are applied), and with data='full' every row."""
     if data not in DATA_MODES:
         raise ValueError(f"data must be one of {DATA_MODES}, not {data!r}")
     major = server_major(target)
     path.parent.mkdir(parents=True, exist_ok=True)
-    args = ["--format=custom", f"--file={path}", "--no-password"] + (["--schema-only"] if data == "schema" else [])
+    args = ["--format=custom", f"--file={path}", "--no-password"] + (_without_rows(target) if data == "schema" else [])
     _run("pg_dump", target, major, [*args, *_connection_args(target)],
          "check that the server is reachable and that the user may read every table")
     return DumpResult(path, str(major), data)

@@ -106,3 +106,18 @@ def test_the_password_reaches_pg_dump_in_its_environment_never_on_its_command_li
     (args, env), = seen
     assert Path(args[0]).name == "pg_dump" and all(secret not in a for a in args)
     assert env["PGPASSWORD"] == secret
+
+
+def test_a_schema_dump_brings_the_ledgers_rows_and_no_other_rows(
+        shaped: psycopg.Connection, db_target: Target, pg_admin: Target, tmp_path: Path) -> None:
+    shaped.execute("INSERT INTO \"Lead\" VALUES ('1', 'kim', 'calm')")
+    shaped.execute("CREATE SCHEMA schema_ledger; CREATE TABLE schema_ledger.batch (batch text); "
+                   "INSERT INTO schema_ledger.batch VALUES ('0000_baseline')")
+    copy = create_database(pg_admin)
+    try:
+        restore_database(copy, dump_database(db_target, tmp_path / "source.dump").path)
+        with connect(copy) as restored:
+            assert restored.execute("SELECT batch FROM schema_ledger.batch").fetchall() == [("0000_baseline",)]
+            assert restored.execute('SELECT count(*) FROM "Lead"').fetchone() == (0,)
+    finally:
+        drop_database(pg_admin, copy.dbname)
