@@ -4,11 +4,13 @@ the real pg_dump/pg_restore of the server's version."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from psycopg import sql
 
 from infra.migrations.target import Target
@@ -30,8 +32,6 @@ def pipeline(project: ProjectStack, *args: str) -> subprocess.CompletedProcess[s
 def stacks(project: ProjectStack) -> set[str]:
     out = subprocess.run(["pulumi", "stack", "ls", "--json"], cwd=project.workdir, env=project.env,
                          capture_output=True, text=True, check=True).stdout
-    import json
-
     return {s["name"] for s in json.loads(out)}
 
 
@@ -84,7 +84,8 @@ def test_the_ephemeral_lifecycle_creates_rehearses_and_removes_database_roles_an
     assert ledger(ephemeral) == [("0000_baseline", "pr-7"), ("0001_add_memory_entities", "pr-7")]
     assert roles(pg_admin, f"{base.prefix}\\_%\\_pr\\_7") == sorted(
         f"{base.prefix}_{kind}_pr_7" for kind in ("app", "kim", "migrator", "readonly"))
-    assert "ephemeral: true" in (project.workdir / "Pulumi.pr-7.yaml").read_text()
+    marked = yaml.safe_load((project.workdir / "Pulumi.pr-7.yaml").read_text())["config"]["junkquote-db:ephemeral"]
+    assert str(marked).lower() == "true"
 
     rehearsed = pipeline(project, "rehearse", "--pr", "7", "--base", name)
     assert rehearsed.returncode == 0, rehearsed.stderr
