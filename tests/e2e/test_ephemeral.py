@@ -191,3 +191,27 @@ def test_the_commands_refuse_a_stack_that_is_not_ephemeral_and_change_nothing(
         assert "pass PR=<number>" in lines[0]
     assert [b for b, _ in ledger(db_target)] == ["0000_baseline", "0001_add_memory_entities"]
     assert plain.stack.name in stacks(plain)
+
+
+def test_a_copy_restored_from_a_stack_with_roles_hands_the_tables_to_its_own_migrator(
+        base_with_roles: AccessStack, pg_admin: Target, cleanup: list[tuple[ProjectStack, str, str]]) -> None:
+    base = base_with_roles
+    project, name = base.project, base.project.stack.name
+    project.stack.up(on_output=lambda _: None)
+    project.add_batch("0002_lead_source", LEAD_SOURCE,
+                      rollback='DROP INDEX IF EXISTS "Lead_source_idx";\nALTER TABLE "Lead" DROP COLUMN IF EXISTS "source";\n')
+    database = f"{base.target.dbname}_pr_11"
+    cleanup.append((project, "pr-11", database))
+
+    created = pipeline(project, "up", "--pr", "11", "--base", name, "--restore-from", name)
+
+    assert created.returncode == 0, created.stderr
+    assert f"restored objects handed over to {base.prefix}_migrator_pr_11" in created.stdout
+    ephemeral = base.target.with_database(database)
+    assert ledger(ephemeral)[-1] == ("0002_lead_source", "pr-11")  # it altered "Lead", as the copy's migrator
+    with connect(ephemeral) as conn:
+        owners = {r[0] for r in conn.execute("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relnamespace = 'public'::regnamespace")}
+    assert owners == {f"{base.prefix}_migrator_pr_11"}
+    removed = pipeline(project, "down", "--pr", "11", "--base", name)
+    assert removed.returncode == 0, removed.stderr
+    assert databases(pg_admin, database) == [] and roles(pg_admin, "%\\_pr\\_11") == []
