@@ -198,7 +198,7 @@ def test_a_copy_restored_from_a_stack_with_roles_hands_the_tables_to_its_own_mig
     base = base_with_roles
     project, name = base.project, base.project.stack.name
     project.stack.up(on_output=lambda _: None)
-    project.add_batch("0002_lead_source", LEAD_SOURCE,
+    project.add_batch("0002_lead_source", LEAD_SOURCE.replace("CREATE INDEX", "CREATE INDEX CONCURRENTLY"),
                       rollback='DROP INDEX IF EXISTS "Lead_source_idx";\nALTER TABLE "Lead" DROP COLUMN IF EXISTS "source";\n')
     database = f"{base.target.dbname}_pr_11"
     cleanup.append((project, "pr-11", database))
