@@ -19,6 +19,7 @@ from ..config_errors import ConfigError
 from ..localdb import DEFAULT_PORT, SUPERUSER
 from ..migrations.dump import dump_database, restore_database
 from ..migrations.errors import MigrationError
+from ..migrations.target import Target
 from ..providers.connection_props import target_of
 from ..review.stack_config import settings_from_config
 from ..settings import SQL_DIR, StackSettings
@@ -131,7 +132,9 @@ def _ensure_role_passwords(ws: Workspace, stack: str) -> None:
     for key in secret_keys(ws.file_values(stack) or {}):
         top, _, entry = key.partition(".")
         current = have.get(top)
-        if (current.get(entry) if entry and isinstance(current, Mapping) else None if entry else current) in (None, ""):
+        if entry:
+            current = current.get(entry) if isinstance(current, Mapping) else None
+        if current in (None, ""):
             ws.set_secret(stack, key, secrets.token_urlsafe(24))
 
 
@@ -156,7 +159,7 @@ def _base(ws: Workspace, base: str) -> tuple[dict[str, Any], str | None, Server]
     return {k: v for k, v in values.items() if k != "password"}, (str(password) if password else None), srv
 
 
-def _restore(ws: Workspace, req: Request, admin: Any) -> None:
+def _restore(ws: Workspace, req: Request, admin: Target) -> None:
     """A pg_dump of the source stack's database restored into the (empty) ephemeral one, in one transaction."""
     try:
         source = settings_from_config(req.restore_from or "", _as_cli_json(ws.config(req.restore_from or "")), SQL_DIR)
