@@ -27,7 +27,7 @@ export PULUMI_POSTGRESQL_SRC
 # A stack that declares roles needs the plugin; one without roles never loads it.
 PLUGIN = $(if $(shell grep -qs '^ *junkquote-db:roles:' Pulumi.$(STACK).yaml && echo yes),plugin,)
 
-.PHONY: help venv cli plugin test-plugin db-start db-stop db-destroy stack up preview drift destroy rollback outputs pr-report lint-workflows test test-unit test-integration test-e2e test-pg15 bench bench-preview bench-backfill
+.PHONY: help venv cli plugin test-plugin db-start db-stop db-destroy stack up preview drift destroy rollback outputs pr-report ephemeral-up ephemeral-down rehearse lint-workflows test test-unit test-integration test-e2e test-pg15 bench bench-preview bench-backfill
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -95,6 +95,24 @@ outputs: venv cli stack ## print the stack outputs
 STACKS ?= $(STACK)
 pr-report: venv cli ## Markdown review of what STACKS="staging prod" will do: blockers, steps, locks, lint, SQL, ER diagram
 	@$(WITH_CLI) $(PY) -m infra.pr_report $(STACKS) $(if $(OUT),--out $(OUT),)
+
+# An ephemeral stack per pull request (infra/pipeline): PR=<number> names it pr-<number>; BASE (staging) gives its
+# settings and server, FROM=<stack> restores a pg_dump of that stack first (DATA=schema|full).
+BASE ?= staging
+PIPELINE_ARGS = --pr "$(PR)" --base $(BASE) $(if $(FROM),--restore-from $(FROM),) $(if $(DATA),--data $(DATA),)
+define pipeline
+	@test -n "$(PR)" || { echo "usage: make $(1) PR=<number> [BASE=staging] [FROM=prod] [DATA=schema|full]" >&2; exit 1; }
+	$(WITH_CLI) $(PY) -m infra.pipeline $(1) $(PIPELINE_ARGS)
+endef
+
+ephemeral-up: venv cli plugin ## create pr-<PR> from BASE's settings (roles included) on a fresh database, then `pulumi up`
+	$(call pipeline,up)
+
+ephemeral-down: venv cli plugin ## `pulumi destroy` pr-<PR> (rollbacks, roles), drop its database, remove the stack
+	$(call pipeline,down)
+
+rehearse: venv cli plugin ## rollback rehearsal on a fresh pr-<PR>: apply, destroy, compare the catalog, apply again
+	$(call pipeline,rehearse)
 
 lint-workflows: venv ## actionlint and zizmor on .github/workflows (also part of `make test`)
 	"$$(tools/actionlint/build.sh)/actionlint" .github/workflows/*.yml

@@ -2,6 +2,7 @@
 
 import pulumi
 
+from infra.backup import backup_before_apply
 from infra.migrations.plan import load_batches
 from infra.program_errors import reported_as_run_errors
 from infra.schema import SchemaMigrations
@@ -23,6 +24,7 @@ if settings.access:  # a stack without roles creates no pulumi-postgresql resour
 
 with reported_as_run_errors():
     drift = guard_schema(settings, batches)  # refuses `up` on a drifted schema, before any batch runs
+    backup = backup_before_apply(settings, batches)  # migrations.backupBeforeApply: pg_dump before a pending batch
     schema = SchemaMigrations("schema", settings, batches, role=access.migrator_role if access else None,
                               opts=pulumi.ResourceOptions(depends_on=access.schema_prerequisites if access else None))
 
@@ -40,3 +42,5 @@ pulumi.export("schemaVersion", schema.schema_version)
 pulumi.export("appliedBatches", schema.applied)
 pulumi.export("contextMemoryReady", schema.context_memory_ready)  # backfills applied and validated
 pulumi.export("schemaObjects", objects.described)
+if backup:
+    pulumi.export("preApplyBackup", backup)

@@ -18,7 +18,7 @@ from .migrations.drift import parse_allowed
 from .migrations.plan import BATCH_NAME
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-KNOWN_KEYS = frozenset({"database", "password", "migrations", "roles", "backfill", "gates"}) | SECRET_KEYS
+KNOWN_KEYS = frozenset({"database", "password", "migrations", "roles", "backfill", "gates", "ephemeral"}) | SECRET_KEYS
 SSL_MODES = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"})
 HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.\-]*[A-Za-z0-9])?$|^\[?[0-9A-Fa-f:.]+\]?$")
 DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,62}$")
@@ -54,6 +54,7 @@ class MigrationSettings:
     lint: str
     allowed_drift: frozenset[str] = frozenset()  # objects added outside the batches that are not drift
     roll_back_from: str | None = None  # this batch and every later one are rolled back and not applied
+    backup_before_apply: Path | None = None  # a directory: pg_dump there before the first pending batch runs
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ def _duration(obj: Mapping[str, Any], key: str, default: str) -> int:
 def parse_migrations(obj: Mapping[str, Any] | None, sql_dir: Path = SQL_DIR) -> MigrationSettings:
     obj = obj or {}
     refuse_unknown(obj, "migrations", {"lockTimeout", "statementTimeout", "lockRetries", "lockWait", "protected", "baseline",
-                                       "lint", "allowedDrift", "rollBackFrom"})
+                                       "lint", "allowedDrift", "rollBackFrom", "backupBeforeApply"})
     retries = obj.get("lockRetries", 10)
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
         raise ConfigError("migrations.lockRetries", f"'{retries}' is not a whole number from 0 to 100")
@@ -138,6 +139,7 @@ def parse_migrations(obj: Mapping[str, Any] | None, sql_dir: Path = SQL_DIR) -> 
         lint=lint,
         allowed_drift=_allowed_drift(obj.get("allowedDrift", [])),
         roll_back_from=_batch_name(obj.get("rollBackFrom")),
+        backup_before_apply=_backup_dir(obj.get("backupBeforeApply")),
     )
 
 
@@ -147,6 +149,19 @@ def _batch_name(value: Any) -> str | None:
     if not isinstance(value, str) or not BATCH_NAME.match(value):
         raise ConfigError("migrations.rollBackFrom", f"'{value}' is not a batch name like 0001_add_memory_entities")
     return value
+
+
+def _backup_dir(value: Any) -> Path | None:
+    """A local directory (or a file:// URL of one) for the pre-apply pg_dump; None when not set."""
+    if value in (None, ""):
+        return None
+    text = str(value)
+    if text.startswith("file://"):
+        text = text.removeprefix("file://")
+    elif "://" in text:
+        raise ConfigError("migrations.backupBeforeApply", f"'{value}' is not a directory; give a path (or file:// URL) "
+                                                          "on a disk the runner keeps, e.g. a mounted bucket")
+    return Path(text).expanduser()
 
 
 def _allowed_drift(value: Any) -> frozenset[str]:

@@ -28,7 +28,7 @@ def workflow_files() -> list[str]:
 
 
 def test_there_are_workflows_to_lint() -> None:
-    assert {Path(p).name for p in workflow_files()} >= {"pr-review.yml", "deploy.yml"}
+    assert {Path(p).name for p in workflow_files()} >= {"pr-review.yml", "deploy.yml", "pr-ephemeral.yml"}
 
 
 def test_the_workflows_pass_actionlint(actionlint: str) -> None:
