@@ -15,7 +15,7 @@ from typing import Any
 import pulumi
 
 from .migrations.catalog import Shape
-from .migrations.drift import DriftCheck, DriftReport, check_drift, expected_objects, record_unrecorded_shape, without_allowed
+from .migrations.drift import DriftCheck, DriftReport, check_drift, expected_objects, record_unrecorded_shape, shape_after, without_allowed
 from .migrations.objects import ENUM, TABLE, SchemaObject, schema_objects, touched_by
 from .migrations.plan import Batch
 from .providers.schema_object import SchemaChecks, SchemaEnum, SchemaTable, describe
@@ -59,13 +59,13 @@ class SchemaObjects(pulumi.ComponentResource):
         connection = connection_inputs(settings.database)
         allowed = settings.migrations.allowed_drift
         child = pulumi.ResourceOptions(parent=self, depends_on=list(after))
-        expected = report.expected
+        start = settings.migrations.roll_back_from
+        rolling_back = bool(start and report.newest and report.newest >= start)  # every object is read after the run
+        expected = _expected(settings, batches, report, rolling_back)
         pending = [b for b in batches if b.name in report.pending]
         changing = touched_by(pending, expected.index_tables() if expected else {}) if pending else frozenset()
         recorded = _recorded_after(settings, after, allowed)
         self.tables, self.enums = {}, {}
-        start = settings.migrations.roll_back_from
-        rolling_back = bool(start and report.newest and report.newest >= start)  # every object is read after the run
         for obj in declared_objects(batches, expected, allowed):
             known = expected is not None and obj.key not in changing and not rolling_back
             described = (describe(without_allowed(expected, allowed), obj.kind, obj.name) if known and expected
@@ -84,6 +84,15 @@ class SchemaObjects(pulumi.ComponentResource):
             "enums": {n: e.labels for n, e in self.enums.items()},
         })
         self.register_outputs({"schemaObjects": self.described})
+
+
+def _expected(settings: StackSettings, batches: Sequence[Batch], report: DriftReport, rolling_back: bool) -> Shape | None:
+    """The shape the declared objects come from: the newest applied batch's, or, when a rollback is asked for,
+    the shape recorded after the newest batch that stays."""
+    if not rolling_back:
+        return report.expected
+    kept = [b.name for b in batches if b.name not in report.pending]
+    return shape_after(target_of(settings.database), kept[-1]) if kept else None
 
 
 def _recorded_after(settings: StackSettings, after: Sequence[pulumi.Resource], allowed: frozenset[str]) -> pulumi.Output[Shape | None]:

@@ -268,6 +268,12 @@ def expected_objects(target: Target) -> tuple[str | None, Shape | None]:
         return (None, None) if newest is None else newest
 
 
+def shape_after(target: Target, batch: str) -> Shape | None:
+    """The shape recorded right after `batch` (what is expected once every later batch is rolled back)."""
+    with _errors(target), target.connect(autocommit=True) as conn:
+        return Ledger(conn).shape_after(batch)
+
+
 def _expected_schema(conn: psycopg.Connection) -> str | None:
     newest = Ledger(conn).expected_shape()
     return newest[1].schema if newest and newest[1] else None

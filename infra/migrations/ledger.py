@@ -334,6 +334,13 @@ class Ledger:
                ON CONFLICT (batch) DO UPDATE SET shape = EXCLUDED.shape, recorded_at = now()""",
             (batch, Jsonb(shape.to_json())))
 
+    def shape_after(self, batch: str) -> Shape | None:
+        """The shape recorded right after `batch` was applied (None if there is none)."""
+        if not self.has_shapes():
+            return None
+        found = self.conn.execute("SELECT shape FROM schema_ledger.shape WHERE batch = %s", (batch,)).fetchone()
+        return Shape.from_json(found[0]) if found else None
+
     def expected_shape(self) -> tuple[str, Shape | None] | None:
         """(newest applied batch, the shape recorded with it or None if it has none); None if nothing is applied."""
         if not self.exists():
