@@ -67,11 +67,18 @@ def with_per_batch_resources(stack: ProjectStack) -> None:
         props = {"__provider": provider, "batch": batch, "connection": history["inputs"]["connection"]}
         legacy.append({**history, "urn": urn, "id": batch, "type": "pulumi-python:dynamic/junkquote:Migration",
                        "inputs": props, "outputs": props, "dependencies": []})
-    exported["deployment"]["resources"] = [r for r in resources if r is not history] + legacy
+    newest = legacy[-1]["urn"]
+    for resource in resources:  # what depended on the history depended on the newest batch's resource
+        resource["dependencies"] = [newest if d == history["urn"] else d for d in resource.get("dependencies") or []]
+        for prop, deps in (resource.get("propertyDependencies") or {}).items():
+            resource["propertyDependencies"][prop] = [newest if d == history["urn"] else d for d in deps]
+    at = resources.index(history)
+    exported["deployment"]["resources"] = resources[:at] + legacy + resources[at + 1:]
     stack.cli("state", "unprotect", "--all", "--yes")
     path = stack.workdir / "legacy-state.json"
     path.write_text(json.dumps(exported))
-    stack.cli("stack", "import", "--file", str(path), check=True)
+    imported = stack.cli("stack", "import", "--file", str(path))
+    assert imported.returncode == 0, imported.stdout + imported.stderr
 
 
 def test_a_stack_with_one_resource_per_batch_is_taken_over_by_the_history_without_a_rollback(make_stack: Callable[..., ProjectStack], db_target: Target) -> None:
