@@ -13,7 +13,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import ConfigureRequest, CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
-from infra.migrations.errors import BatchChanged, DestroyRefused
+from infra.migrations.errors import BatchChanged
 from infra.migrations.plan import BATCH_FILES, Batch
 from infra.migrations.runner import ApplyResult, RunSettings, adopt_batch, apply_batch, rollback_batch
 from infra.migrations.state import applied_batches
@@ -21,6 +21,7 @@ from infra.migrations.syntax import statements_sha256
 from infra.migrations.target import Target
 from infra.providers.backfill_props import backfill_run, backfill_spec
 from infra.providers.engine_watch import engine_gone, exit_when_orphaned
+from infra.providers.errors import DestroyRefused
 from infra.providers.connection_props import target_from_inputs
 from infra.providers.protection import protected_by_stack_file, protected_in_config
 from infra.providers.reporting import engine_errors
