@@ -284,11 +284,17 @@ def test_object_grants_wait_for_the_schema_and_the_schema_waits_for_default_priv
     return pulumi.Output.all(schema.urn, prerequisites, settled(component, schema)).apply(check)
 
 
-def test_no_roles_parse_to_none_and_the_component_refuses_none() -> None:
+def test_a_stack_without_roles_gets_no_access_and_never_loads_the_postgresql_sdk() -> None:
     """That the whole dev program then registers no postgresql resource is test_program.py's to show."""
     assert parse_access(None, lambda key: pytest.fail(f"asked for {key}")) is None
-    with pytest.raises(ValueError, match="needs declared roles"):
-        DatabaseAccess("access", None, DATABASE)
+    code = ("import sys\n"
+            "from infra.settings import StackSettings, parse_database, parse_migrations\n"
+            "from infra.access.stack_access import stack_access\n"
+            "db = parse_database({'host': 'h', 'name': 'd', 'user': 'u'}, None)\n"
+            "access = stack_access(StackSettings('dev', db, parse_migrations({})))\n"
+            "assert (access.migrator_role, access.schema_prerequisites, access.after_schema([], None)) == (None, [], {})\n"
+            "sys.exit('pulumi_postgresql' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
 def test_reading_role_settings_does_not_load_the_postgresql_sdk() -> None:

@@ -55,7 +55,7 @@ def test_staging_declares_roles_then_batches_then_grants_and_their_verification(
         assert {m.inputs["settings"]["role"] for m in migrations} == {"junkquote_staging_migrator"}
         assert all(m.inputs["adopt"] is False for m in migrations)
 
-    return program["verification"].id.apply(check)
+    return program["access_outputs"]["accessChecks"].apply(check)
 
 
 @pulumi.runtime.test
