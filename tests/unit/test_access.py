@@ -125,23 +125,38 @@ class SchemaStandIn(pulumi.CustomResource):
         super().__init__("junkquote:test:Migration", name, {})
 
 
+README_TABLE = "| role | database | schema | tables | sequences | types |"
+OBJECT_TYPES = {"database": "database", "schema": "schema", "tables": "table", "sequences": "sequence", "types": "type"}
+
+
+def readme_privileges() -> dict[str, dict[str, tuple[str, ...]]]:
+    """The README's table of what each role may do: role -> object type -> privileges (sorted). What a role owns,
+    or has nothing on, is not a grant."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    start = lines.index(README_TABLE)
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    table = {}
+    for line in itertools.takewhile(lambda text: text.startswith("|"), lines[start + 2:]):
+        cells = dict(zip(header, (c.strip() for c in line.strip("|").split("|"))))
+        role = cells.pop("role")
+        table[role] = {OBJECT_TYPES[column]: tuple(sorted(value.split(", "))) for column, value in cells.items()
+                       if value not in ("owns them", "—")}
+    return table
+
+
 def expected_grants(a: AccessSettings, db: str) -> set[tuple]:
-    m, app, ro, s = a.migrator.name, a.app.name, a.readonly.name, a.schema
-    return {
-        (m, "database", ("CONNECT", "CREATE"), None, db), (app, "database", ("CONNECT",), None, db),
-        (ro, "database", ("CONNECT",), None, db),
-        (m, "schema", ("CREATE", "USAGE"), s, db), (app, "schema", ("USAGE",), s, db), (ro, "schema", ("USAGE",), s, db),
-        (app, "table", ("DELETE", "INSERT", "SELECT", "UPDATE"), s, db), (app, "sequence", ("SELECT", "USAGE"), s, db),
-        (ro, "table", ("SELECT",), s, db),
-    }
+    """Per the README: a Grant for each cell on the database, the schema, and the tables and sequences that exist."""
+    names = {"migrator": a.migrator.name, "app": a.app.name, "readonly": a.readonly.name}
+    return {(names[role], kind, privileges, None if kind == "database" else a.schema, db)
+            for role, cells in readme_privileges().items() for kind, privileges in cells.items() if kind != "type"}
 
 
 def expected_defaults(a: AccessSettings, db: str) -> set[tuple]:
-    m, app, ro, s = a.migrator.name, a.app.name, a.readonly.name, a.schema
-    return {
-        (m, app, "table", ("DELETE", "INSERT", "SELECT", "UPDATE"), s, db), (m, app, "sequence", ("SELECT", "USAGE"), s, db),
-        (m, app, "type", ("USAGE",), s, db), (m, ro, "table", ("SELECT",), s, db),
-    }
+    """Per the README: default privileges FOR ROLE migrator for each cell on tables, sequences and types."""
+    names = {"migrator": a.migrator.name, "app": a.app.name, "readonly": a.readonly.name}
+    return {(a.migrator.name, names[role], kind, privileges, a.schema, db)
+            for role, cells in readme_privileges().items() for kind, privileges in cells.items()
+            if kind in ("table", "sequence", "type")}
 
 
 def grant_row(r: Registration) -> tuple:
