@@ -11,7 +11,8 @@ from infra.settings import load_settings
 
 with reported_as_run_errors():
     settings = load_settings()
-    batches = load_batches(settings.migrations.sql_dir)
+    # Batches from migrations.rollBackFrom on are rolled back (the ledger keeps their files), not declared.
+    batches = load_batches(settings.migrations.sql_dir, before=settings.migrations.roll_back_from)
     access = stack_access(settings)  # nothing for a stack without roles (no pulumi-postgresql resource, no plugin)
     drift = guard_schema(settings, batches)  # refuses `up` on a drifted schema, before any batch runs
     schema = SchemaMigrations("schema", settings, batches, role=access.migrator_role,

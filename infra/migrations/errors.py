@@ -349,3 +349,15 @@ class ObjectNotBuilt(MigrationError):
     def message(self, say: Actions) -> str:
         return (f"{self.kind} '{self.name}' that the batches create is not in schema '{self.schema}' after batch "
                 f"'{self.newest}'; create it unqualified (in the schema the batches run in), or drop it in a batch")
+
+
+@dataclass(eq=False)
+class BatchFilesMissing(MigrationError):
+    """An applied batch is to be rolled back, but neither the ledger nor the checkout has its files."""
+
+    batch: str
+
+    def message(self, say: Actions) -> str:
+        return (f"batch '{self.batch}' was recorded before the ledger kept its files and the checkout has no folder "
+                f"for it; nothing was rolled back for it: restore sql/{self.batch} (from version control) and "
+                "roll back again")

@@ -1,4 +1,4 @@
-"""The backfill part of a Migration's inputs (program side) and its run settings (provider side).
+"""The backfill settings in the schema history's inputs (program side) and its run settings (provider side).
 
 Progress reaches `pulumi up` as log lines: the engine reports every chunk, and ProgressLog prints one line at
 most every few seconds (and at the end of each part) on the provider's stderr, which the Pulumi engine
@@ -14,24 +14,15 @@ import pulumi
 
 from infra.backfill_settings import BackfillSettings
 from infra.migrations.backfill import BackfillProgress, BackfillRun
-from infra.migrations.plan import Batch
 from infra.migrations.throttle import ThrottleSettings
 
 LOG_EVERY_S = 5.0
 
 
-def backfill_inputs(batch: Batch, settings: BackfillSettings) -> dict[str, Any]:
-    """Inputs of a batch that declares a backfill; nothing for the others (their inputs stay as they were)."""
-    if batch.backfill is None:
-        return {}
-    return {"backfillSpec": batch.backfill.split("\n"), "backfill": {
-        "targetWriteLatencyMs": settings.target_write_latency_ms, "minChunkRows": settings.min_chunk_rows,
-        "maxChunkRows": settings.max_chunk_rows, "maxReplayLagMs": settings.max_replay_lag_ms}}
-
-
-def backfill_spec(props: dict[str, Any]) -> str | None:
-    spec = props.get("backfillSpec")
-    return spec if spec is None or isinstance(spec, str) else "\n".join(spec)
+def backfill_inputs(settings: BackfillSettings) -> dict[str, Any]:
+    """The stack's throttle settings, for the batches that declare a backfill."""
+    return {"targetWriteLatencyMs": settings.target_write_latency_ms, "minChunkRows": settings.min_chunk_rows,
+            "maxChunkRows": settings.max_chunk_rows, "maxReplayLagMs": settings.max_replay_lag_ms}
 
 
 def backfill_run(props: dict[str, Any]) -> BackfillRun:
