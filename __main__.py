@@ -2,6 +2,7 @@
 
 import pulumi
 
+from infra.access.stack_access import stack_access
 from infra.backup import backup_before_apply
 from infra.migrations.plan import load_batches
 from infra.program_errors import reported_as_run_errors
@@ -13,34 +14,19 @@ with reported_as_run_errors():
     settings = load_settings()
     # Batches from migrations.rollBackFrom on are rolled back (the ledger keeps their files), not declared.
     batches = load_batches(settings.migrations.sql_dir, before=settings.migrations.roll_back_from)
-
-access = None
-if settings.access:  # a stack without roles creates no pulumi-postgresql resource (no plugin needed)
-    from infra.access.component import DatabaseAccess
-    from infra.access.verification import verify_access
-
-    access = DatabaseAccess("access", settings.access, settings.database,
-                            opts=pulumi.ResourceOptions(protect=settings.migrations.protected))
-
-with reported_as_run_errors():
+    access = stack_access(settings)  # nothing for a stack without roles (no pulumi-postgresql resource, no plugin)
     drift = guard_schema(settings, batches)  # refuses `up` on a drifted schema, before any batch runs
     backup = backup_before_apply(settings, batches)  # migrations.backupBeforeApply: pg_dump before a pending batch
-    schema = SchemaMigrations("schema", settings, batches, role=access.migrator_role if access else None,
-                              opts=pulumi.ResourceOptions(depends_on=access.schema_prerequisites if access else None))
-
-objects = SchemaObjects("schema-objects", settings, batches, drift, after=schema.migrations,
-                        opts=pulumi.ResourceOptions(parent=schema))
-
-if access:
-    access.grant_on_objects(schema.migrations)
-    verification = verify_access(access, settings.access, settings.database, schema.schema_version)
-    pulumi.export("roles", access.role_names)
-    pulumi.export("accessChecks", verification.checks)
+    schema = SchemaMigrations("schema", settings, batches, role=access.migrator_role,
+                              opts=pulumi.ResourceOptions(depends_on=access.schema_prerequisites))
+    objects = SchemaObjects("schema-objects", settings, batches, drift, after=schema.migrations,
+                            opts=pulumi.ResourceOptions(parent=schema))
+    access_outputs = access.after_schema(schema.migrations, schema.schema_version)  # grants, then their check
 
 pulumi.export("target", settings.database.target)
 pulumi.export("schemaVersion", schema.schema_version)
 pulumi.export("appliedBatches", schema.applied)
 pulumi.export("contextMemoryReady", schema.context_memory_ready)  # backfills applied and validated
 pulumi.export("schemaObjects", objects.described)
-if backup:
-    pulumi.export("preApplyBackup", backup)
+for name, value in {**access_outputs, **backup}.items():  # roles, accessChecks; preApplyBackup
+    pulumi.export(name, value)

@@ -16,17 +16,18 @@ from .providers.connection_props import target_of
 from .settings import StackSettings
 
 
-def backup_before_apply(settings: StackSettings, batches: Sequence[Batch]) -> str | None:
-    """Where the dump was written, or None (not configured, a preview, or nothing pending)."""
+def backup_before_apply(settings: StackSettings, batches: Sequence[Batch]) -> dict[str, str]:
+    """The stack output `preApplyBackup` (where the dump was written); none when not configured, in a preview, or
+    with nothing pending."""
     directory = settings.migrations.backup_before_apply
     if directory is None or pulumi.runtime.is_dry_run():
-        return None
+        return {}
     target = target_of(settings.database)
     pending = read_state(target).pending(batches)
     if not pending:
-        return None
+        return {}
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = directory.resolve() / f"{settings.stack}-{settings.database.name}-{stamp}-before-{pending[0].name}.dump"
     dump_database(target, path, data="full")
     pulumi.log.info(f"pre-apply backup of {target.display()} written to {path} (pg_restore --dbname=<db> {path.name})")
-    return str(path)
+    return {"preApplyBackup": str(path)}

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .backfill_settings import BackfillSettings
+from .config_errors import PROJECT
 from .migrations import progress
 from .migrations.gate import gate_status
 from .migrations.plan import Batch
@@ -44,11 +45,12 @@ def hold_back(batches: Sequence[Batch], target: Target, backfill: BackfillSettin
 
 def _waits(batch: Batch, target: Target, backfill: BackfillSettings, gates: frozenset[str]) -> str | None:
     if batch.backfill and backfill.paused:
-        return f"its backfill is paused by junkquote-db:backfill.paused ({_where(batch, target)}); set it to false and run `pulumi up` to continue"
+        return f"its backfill is paused by {PROJECT}:backfill.paused ({_where(batch, target)}); set it to false and run `pulumi up` to continue"
     if batch.gate:
         status = gate_status(target, batch, gates)
         if not status.open:
-            return "; ".join(status.reasons) + " (it is applied by the first `pulumi up` after every condition holds)"
+            off = [f"stack config {PROJECT}:gates.{status.setting_off} is not true"] if status.setting_off else []
+            return "; ".join([*off, *status.unmet]) + " (it is applied by the first `pulumi up` after every condition holds)"
     return None
 
 

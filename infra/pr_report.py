@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .migrations.errors import MigrationError
 from .migrations.plan import load_batches
+from .providers.reporting import pulumi_message
 from .review.collect import review_stack
 from .review.markdown import render
 from .review.model import StackReview
@@ -25,7 +26,8 @@ def review(stack: str, project_dir: Path = PROJECT_DIR, sql_dir: Path = SQL_DIR)
         settings = settings_from_config(stack, read_stack_config(stack, project_dir), sql_dir)
         batches = load_batches(sql_dir, before=settings.migrations.roll_back_from)
     except (StackConfigUnreadable, ConfigError, MigrationError) as err:
-        return StackReview(stack, "unknown", "unknown", blockers=(str(err),))
+        message = pulumi_message(err) if isinstance(err, MigrationError) else str(err)
+        return StackReview(stack, "unknown", "unknown", blockers=(message,))
     return review_stack(settings, batches)
 
 

@@ -8,19 +8,30 @@ from collections.abc import Sequence
 
 import pulumi
 
-from .migrations.errors import BatchFolderMissing
 from .migrations.lint import check_syntax, enforce, lint_batches
 from .migrations.plan import Batch
+from .migrations.runner import RunSettings
 from .migrations.report import describe_adoption, describe_batch, describe_correction, locked_tables, new_tables
 from .migrations.state import DatabaseState, read_state
 from .providers.connection_props import target_of
+from .providers.errors import BatchFolderMissing
+from .providers.reporting import pulumi_message
 from .providers.run_props import run_settings
 from .settings import StackSettings
+
+FULL_SQL = "  full SQL: `pulumi preview --diff --show-full-output` (properties migrationSql, validationSql, rollbackSql)"
 
 
 def adopts(settings: StackSettings, batch: Batch) -> bool:
     """The baseline of a live database is adopted (its checks run, none of its statements)."""
     return settings.migrations.adopt_baseline and batch.number == 0
+
+
+def _account(settings: StackSettings, batch: Batch, run: RunSettings, absent: frozenset[str]) -> str:
+    """What a pending batch will do; for one that runs its SQL, how to see all of it."""
+    if adopts(settings, batch):
+        return describe_adoption(batch, settings.database.target, run, absent)
+    return f"{describe_batch(batch, settings.database.target, run, absent)}\n{FULL_SQL}"
 
 
 def describe_roll_back(start: str, state: DatabaseState, stack: str) -> str:
@@ -50,7 +61,7 @@ def preflight(settings: StackSettings, batches: Sequence[Batch], role: str | Non
     for batch in batches:
         incomplete = state.rollback_incomplete(batch)
         if incomplete:
-            pulumi.log.warn(str(incomplete))
+            pulumi.log.warn(pulumi_message(incomplete))
     dry_run = pulumi.runtime.is_dry_run()
     if not dry_run and settings.migrations.lint != "block":
         return state
@@ -62,8 +73,7 @@ def preflight(settings: StackSettings, batches: Sequence[Batch], role: str | Non
             pulumi.log.info(describe_correction(batch, state.entries[batch.name]))
         created_before: set[str] = set()  # tables an earlier pending batch creates exist by the time it runs
         for batch in pending:
-            describe = describe_adoption if adopts(settings, batch) else describe_batch
-            pulumi.log.info(describe(batch, settings.database.target, run, state.absent_tables - created_before))
+            pulumi.log.info(_account(settings, batch, run, state.absent_tables - created_before))
             created_before |= new_tables(batch)
         for line in warnings:
             pulumi.log.warn(line)

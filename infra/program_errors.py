@@ -9,6 +9,7 @@ from contextlib import contextmanager
 import pulumi
 
 from .migrations.errors import MigrationError
+from .providers.reporting import pulumi_message
 
 # The exit code the Python language host reads as "the program already showed the user an actionable error".
 EXITED_AFTER_SHOWING_ERROR = 32
@@ -20,5 +21,5 @@ def reported_as_run_errors() -> Iterator[None]:
     try:
         yield
     except (MigrationError, pulumi.RunError) as err:
-        pulumi.log.error(str(err))
+        pulumi.log.error(pulumi_message(err) if isinstance(err, MigrationError) else str(err))
         sys.exit(EXITED_AFTER_SHOWING_ERROR)

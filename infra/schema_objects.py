@@ -20,6 +20,7 @@ from .migrations.objects import ENUM, TABLE, SchemaObject, schema_objects, touch
 from .migrations.plan import Batch
 from .providers.schema_object import SchemaChecks, SchemaEnum, SchemaTable, describe
 from .providers.connection_props import connection_inputs, target_of
+from .providers.reporting import pulumi_message
 from .settings import StackSettings
 
 
@@ -42,7 +43,7 @@ def guard_schema(settings: StackSettings, batches: Sequence[Batch]) -> DriftRepo
     if not report.clean:
         if not pulumi.runtime.is_dry_run():
             raise report.error()
-        pulumi.log.warn(str(report.error()))
+        pulumi.log.warn(pulumi_message(report.error()))
     return report
 
 

@@ -174,8 +174,10 @@ def _allowed_drift(value: Any) -> frozenset[str]:
 
 
 def configured_keys() -> set[str]:
-    """The keys of this project's namespace that the stack config sets."""
-    config = pulumi.runtime.config.CONFIG.get()
+    """The keys of this project's namespace that the stack config sets: the config map the language host hands
+    the program (`PULUMI_CONFIG`, which the SDK loads before the program runs), read through the SDK's public
+    `get_config_env`; `pulumi.Config` reads one key at a time and cannot list them."""
+    config = pulumi.runtime.get_config_env()
     prefix = f"{PROJECT}:"
     return {k[len(prefix):] for k in config if k.startswith(prefix)}
 
@@ -203,7 +205,7 @@ def secret_reader(config: pulumi.Config) -> PasswordFor:
     def read(key: str) -> str | None:
         top, _, entry = key.partition(".")
         value = config.get_object(top) if entry else config.get(top)
-        if value is not None and not pulumi.runtime.config.is_config_secret(config.full_key(top)):
+        if value is not None and not pulumi.runtime.is_config_secret(config.full_key(top)):
             how = f"--path 'junkquote-db:{key}'" if entry else f"junkquote-db:{key}"
             raise ConfigError(top, f"must be a secret; run `pulumi config set --secret {how} <password>` "
                                     "(and remove the plaintext value)")

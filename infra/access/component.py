@@ -68,12 +68,9 @@ class DatabaseAccess(pulumi.ComponentResource):
     schema_prerequisites: list[pulumi.Resource]
     grants: list[pulumi.Resource]
 
-    def __init__(self, name: str, access: AccessSettings | None, database: DatabaseSettings,
+    def __init__(self, name: str, access: AccessSettings, database: DatabaseSettings,
                  schema_resources: Sequence[pulumi.Resource] | None = None,
                  opts: pulumi.ResourceOptions | None = None) -> None:
-        if not isinstance(access, AccessSettings):
-            raise ValueError("DatabaseAccess needs declared roles (junkquote-db:roles); "
-                             "do not create it for a stack that declares none")
         _check_admin_is_not_managed(access, database.user)
         super().__init__(TYPE_TOKEN, name, None, opts)
         self._prefix, self._access, self._database = name, access, database

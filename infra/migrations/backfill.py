@@ -155,25 +155,33 @@ class _Filler:
         return int(self.conn.execute(query).fetchone()[0])
 
     def _chunk(self, part: Part, state: PartProgress, total: int) -> PartProgress:
+        """The next page of keys in key order; the pass is done when a page comes back short."""
+        return self._round(part, state, total, "pass", lambda size: self._page(part, state.last_key, size),
+                           _after_page).state
+
+    def _round(self, part: Part, state: PartProgress, total: int, phase: str, pick: Callable[[int], list[str]],
+               advance: Callable[[PartProgress, list[str], int, int], PartProgress]) -> _Round:
+        """One short transaction under lock_timeout: the keys `pick` returns (at most the throttle's chunk size),
+        the part's chunk function on them, and the progress `advance` makes, saved with them; then the throttle's
+        decision. A lock not granted in time changes nothing and is an observation too."""
         self._wait_for_replicas(part, state, total)
         size = self.throttle.chunk_rows
         started = time.monotonic()
         try:
             with self.conn.transaction():
                 self._lock_timeout()
-                keys = self._page(part, state.last_key, size)
+                keys = pick(size)
                 changed = self._apply(part, keys)
-                state = replace(state, last_key=keys[-1] if keys else state.last_key, pass_done=len(keys) < size,
-                                rows_done=state.rows_done + len(keys), rows_changed=state.rows_changed + changed,
-                                chunks=state.chunks + 1)
-                progress.save(self.conn, state)
+                advanced = advance(state, keys, size, changed)
+                progress.save(self.conn, advanced)
         except pg_errors.LockNotAvailable:
-            self._after(part, state, total, Observation(0, _ms(started), lock_wait=True), "pass")
-            return state
+            self._after(part, state, total, Observation(0, _ms(started), lock_wait=True), phase)
+            return _Round(state, size, None, 0)
         seen = Observation(len(keys), _ms(started), replay_lag_ms=self.lag.measure())
-        self._rate.add(len(keys))
-        self._after(part, state, total, seen, "pass")
-        return state
+        if phase == "pass":
+            self._rate.add(len(keys))
+        self._after(part, advanced, total, seen, phase)
+        return _Round(advanced, size, len(keys), changed)
 
     def _page(self, part: Part, after: str | None, size: int) -> list[str]:
         key, table = sql.Identifier(part.key), sql.Identifier(*part.table.split("."))
@@ -199,22 +207,12 @@ class _Filler:
         if not part.sweep:
             self._emit(part, state, total, "done")
             return
+        query = part.sweep
         while True:
-            self._wait_for_replicas(part, state, total)
-            size = self.throttle.chunk_rows
-            started = time.monotonic()
-            try:
-                with self.conn.transaction():
-                    self._lock_timeout()
-                    keys = [str(r[0]) for r in self.conn.execute(part.sweep, {"limit": size})]
-                    changed = self._apply(part, keys)
-                    state = replace(state, rows_changed=state.rows_changed + changed)
-                    progress.save(self.conn, state)
-            except pg_errors.LockNotAvailable:
-                self._after(part, state, total, Observation(0, _ms(started), lock_wait=True), "sweep")
-                continue
-            self._after(part, state, total, Observation(len(keys), _ms(started), replay_lag_ms=self.lag.measure()), "sweep")
-            if len(keys) < size or changed == 0:
+            done = self._round(part, state, total, "sweep",
+                               lambda size: [str(r[0]) for r in self.conn.execute(query, {"limit": size})], _after_sweep)
+            state = done.state
+            if done.keys is not None and (done.keys < done.asked or done.changed == 0):
                 break
         self._emit(part, state, total, "done")
 
@@ -294,6 +292,29 @@ class ReplayLag:
         oldest_unreplayed = next((t for t, lsn in self.samples if lsn > behind), None)
         tracked = (now - oldest_unreplayed) * 1000 if oldest_unreplayed is not None else 0.0
         return max(tracked, float(server_lag or 0.0))
+
+
+@dataclass(frozen=True)
+class _Round:
+    """What one chunk transaction did: the progress after it, the keys asked for and picked (None when its lock
+    was not granted in time), and the rows the chunk function changed."""
+
+    state: PartProgress
+    asked: int
+    keys: int | None
+    changed: int
+
+
+def _after_page(state: PartProgress, keys: list[str], size: int, changed: int) -> PartProgress:
+    """The pass goes on after the page's last key; a short page ends it."""
+    return replace(state, last_key=keys[-1] if keys else state.last_key, pass_done=len(keys) < size,
+                   rows_done=state.rows_done + len(keys), rows_changed=state.rows_changed + changed,
+                   chunks=state.chunks + 1)
+
+
+def _after_sweep(state: PartProgress, _keys: list[str], _size: int, changed: int) -> PartProgress:
+    """A sweep round counts only the rows it changed (the pass is done)."""
+    return replace(state, rows_changed=state.rows_changed + changed)
 
 
 class _Rate:

@@ -3,37 +3,46 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from .errors import MigrationError, failed_checks
+from .errors import Actions, MigrationError, failed_checks
 
 
+@dataclass(eq=False)
 class BackfillDeclarationInvalid(MigrationError):
     """A batch's backfill.toml or gate.toml cannot be read."""
 
-    def __init__(self, batch: str, problem: str, file: str = "backfill.toml") -> None:
-        self.batch = batch
-        super().__init__(f"batch '{batch}' {file} is invalid: {problem}; fix the declaration (see the batch README)")
+    batch: str
+    problem: str
+    file: str = "backfill.toml"
+
+    def message(self, say: Actions) -> str:
+        return f"batch '{self.batch}' {self.file} is invalid: {self.problem}; fix the declaration (see the batch README)"
 
 
+@dataclass(eq=False)
 class BackfillIncomplete(MigrationError):
     """The backfill ran, but its validation still fails after the sweeps; everything done so far is kept."""
 
-    def __init__(self, batch: str, failed: Sequence[tuple[str, str]]) -> None:
-        self.batch, self.failed = batch, tuple(failed)
-        names = failed_checks(self.failed)
-        super().__init__(
-            f"backfill of batch '{batch}' is not complete ({len(self.failed)} checks fail: {names}); the rows moved so "
-            "far are kept and recorded, make sure the application writes customer_id itself, then run `pulumi up` again"
-        )
+    batch: str
+    failed: Sequence[tuple[str, str]]
+
+    def message(self, say: Actions) -> str:
+        return (f"backfill of batch '{self.batch}' is not complete ({len(self.failed)} checks fail: "
+                f"{failed_checks(self.failed)}); the rows moved so far are kept and recorded, make sure the "
+                f"application writes customer_id itself, then {say.apply} again")
 
 
+@dataclass(eq=False)
 class ReplicaLagging(MigrationError):
     """A streaming replica stayed too far behind for too long; the backfill stopped between two chunks."""
 
-    def __init__(self, batch: str, part: str, lag_ms: float, limit_ms: int) -> None:
-        self.batch = batch
-        super().__init__(
-            f"backfill of batch '{batch}' stopped before a chunk of part '{part}': a streaming replica is "
-            f"{lag_ms / 1000:.1f} s behind (limit {limit_ms / 1000:.1f} s) and did not catch up; check the replica "
-            "(is replay paused?), then run `pulumi up` again to continue from here"
-        )
+    batch: str
+    part: str
+    lag_ms: float
+    limit_ms: int
+
+    def message(self, say: Actions) -> str:
+        return (f"backfill of batch '{self.batch}' stopped before a chunk of part '{self.part}': a streaming "
+                f"replica is {self.lag_ms / 1000:.1f} s behind (limit {self.limit_ms / 1000:.1f} s) and did not "
+                f"catch up; check the replica (is replay paused?), then {say.apply} again to continue from here")

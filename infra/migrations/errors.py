@@ -1,12 +1,42 @@
-"""Errors a user can act on. Each message names the thing, shows what was seen and says what to do."""
+"""Errors a user can act on. Each message names the thing, shows what was seen and says what to do.
+
+The engine's messages name no tool: what they ask a user to do (apply again, roll back again, ...) is worded
+by `Actions`. `str(err)` uses the engine's own words; a front end passes its commands to `err.message(...)`
+(the Pulumi one is infra/providers/reporting.py). Each error is a dataclass: its fields are the data a caller
+can read, its `message` the one line a user reads.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Actions:
+    """How a front end words each thing the engine's messages ask a user to do (these defaults name no tool)."""
+
+    apply: str = "apply"  # run the pending batches, resuming where a run stopped
+    roll_back: str = "roll back"  # roll back the applied batches, resuming where a rollback stopped
+    set_password: str = "set the right password for it"
+    apply_baseline: str = "apply the baseline on an empty database instead"
+    list_drift: str = "a drift check"  # what shows each difference between the live schema and the batches
+    warn_on_lint: str = "set the lint policy to warn"
+    settings: str = "the settings"  # where the connection is configured
+
+
+ENGINE_WORDS = Actions()
 
 
 class MigrationError(Exception):
     """Base class of every error the migration engine reports to a user."""
+
+    def __str__(self) -> str:
+        return self.message(ENGINE_WORDS)
+
+    def message(self, say: Actions) -> str:
+        """The one-line message, with what to do in the front end's words."""
+        return super().__str__()
 
 
 def failed_checks(failed: Sequence[tuple[str, str]]) -> str:
@@ -14,95 +44,120 @@ def failed_checks(failed: Sequence[tuple[str, str]]) -> str:
     return "; ".join(f"{name}: {detail}" for name, detail in failed)
 
 
+@dataclass(eq=False)  # compared by identity, like any exception
 class BatchDirectoryInvalid(MigrationError):
     """A batch folder under sql/ is missing a file or is badly named."""
 
-    def __init__(self, path: str, problem: str) -> None:
-        self.path = path
-        super().__init__(f"batch folder {path} {problem}")
+    path: str
+    problem: str
+
+    def message(self, say: Actions) -> str:
+        return f"batch folder {self.path} {self.problem}"
 
 
+@dataclass(eq=False)
 class SqlSyntaxError(MigrationError):
     """A batch file does not parse as PostgreSQL."""
 
-    def __init__(self, batch: str, file: str, line: int, message: str) -> None:
-        self.batch, self.file, self.line = batch, file, line
-        said = message if message.startswith("syntax error") else f"syntax error: {message}"
-        super().__init__(f"batch '{batch}' {file}:{line}: {said}; fix the SQL before applying")
+    batch: str
+    file: str
+    line: int
+    reason: str
+
+    def message(self, say: Actions) -> str:
+        said = self.reason if self.reason.startswith("syntax error") else f"syntax error: {self.reason}"
+        return f"batch '{self.batch}' {self.file}:{self.line}: {said}; fix the SQL before applying"
 
 
+@dataclass(eq=False)
 class UnsupportedStatement(MigrationError):
     """A statement the engine cannot run safely as written."""
 
-    def __init__(self, batch: str, file: str, line: int, problem: str) -> None:
-        self.batch, self.file, self.line = batch, file, line
-        super().__init__(f"batch '{batch}' {file}:{line}: {problem}")
+    batch: str
+    file: str
+    line: int
+    problem: str
+
+    def message(self, say: Actions) -> str:
+        return f"batch '{self.batch}' {self.file}:{self.line}: {self.problem}"
 
 
+@dataclass(eq=False)
 class TargetUnreachable(MigrationError):
     """The database server could not be reached or refused the connection."""
 
-    def __init__(self, target: str, cause: str) -> None:
-        self.target = target
-        super().__init__(f"cannot connect to {target}: {cause}; check the database host, port and name in the stack config")
+    target: str
+    cause: str
+
+    def message(self, say: Actions) -> str:
+        return f"cannot connect to {self.target}: {self.cause}; check the database host, port and name in {say.settings}"
 
 
+@dataclass(eq=False)
 class AuthenticationFailed(MigrationError):
     """The server rejected the configured user or password."""
 
-    def __init__(self, target: str, user: str) -> None:
-        self.target, self.user = target, user
-        super().__init__(
-            f"password authentication failed for user '{user}' at {target}; "
-            "set the right one with `pulumi config set --secret junkquote-db:password`"
-        )
+    target: str
+    user: str
+
+    def message(self, say: Actions) -> str:
+        return f"password authentication failed for user '{self.user}' at {self.target}; {say.set_password}"
 
 
+@dataclass(eq=False)
 class ConnectionLost(MigrationError):
     """The connection dropped while a batch was being applied."""
 
-    def __init__(self, target: str, batch: str | None, during: str) -> None:
-        self.target, self.batch = target, batch
-        where = f"{during} of batch '{batch}'" if batch else during
-        super().__init__(
-            f"connection to {target} was lost during {where}; "
-            "completed steps are recorded, run `pulumi up` again to resume"
-        )
+    target: str
+    batch: str | None
+    during: str
+
+    def message(self, say: Actions) -> str:
+        where = f"{self.during} of batch '{self.batch}'" if self.batch else self.during
+        return (f"connection to {self.target} was lost during {where}; "
+                f"completed steps are recorded, {say.apply} again to resume")
 
 
+@dataclass(eq=False)
 class RunStopped(MigrationError):
     """The run stopped between two steps because its caller asked it to (e.g. the process that started it is gone)."""
 
-    def __init__(self, batch: str, file: str, step: int, reason: str) -> None:
-        self.batch, self.file, self.step = batch, file, step
-        super().__init__(
-            f"stopped before {file} step {step} of batch '{batch}': {reason}; "
-            "completed steps are recorded, run `pulumi up` again to resume"
-        )
+    batch: str
+    file: str
+    step: int
+    reason: str
+
+    def message(self, say: Actions) -> str:
+        return (f"stopped before {self.file} step {self.step} of batch '{self.batch}': {self.reason}; "
+                f"completed steps are recorded, {say.apply} again to resume")
 
 
+@dataclass(eq=False)
 class BatchChanged(MigrationError):
     """An applied batch's file no longer matches the checksum recorded when it was applied."""
 
-    def __init__(self, batch: str, file: str, expected_sha256: str, found_sha256: str) -> None:
-        self.batch, self.file = batch, file
-        self.expected_sha256, self.found_sha256 = expected_sha256, found_sha256
-        super().__init__(
-            f"batch '{batch}' {file} changed after it was applied (sha256 {found_sha256[:12]}, "
-            f"ledger has {expected_sha256[:12]}) and its statements differ, not only comments or layout; "
-            "add a new batch instead of editing an applied one"
-        )
+    batch: str
+    file: str
+    expected_sha256: str
+    found_sha256: str
+
+    def message(self, say: Actions) -> str:
+        return (f"batch '{self.batch}' {self.file} changed after it was applied (sha256 {self.found_sha256[:12]}, "
+                f"ledger has {self.expected_sha256[:12]}) and its statements differ, not only comments or layout; "
+                "add a new batch instead of editing an applied one")
 
 
+@dataclass(eq=False)
 class LockBusy(MigrationError):
     """Another migration run holds the migration lock on this database."""
 
-    def __init__(self, target: str, holder: str, waited_s: float) -> None:
-        self.target, self.holder = target, holder
-        super().__init__(
-            f"another migration run holds the migration lock on {target} ({holder}); "
-            f"gave up after {waited_s:g}s, run again when it has finished"
-        )
+    target: str
+    holder: str
+    waited_s: float
+
+    def message(self, say: Actions) -> str:
+        return (f"another migration run holds the migration lock on {self.target} ({self.holder}); "
+                f"gave up after {self.waited_s:g}s, run again when it has finished")
 
 
 def undo_outcome(undo_error: str | None) -> str:
@@ -113,189 +168,196 @@ def undo_outcome(undo_error: str | None) -> str:
             "them first, fix rollback.sql (it must be idempotent) and run again")
 
 
+@dataclass(eq=False)
 class StatementFailed(MigrationError):
     """A statement of a batch failed; the batch was undone (or undo_error says why not)."""
 
-    def __init__(self, batch: str, file: str, line: int, cause: str, undo_error: str | None = None) -> None:
-        self.batch, self.file, self.line, self.cause = batch, file, line, cause
-        self.summary = f"{file}:{line} failed: {cause}"
-        fix = ", fix the batch and run again" if undo_error is None else ""
-        super().__init__(f"batch '{batch}' {file}:{line} failed: {cause}; {undo_outcome(undo_error)}{fix}")
+    batch: str
+    file: str
+    line: int
+    cause: str
+    undo_error: str | None = None
+
+    @property
+    def summary(self) -> str:
+        return f"{self.file}:{self.line} failed: {self.cause}"
+
+    def message(self, say: Actions) -> str:
+        fix = ", fix the batch and run again" if self.undo_error is None else ""
+        return f"batch '{self.batch}' {self.summary}; {undo_outcome(self.undo_error)}{fix}"
 
 
+@dataclass(eq=False)
 class LockNotAcquired(MigrationError):
     """A statement could not take its lock within lock_timeout after every retry."""
 
-    def __init__(self, batch: str, file: str, line: int, attempts: int, lock_timeout_ms: int,
-                 undo_error: str | None = None) -> None:
-        self.batch, self.file, self.line = batch, file, line
-        self.attempts, self.lock_timeout_ms = attempts, lock_timeout_ms
-        self.summary = f"{file}:{line} could not take its lock in {attempts} attempts of {lock_timeout_ms} ms"
-        super().__init__(
-            f"batch '{batch}' {file}:{line} could not take its lock in {attempts} attempts of "
-            f"{lock_timeout_ms} ms (a long transaction holds the table); {undo_outcome(undo_error)}; "
-            "run again when the blocking transaction has ended"
-        )
+    batch: str
+    file: str
+    line: int
+    attempts: int
+    lock_timeout_ms: int
+    undo_error: str | None = None
+
+    @property
+    def summary(self) -> str:
+        return f"{self.file}:{self.line} could not take its lock in {self.attempts} attempts of {self.lock_timeout_ms} ms"
+
+    def message(self, say: Actions) -> str:
+        return (f"batch '{self.batch}' {self.summary} (a long transaction holds the table); "
+                f"{undo_outcome(self.undo_error)}; run again when the blocking transaction has ended")
 
 
+@dataclass(eq=False)
 class ValidationFailed(MigrationError):
     """One or more validation checks of a batch failed; the batch was undone (or undo_error says why not)."""
 
-    def __init__(self, batch: str, failed: Sequence[tuple[str, str]], undo_error: str | None = None) -> None:
-        self.batch, self.failed = batch, tuple(failed)
-        names = failed_checks(self.failed)
-        super().__init__(f"batch '{batch}' failed validation ({len(self.failed)} checks): {names}; {undo_outcome(undo_error)}")
+    batch: str
+    failed: Sequence[tuple[str, str]]
+    undo_error: str | None = None
+
+    def message(self, say: Actions) -> str:
+        return (f"batch '{self.batch}' failed validation ({len(self.failed)} checks): {failed_checks(self.failed)}; "
+                f"{undo_outcome(self.undo_error)}")
 
 
+@dataclass(eq=False)
 class RollbackFailed(MigrationError):
     """rollback.sql stopped while an applied batch was being rolled back; its finished steps are recorded."""
 
-    def __init__(self, batch: str, summary: str, done: int, total: int) -> None:
-        self.batch, self.summary, self.done, self.total = batch, summary, done, total
-        super().__init__(
-            f"rolling back batch '{batch}' stopped at {summary}; {done} of {total} rollback steps are done and "
-            "recorded, the batch stays recorded as applied; remove the cause (or correct rollback.sql and record "
-            "it with `pulumi up`), then run `pulumi destroy` again to resume"
-        )
+    batch: str
+    summary: str
+    done: int
+    total: int
+
+    def message(self, say: Actions) -> str:
+        return (f"rolling back batch '{self.batch}' stopped at {self.summary}; {self.done} of {self.total} rollback "
+                "steps are done and recorded, the batch stays recorded as applied; remove the cause (or correct "
+                f"rollback.sql and {say.apply} to record it), then {say.roll_back} again to resume")
 
 
+@dataclass(eq=False)
 class RollbackIncomplete(MigrationError):
     """An applied batch is partly rolled back: nothing else may run until its rollback is finished."""
 
-    def __init__(self, batch: str, done: int, total: int | None, stopped: str | None) -> None:
-        self.batch, self.done, self.total, self.stopped = batch, done, total, stopped
-        where = f"; it stopped at {stopped}" if stopped else ""
-        of = f" of {total}" if total is not None else ""
-        super().__init__(
-            f"batch '{batch}' is partly rolled back ({done}{of} rollback steps done{where}); "
-            "run `pulumi destroy` again to finish the rollback (it resumes where it stopped); "
-            "nothing else is applied until then"
-        )
+    batch: str
+    done: int
+    total: int | None
+    stopped: str | None
+
+    def message(self, say: Actions) -> str:
+        where = f"; it stopped at {self.stopped}" if self.stopped else ""
+        of = f" of {self.total}" if self.total is not None else ""
+        return (f"batch '{self.batch}' is partly rolled back ({self.done}{of} rollback steps done{where}); "
+                f"{say.roll_back} again to finish the rollback (it resumes where it stopped); "
+                "nothing else is applied until then")
 
 
-class BatchFolderMissing(MigrationError):
-    """Applied batches have no folder in this checkout; going on would roll them back."""
-
-    def __init__(self, sql_dir: str, batches: Sequence[str], stack: str) -> None:
-        self.sql_dir, self.batches, self.stack = sql_dir, tuple(batches), stack
-        names = ", ".join(f"'{b}'" for b in self.batches)
-        super().__init__(
-            f"stack '{stack}' has applied {names} but {sql_dir} has no folder for "
-            f"{'it' if len(self.batches) == 1 else 'them'} (an older checkout?); nothing was changed: check out a "
-            "revision that has every applied batch, or roll back on purpose with "
-            f"`make rollback STACK={stack} BATCH={self.batches[-1]}`"
-        )
-
-
+@dataclass(eq=False)
 class ValidationNotRun(MigrationError):
     """validation.sql could not run to the end for an operational reason (a lock, a timeout, a lost connection)."""
 
-    def __init__(self, batch: str, target: str, summary: str, attempts: int) -> None:
-        self.batch, self.target, self.summary, self.attempts = batch, target, summary, attempts
-        super().__init__(
-            f"could not validate batch '{batch}' on {target} ({summary}; {attempts} attempts); no check failed "
-            "and nothing was undone: its steps are applied and recorded, run `pulumi up` again to validate and "
-            "record it"
-        )
+    batch: str
+    target: str
+    summary: str
+    attempts: int
+
+    def message(self, say: Actions) -> str:
+        return (f"could not validate batch '{self.batch}' on {self.target} ({self.summary}; {self.attempts} "
+                "attempts); no check failed and nothing was undone: its steps are applied and recorded, "
+                f"{say.apply} again to validate and record it")
 
 
+@dataclass(eq=False)
 class BatchCorrectionRefused(MigrationError):
     """A correction of an applied batch's validation.sql does not hold on the live database."""
 
-    def __init__(self, batch: str, failed: Sequence[tuple[str, str]]) -> None:
-        self.batch, self.failed = batch, tuple(failed)
-        names = failed_checks(self.failed)
-        super().__init__(
-            f"the corrected validation.sql of applied batch '{batch}' fails on the live database "
-            f"({len(self.failed)} checks): {names}; nothing was recorded, fix validation.sql and run again"
-        )
+    batch: str
+    failed: Sequence[tuple[str, str]]
+
+    def message(self, say: Actions) -> str:
+        return (f"the corrected validation.sql of applied batch '{self.batch}' fails on the live database "
+                f"({len(self.failed)} checks): {failed_checks(self.failed)}; nothing was recorded, fix "
+                "validation.sql and run again")
 
 
+@dataclass(eq=False)
 class UndoFailed(MigrationError):
     """rollback.sql failed while undoing a partly applied batch; the next run finishes the undo first."""
 
-    def __init__(self, batch: str, summary: str) -> None:
-        self.batch, self.summary = batch, summary
-        super().__init__(
-            f"undoing batch '{batch}' failed ({summary}); the finished steps stay recorded and the next run "
-            "undoes them first, fix rollback.sql (it must be idempotent) and run again"
-        )
+    batch: str
+    summary: str
+
+    def message(self, say: Actions) -> str:
+        return (f"undoing batch '{self.batch}' failed ({self.summary}); the finished steps stay recorded and the "
+                "next run undoes them first, fix rollback.sql (it must be idempotent) and run again")
 
 
+@dataclass(eq=False)
 class AdoptionRefused(MigrationError):
     """A live database does not pass the checks of the batch it was to adopt; nothing was recorded."""
 
-    def __init__(self, batch: str, failed: Sequence[tuple[str, str]]) -> None:
-        self.batch, self.failed = batch, tuple(failed)
-        names = failed_checks(self.failed)
-        super().__init__(
-            f"cannot adopt batch '{batch}': the live database fails {len(self.failed)} of its checks ({names}); "
-            "nothing was recorded, bring the database in line or set junkquote-db:migrations.baseline to apply on an empty one"
-        )
+    batch: str
+    failed: Sequence[tuple[str, str]]
+
+    def message(self, say: Actions) -> str:
+        return (f"cannot adopt batch '{self.batch}': the live database fails {len(self.failed)} of its checks "
+                f"({failed_checks(self.failed)}); nothing was recorded, bring the database in line or "
+                f"{say.apply_baseline}")
 
 
-class DestroyRefused(MigrationError):
-    """Rolling back was refused because the stack is protected."""
-
-    def __init__(self, batch: str, stack: str) -> None:
-        self.batch, self.stack = batch, stack
-        super().__init__(
-            f"refusing to roll back batch '{batch}': stack '{stack}' is protected "
-            "(junkquote-db:migrations.protected); production schema is only changed by new batches"
-        )
-
-
-class AccessCheckFailed(MigrationError):
-    """The roles' effective privileges in the database differ from the declared access model."""
-
-    def __init__(self, target: str, failed: Sequence[tuple[str, str]]) -> None:
-        self.target, self.failed = target, tuple(failed)
-        names = failed_checks(self.failed)
-        super().__init__(f"privileges on {target} differ from the declared roles ({len(self.failed)} checks): {names}; "
-                         "run `pulumi refresh` then `pulumi up` to restore the grants")
-
-
+@dataclass(eq=False)
 class DatabaseError(MigrationError):
     """The database refused something the engine itself asked (not a batch statement), e.g. a permission."""
 
-    def __init__(self, target: str, during: str, cause: str) -> None:
-        self.target = target
-        super().__init__(f"{during} on {target} failed: {cause}; check the connecting user's privileges")
+    target: str
+    during: str
+    cause: str
+
+    def message(self, say: Actions) -> str:
+        return f"{self.during} on {self.target} failed: {self.cause}; check the connecting user's privileges"
 
 
+@dataclass(eq=False)
 class SchemaDrift(MigrationError):
     """The live schema differs from the shape recorded after the newest applied batch (or its checks fail)."""
 
+    target: str
+    newest: str
+    differences: Sequence[str]
+
     MAX_SHOWN = 5
 
-    def __init__(self, target: str, newest: str, differences: Sequence[str]) -> None:
-        self.target, self.newest, self.differences = target, newest, tuple(differences)
+    def message(self, say: Actions) -> str:
         shown = "; ".join(self.differences[:self.MAX_SHOWN])
-        more = f"; and {len(self.differences) - self.MAX_SHOWN} more" if len(self.differences) > self.MAX_SHOWN else ""
-        super().__init__(
-            f"schema of {target} differs from what the batches built up to '{newest}' ({len(self.differences)} "
-            f"differences: {shown}{more}); no batch is applied until it is resolved: restore the objects by hand, "
-            "or write a batch that makes the change deliberately (`pulumi refresh` shows each difference)"
-        )
+        hidden = len(self.differences) - self.MAX_SHOWN
+        more = f"; and {hidden} more" if hidden > 0 else ""
+        return (f"schema of {self.target} differs from what the batches built up to '{self.newest}' "
+                f"({len(self.differences)} differences: {shown}{more}); no batch is applied until it is resolved: "
+                "restore the objects by hand, or write a batch that makes the change deliberately "
+                f"({say.list_drift} shows each difference)")
 
 
+@dataclass(eq=False)
 class ObjectNotBuilt(MigrationError):
     """A table or enum type the batches create is not in the shape recorded after the newest batch."""
 
-    def __init__(self, kind: str, name: str, schema: str, newest: str) -> None:
-        self.kind, self.name = kind, name
-        super().__init__(
-            f"{kind} '{name}' that the batches create is not in schema '{schema}' after batch '{newest}'; "
-            "create it unqualified (in the schema the batches run in), or drop it in a batch"
-        )
+    kind: str
+    name: str
+    schema: str
+    newest: str
+
+    def message(self, say: Actions) -> str:
+        return (f"{self.kind} '{self.name}' that the batches create is not in schema '{self.schema}' after batch "
+                f"'{self.newest}'; create it unqualified (in the schema the batches run in), or drop it in a batch")
 
 
+@dataclass(eq=False)
 class BatchFilesMissing(MigrationError):
     """An applied batch is to be rolled back, but neither the ledger nor the checkout has its files."""
 
-    def __init__(self, batch: str) -> None:
-        self.batch = batch
-        super().__init__(
-            f"batch '{batch}' was recorded before the ledger kept its files and the checkout has no folder for it; "
-            f"nothing was rolled back for it: restore sql/{batch} (from version control) and roll back again"
-        )
+    batch: str
+
+    def message(self, say: Actions) -> str:
+        return (f"batch '{self.batch}' was recorded before the ledger kept its files and the checkout has no folder "
+                f"for it; nothing was rolled back for it: restore sql/{self.batch} (from version control) and "
+                "roll back again")

@@ -30,8 +30,14 @@ class Gate:
 
 @dataclass(frozen=True)
 class GateStatus:
-    open: bool
-    reasons: tuple[str, ...]
+    """Why a gated batch may not be applied yet: its setting is off, or preconditions do not hold."""
+
+    setting_off: str | None  # the gate's setting, while the stack does not turn it on
+    unmet: tuple[str, ...]  # each precondition that does not hold yet, with what it counted
+
+    @property
+    def open(self) -> bool:
+        return self.setting_off is None and not self.unmet
 
 
 def load_gate(batch: Batch) -> Gate:
@@ -47,13 +53,10 @@ def load_gate(batch: Batch) -> Gate:
 def gate_status(target: Target, batch: Batch, open_settings: frozenset[str]) -> GateStatus:
     """Whether the batch may be applied now, and if not every reason why."""
     gate = load_gate(batch)
-    reasons = []
-    if gate.setting not in open_settings:
-        reasons.append(f"stack config junkquote-db:gates.{gate.setting} is not true")
     with target.connect() as conn, conn.transaction(force_rollback=True):
         conn.execute("SET TRANSACTION READ ONLY")
-        reasons.extend(_unmet(conn, gate.preconditions))
-    return GateStatus(not reasons, tuple(reasons))
+        unmet = _unmet(conn, gate.preconditions)
+    return GateStatus(None if gate.setting in open_settings else gate.setting, tuple(unmet))
 
 
 def _unmet(conn: psycopg.Connection, preconditions: tuple[Precondition, ...]) -> list[str]:

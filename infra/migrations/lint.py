@@ -40,7 +40,7 @@ from typing import Any, Literal
 
 from pglast.parser import scan
 
-from .errors import MigrationError
+from .errors import Actions, MigrationError
 from .plan import Batch
 from .syntax import SourceStatement, check_syntax, created_tables, line_of, parse_statements, target_table
 
@@ -71,21 +71,27 @@ EXCLUDED_RULES = {
 SQUAWK_OK = (0, 1)
 
 
+@dataclass(eq=False)
 class LintDirectiveInvalid(MigrationError):
     """A `-- lint:` comment in a batch file is malformed or gives no reason."""
 
-    def __init__(self, batch: str, file: str, line: int, problem: str) -> None:
-        self.batch, self.file, self.line = batch, file, line
-        super().__init__(f"batch '{batch}' {file}:{line}: {problem}; write `{DIRECTIVE_SYNTAX}` above the statement")
+    batch: str
+    file: str
+    line: int
+    problem: str
+
+    def message(self, say: Actions) -> str:
+        return f"batch '{self.batch}' {self.file}:{self.line}: {self.problem}; write `{DIRECTIVE_SYNTAX}` above the statement"
 
 
+@dataclass(eq=False)
 class LinterFailed(MigrationError):
     """squawk could not be found or did not produce a report."""
 
-    def __init__(self, problem: str) -> None:
-        super().__init__(
-            f"cannot lint migrations: {problem}; install it with `pip install -r requirements.txt` (squawk-cli)"
-        )
+    problem: str
+
+    def message(self, say: Actions) -> str:
+        return f"cannot lint migrations: {self.problem}; install it with `pip install -r requirements.txt` (squawk-cli)"
 
 
 @dataclass(frozen=True)
@@ -122,17 +128,17 @@ class LintReport:
         return tuple(f for f in self.findings if f.accepted_reason is None)
 
 
+@dataclass(eq=False)
 class LintBlocked(MigrationError):
     """Lint policy is "block" and some findings were not accepted."""
 
-    def __init__(self, findings: Sequence[LintFinding]) -> None:
-        self.findings = tuple(findings)
+    findings: Sequence[LintFinding]
+
+    def message(self, say: Actions) -> str:
         names = "; ".join(f.location for f in self.findings)
-        super().__init__(
-            f"migration lint blocked {len(self.findings)} unaccepted finding(s): {names}; "
-            f"fix each statement, or accept the rule with a reason on the line directly above it: "
-            f"`{DIRECTIVE_SYNTAX}` (or set junkquote-db:migrations.lint to warn)"
-        )
+        return (f"migration lint blocked {len(self.findings)} unaccepted finding(s): {names}; fix each statement, "
+                f"or accept the rule with a reason on the line directly above it: `{DIRECTIVE_SYNTAX}` "
+                f"(or {say.warn_on_lint})")
 
 
 def lint_batch(batch: Batch) -> LintReport:

@@ -87,7 +87,6 @@ def describe_batch(batch: Batch, target: str, settings: RunSettings, absent: fro
         *(f"    {line}" for line in locks),
         f"  then validation.sql ({check_count(batch)} statements, run in a transaction that is rolled back); "
         "if a step or a check fails, rollback.sql undoes the batch",
-        "  full SQL: `pulumi preview --diff --show-full-output` (properties migrationSql, validationSql, rollbackSql)",
     ]
     return "\n".join(lines)
 
@@ -108,9 +107,9 @@ def describe_correction(batch: Batch, entry: LedgerEntry) -> str:
     what = {
         "migration.sql": "migration.sql changed in comments or layout only (same statements): recorded, nothing runs",
         "validation.sql": "validation.sql corrected: its checks run against the live schema (rolled back) and must pass",
-        "rollback.sql": "rollback.sql corrected: `pulumi destroy` will run the corrected file",
+        "rollback.sql": "rollback.sql corrected: a rollback of the batch runs the corrected file",
     }
-    return "\n".join([f"batch {batch.name} is applied; `up` records its corrected files (the ledger keeps the old "
+    return "\n".join([f"batch {batch.name} is applied; applying records its corrected files (the ledger keeps the old "
                       "checksums in schema_ledger.batch_revision):", *(f"  {what[f]}" for f in changed)])
 
 

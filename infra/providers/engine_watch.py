@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from infra.migrations.errors import RunStopped
+from infra.providers.reporting import pulumi_message
 
 _ADDRESS = re.compile(r"^\[?(?P<host>[^\[\]]+)\]?:(?P<port>\d{1,5})$")
 CONNECT_TIMEOUT_S = 5.0
@@ -54,7 +55,7 @@ def exit_when_orphaned() -> Iterator[None]:
         yield
     except RunStopped as err:
         try:
-            print(f"junkquote-db: {err}; exiting", file=sys.stderr, flush=True)
+            print(f"junkquote-db: {pulumi_message(err)}; exiting", file=sys.stderr, flush=True)
         except OSError:
             pass
         os._exit(EXIT_ORPHANED)

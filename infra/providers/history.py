@@ -25,7 +25,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import ConfigureRequest, CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
-from infra.migrations.errors import DestroyRefused, MigrationError
+from infra.migrations.errors import MigrationError
 from infra.migrations.plan import Batch, load_batches
 from infra.migrations.runner import RunSettings, apply_batches, rollback_batches
 from infra.migrations.state import read_state
@@ -34,6 +34,7 @@ from infra.providers.backfill_props import backfill_run
 from infra.providers.batch_props import batch_from_inputs
 from infra.providers.connection_props import target_from_inputs
 from infra.providers.engine_watch import engine_gone, exit_when_orphaned
+from infra.providers.errors import DestroyRefused
 from infra.providers.protection import protected_by_stack_file, protected_in_config
 from infra.providers.reporting import engine_errors
 from infra.providers.run_props import run_from_inputs

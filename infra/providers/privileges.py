@@ -13,9 +13,9 @@ from pulumi.dynamic import CreateResult, Resource, ResourceProvider, UpdateResul
 
 from infra.access.checks import access_checks, failed
 from infra.access.settings import RoleNames
-from infra.migrations.errors import AccessCheckFailed
 from infra.migrations.database_errors import database_errors
 from infra.providers.connection_props import target_from_inputs
+from infra.providers.errors import AccessCheckFailed
 from infra.providers.reporting import engine_errors
 
 APPLICATION_TABLES = "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1"

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
 from ..gating import hold_back
-from ..migrations.errors import BatchFolderMissing, MigrationError
+from ..migrations.errors import MigrationError
 from ..migrations.lint import LintBlocked, LintReport, lint_batches
 from ..migrations.plan import BATCH_FILES, Batch
 from ..migrations.report import describe_correction, lock_lines, locked_tables, new_tables, step_blocks
@@ -17,6 +17,8 @@ from ..migrations.syntax import check_syntax
 from ..migrations.target import Target
 from ..preflight import adopts
 from ..providers.connection_props import target_of
+from ..providers.errors import BatchFolderMissing
+from ..providers.reporting import pulumi_message
 from ..settings import StackSettings
 from .erd import schema_changes
 from .model import BatchReview, Finding, StackReview
@@ -41,10 +43,10 @@ def review_stack(settings: StackSettings, batches: Sequence[Batch], read: StateR
         pending = [b for b in held.declared if b.name not in state.entries]
         reports = {r.batch: r for r in lint([b for b in pending if not adopts(settings, b)])}
     except MigrationError as err:
-        return _with(base, blockers=(str(err),))
+        return _with(base, blockers=(pulumi_message(err),))
     tables, relations = schema_changes([b for b in pending if not adopts(settings, b)])
     unaccepted = [f for r in reports.values() for f in r.unaccepted]
-    blocked = (str(LintBlocked(unaccepted)),) if unaccepted and settings.migrations.lint == "block" else ()
+    blocked = (pulumi_message(LintBlocked(unaccepted)),) if unaccepted and settings.migrations.lint == "block" else ()
     return _with(base, blockers=blocked, batches=tuple(_batch(settings, b, state, pending, reports.get(b.name)) for b in pending),
                  waiting=held.waiting, tables=tables, relations=relations,
                  corrections=tuple(describe_correction(b, state.entries[b.name]) for b in state.corrected(batches)))
@@ -56,8 +58,8 @@ def _blockers(settings: StackSettings, batches: Sequence[Batch], state: Database
     start = settings.migrations.roll_back_from  # batches from there on are rolled back, not missing
     missing = [name for name in state.missing(batches, settings.stack) if start is None or name < start]
     if missing:
-        found.append(str(BatchFolderMissing(str(settings.migrations.sql_dir), missing, settings.stack)))
-    found += [str(err) for b in batches if (err := state.rollback_incomplete(b))]
+        found.append(pulumi_message(BatchFolderMissing(str(settings.migrations.sql_dir), missing, settings.stack)))
+    found += [pulumi_message(err) for b in batches if (err := state.rollback_incomplete(b))]
     state.pending(batches)  # BatchChanged for an applied batch whose statements changed
     return tuple(found)
 

@@ -157,7 +157,7 @@ def test_a_corrected_rollback_is_an_update_that_destroy_then_uses(applied: Proje
 
     preview = applied.stack.preview(on_output=lambda _: None)
     assert preview.change_summary.get("update") == 1
-    assert "rollback.sql corrected: `pulumi destroy` will run the corrected file" in preview.stdout
+    assert "rollback.sql corrected: a rollback of the batch runs the corrected file" in preview.stdout
     applied.stack.up(on_output=lambda _: None)
     with connect(db_target) as conn:
         reasons = conn.execute("SELECT reason FROM schema_ledger.batch_revision WHERE batch = '0002_quote' "

@@ -15,7 +15,7 @@ import pytest
 
 from infra.access.checks import access_checks, failed
 from infra.access.settings import RoleNames
-from infra.migrations.errors import AccessCheckFailed
+from infra.providers.errors import AccessCheckFailed
 from infra.migrations.target import Target
 from infra.providers.connection_props import connection_inputs
 from infra.settings import DatabaseSettings

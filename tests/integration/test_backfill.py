@@ -165,14 +165,14 @@ def test_the_tighten_gate_stays_closed_while_the_setting_is_off_or_a_null_remain
         legacy_db: Target, db: psycopg.Connection) -> None:
     closed = gate_status(legacy_db, TIGHTEN, frozenset())
     assert not closed.open
-    assert any("gates.appWritesCustomerId" in r for r in closed.reasons)
-    assert any(r.startswith("leads without a customer: 300") for r in closed.reasons)
+    assert closed.setting_off == "appWritesCustomerId"
+    assert any(r.startswith("leads without a customer: 300") for r in closed.unmet)
 
     apply_batch(legacy_db, BACKFILL, settings())
     assert gate_status(legacy_db, TIGHTEN, frozenset({"appWritesCustomerId"})).open
     add_lead(db, None, None)
     still = gate_status(legacy_db, TIGHTEN, frozenset({"appWritesCustomerId"}))
-    assert still.reasons == ("leads without a customer: 1",)
+    assert (still.setting_off, still.unmet) == (None, ("leads without a customer: 1",))
 
 
 def test_tighten_makes_the_links_not_null_and_restricts_deleting_a_customer_with_leads(

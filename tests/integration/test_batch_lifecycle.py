@@ -79,7 +79,7 @@ def test_a_rollback_blocked_by_a_dependent_view_keeps_every_new_table_and_resume
     assert str(state.rollback_incomplete(memory)).startswith(
         "batch '0001_add_memory_entities' is partly rolled back (9 of 10 rollback steps done; it stopped at rollback.sql:54")
     later = make_batch(tmp_path, "0002_later", 'CREATE TABLE "Later" ("id" int);', rollback='DROP TABLE IF EXISTS "Later";')
-    with pytest.raises(RollbackIncomplete, match="run `pulumi destroy` again to finish the rollback"):
+    with pytest.raises(RollbackIncomplete, match="; roll back again to finish the rollback"):
         apply_batch(db_target, later, FAST)
 
     db.execute("DROP VIEW customer_report")

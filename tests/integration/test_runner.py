@@ -239,7 +239,7 @@ def test_a_terminated_connection_is_reported_and_the_next_run_resumes(tmp_path: 
         run = pool.submit(apply_batch, db_target, batch, waits_for_the_test)
         (pid, _), = wait_until(lambda: lock_waits(db, db_target.dbname, "SELECT pg_advisory_xact_lock%", "advisory"), "step 4 to wait")
         db.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        with pytest.raises(ConnectionLost, match=r"connection to .* was lost during migration.sql step 4 .*run `pulumi up` again to resume"):
+        with pytest.raises(ConnectionLost, match=r"connection to .* was lost during migration.sql step 4 .*completed steps are recorded, apply again to resume"):
             run.result()
     assert sorted(Ledger(db).finished_steps("0001_link", "migration.sql")) == [1, 2, 3]
 

@@ -9,6 +9,7 @@ import pytest
 from infra.migrations.catalog import Column, Constraint, EnumType, Index, Shape, Table
 from infra.migrations.drift import compare, parse_allowed, without_allowed
 from infra.migrations.errors import SchemaDrift
+from infra.providers.reporting import pulumi_message
 from infra.migrations.objects import schema_objects, touched_by
 from infra.migrations.plan import Batch, load_batches
 from infra.schema_objects import declared_objects
@@ -103,7 +104,7 @@ def test_a_malformed_allow_list_entry_is_refused_naming_the_format(entry: object
 
 
 def test_the_drift_error_is_one_line_that_says_what_to_do() -> None:
-    message = str(SchemaDrift("db:5432/app", "0001_x", [f"column \"Lead\".c{i}: extra" for i in range(7)]))
+    message = pulumi_message(SchemaDrift("db:5432/app", "0001_x", [f"column \"Lead\".c{i}: extra" for i in range(7)]))
 
     assert "\n" not in message
     assert "(7 differences: " in message and "; and 2 more" in message

@@ -16,20 +16,9 @@ from infra.migrations.lint import (
     lint_batch,
     lint_batches,
 )
-from infra.migrations.plan import Batch, load_batch
+from tests.support.batches import make_batch
 
-VALIDATION = "SELECT 'x' AS check_name, true AS ok, '' AS detail;\n"
 CREATE_CONVERSATION = 'CREATE TABLE "Conversation" (id bigint PRIMARY KEY, lead_id bigint, x text);\n'
-
-
-def make_batch(
-    tmp_path: Path, name: str, migration: str, validation: str = VALIDATION, rollback: str = "SELECT 1;\n"
-) -> Batch:
-    folder = tmp_path / name
-    folder.mkdir()
-    for file, text in (("migration.sql", migration), ("validation.sql", validation), ("rollback.sql", rollback)):
-        (folder / file).write_text(text, encoding="utf-8")
-    return load_batch(folder)
 
 
 def rules_at(report: LintReport) -> set[tuple[int, str]]:

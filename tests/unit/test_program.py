@@ -62,13 +62,13 @@ def test_staging_declares_roles_then_batches_then_grants_and_their_verification(
         [history] = mocks.of_type(":SchemaHistory")
         assert history.inputs["settings"]["role"] == "junkquote_staging_migrator"
 
-    return program["verification"].id.apply(check)
+    return program["access_outputs"]["accessChecks"].apply(check)
 
 
 @pulumi.runtime.test
 def test_prod_is_protected_and_adopts_the_baseline(mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr("infra.preflight.read_state", lambda _target, _tables=(): DatabaseState({}, {}))
-    monkeypatch.setattr("infra.gating.gate_status", lambda *_: GateStatus(False, ("the gate is closed",)))
+    monkeypatch.setattr("infra.gating.gate_status", lambda *_: GateStatus(setting_off=None, unmet=("the gate is closed",)))
     program = run_program("prod")
 
     def check(_: object) -> None:

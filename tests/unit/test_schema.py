@@ -30,7 +30,7 @@ def stack_settings(**migrations: object) -> StackSettings:
 
 def ledger_with(monkeypatch: pytest.MonkeyPatch, state: DatabaseState) -> None:
     monkeypatch.setattr("infra.preflight.read_state", lambda _target, _tables=(): state)
-    monkeypatch.setattr("infra.gating.gate_status", lambda *_: GateStatus(True, ()))
+    monkeypatch.setattr("infra.gating.gate_status", lambda *_: GateStatus(setting_off=None, unmet=()))
 
 
 def history_inputs(mocks: RecordingMocks) -> dict:

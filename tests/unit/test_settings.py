@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from infra.durations import parse_duration_ms
-from infra.settings import ConfigError, parse_database, parse_migrations
+from infra.settings import ConfigError, configured_keys, load_settings, parse_database, parse_migrations
 
 GOOD_DB = {"host": "db.internal", "port": 5432, "name": "junkquote", "user": "migrator"}
 
@@ -89,3 +91,12 @@ def test_allowed_drift_defaults_to_nothing_and_keeps_the_listed_objects() -> Non
 def test_a_malformed_allowed_drift_names_the_key(value: object) -> None:
     with pytest.raises(ConfigError, match="migrations.allowedDrift"):
         parse_migrations({"allowedDrift": value})
+
+
+def test_a_top_level_key_the_project_does_not_know_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The config map as the language host hands it to the program.
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"junkquote-db:lockTimeout": "1s", "aws:region": "eu-west-1",
+                                                    "junkquote-db:database": json.dumps(GOOD_DB)}))
+    assert configured_keys() == {"lockTimeout", "database"}  # other namespaces are not this project's
+    with pytest.raises(ConfigError, match=r"junkquote-db:lockTimeout is not a known setting \(known: appPassword, backfill, "):
+        load_settings()
