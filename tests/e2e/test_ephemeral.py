@@ -95,7 +95,7 @@ def test_the_ephemeral_lifecycle_creates_rehearses_and_removes_database_roles_an
     removed = pipeline(project, "down", "--pr", "7", "--base", name)
     assert removed.returncode == 0, removed.stderr
     assert databases(pg_admin, database) == []
-    assert roles(pg_admin, f"%\\_pr\\_7") == []
+    assert roles(pg_admin, "%\\_pr\\_7") == []
     assert "pr-7" not in stacks(project)
     assert not (project.workdir / "Pulumi.pr-7.yaml").exists()
     for secret in (base.secrets.admin,):
