@@ -14,7 +14,7 @@ from .migrations.runner import RunSettings
 from .migrations.report import describe_adoption, describe_batch, describe_correction, locked_tables, new_tables
 from .migrations.state import DatabaseState, read_state
 from .providers.connection_props import target_of
-from .providers.errors import BatchFolderMissing
+from .providers.errors import BatchFolderMissing, RollbackRefused
 from .providers.reporting import pulumi_message
 from .providers.run_props import run_settings
 from .settings import StackSettings
@@ -34,13 +34,19 @@ def _account(settings: StackSettings, batch: Batch, run: RunSettings, absent: fr
     return f"{describe_batch(batch, settings.database.target, run, absent)}\n{FULL_SQL}"
 
 
-def describe_roll_back(start: str, state: DatabaseState, stack: str) -> str:
-    """What `migrations.rollBackFrom` does on this run."""
+def check_roll_back(start: str, settings: StackSettings, state: DatabaseState) -> str:
+    """What a deliberate rollback does on this run; refused on a protected stack, or when the batch named is not
+    one this stack applied (a typo would otherwise roll back the wrong batches)."""
+    stack = settings.stack
+    if settings.migrations.protected:
+        raise RollbackRefused(start, stack, "the stack is protected (junkquote-db:migrations.protected)")
+    entry = state.entries.get(start)
+    if entry is None or entry.stack != stack:
+        mine = [n for n, e in state.entries.items() if e.stack == stack]
+        raise RollbackRefused(start, stack, f"the stack has not applied it (applied: {', '.join(mine) or 'none'})")
     names = sorted((n for n, e in state.entries.items() if n >= start and e.stack == stack), reverse=True)
-    held = f"batches from {start} on are not applied while junkquote-db:migrations.rollBackFrom is set"
-    if not names:
-        return f"{held}; none of them is applied"
-    return f"rolls back {', '.join(names)} (newest first, with the files the ledger keeps); {held}"
+    return (f"this run rolls back {', '.join(names)} (newest first, with the files the ledger keeps); the next "
+            "`pulumi up` applies them again unless their folders are gone from the checkout")
 
 
 def preflight(settings: StackSettings, batches: Sequence[Batch], role: str | None) -> DatabaseState:
@@ -57,7 +63,7 @@ def preflight(settings: StackSettings, batches: Sequence[Batch], role: str | Non
         raise BatchFolderMissing(str(settings.migrations.sql_dir), missing, settings.stack)
     pending = state.pending([b for b in batches if start is None or b.name < start])
     if start:
-        pulumi.log.info(describe_roll_back(start, state, settings.stack))
+        pulumi.log.info(check_roll_back(start, settings, state))
     for batch in batches:
         incomplete = state.rollback_incomplete(batch)
         if incomplete:

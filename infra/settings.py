@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,9 @@ from .backfill_settings import BackfillSettings, parse_backfill, parse_gates
 from .config_errors import PROJECT, ConfigError, refuse_unknown
 from .durations import parse_duration_ms
 from .migrations.drift import parse_allowed
-from .migrations.plan import BATCH_NAME
 
+# `make rollback` sets this for one `pulumi up`: that run rolls back the named batch and every later one.
+ROLLBACK_FROM_ENV = "JUNKQUOTE_DB_ROLLBACK_FROM"
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 KNOWN_KEYS = frozenset({"database", "password", "migrations", "roles", "backfill", "gates", "ephemeral"}) | SECRET_KEYS
 SSL_MODES = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"})
@@ -53,7 +55,7 @@ class MigrationSettings:
     adopt_baseline: bool
     lint: str
     allowed_drift: frozenset[str] = frozenset()  # objects added outside the batches that are not drift
-    roll_back_from: str | None = None  # this batch and every later one are rolled back and not applied
+    roll_back_from: str | None = None  # this run rolls back this batch and every later one (ROLLBACK_FROM_ENV)
     backup_before_apply: Path | None = None  # a directory: pg_dump there before the first pending batch runs
 
 
@@ -115,7 +117,7 @@ def _duration(obj: Mapping[str, Any], key: str, default: str) -> int:
 def parse_migrations(obj: Mapping[str, Any] | None, sql_dir: Path = SQL_DIR) -> MigrationSettings:
     obj = obj or {}
     refuse_unknown(obj, "migrations", {"lockTimeout", "statementTimeout", "lockRetries", "lockWait", "protected", "baseline",
-                                       "lint", "allowedDrift", "rollBackFrom", "backupBeforeApply"})
+                                       "lint", "allowedDrift", "backupBeforeApply"})
     retries = obj.get("lockRetries", 10)
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
         raise ConfigError("migrations.lockRetries", f"'{retries}' is not a whole number from 0 to 100")
@@ -138,17 +140,14 @@ def parse_migrations(obj: Mapping[str, Any] | None, sql_dir: Path = SQL_DIR) -> 
         adopt_baseline=baseline == "adopt",
         lint=lint,
         allowed_drift=_allowed_drift(obj.get("allowedDrift", [])),
-        roll_back_from=_batch_name(obj.get("rollBackFrom")),
         backup_before_apply=_backup_dir(obj.get("backupBeforeApply")),
     )
 
 
-def _batch_name(value: Any) -> str | None:
-    if value in (None, ""):
-        return None
-    if not isinstance(value, str) or not BATCH_NAME.match(value):
-        raise ConfigError("migrations.rollBackFrom", f"'{value}' is not a batch name like 0001_add_memory_entities")
-    return value
+def roll_back_from(environ: Mapping[str, str]) -> str | None:
+    """The batch a deliberate rollback starts from: set for one run only (`make rollback`), never in the stack's
+    config, so no later run and no other checkout rolls anything back by inheriting it (checked by preflight)."""
+    return environ.get(ROLLBACK_FROM_ENV) or None
 
 
 def _backup_dir(value: Any) -> Path | None:
@@ -188,10 +187,11 @@ def load_settings() -> StackSettings:
         raise ConfigError(unknown[0], f"is not a known setting (known: {', '.join(sorted(KNOWN_KEYS))})")
     config = pulumi.Config(PROJECT)
     secrets = secret_reader(config)
+    migrations = replace(parse_migrations(config.get_object("migrations")), roll_back_from=roll_back_from(os.environ))
     return StackSettings(
         stack=pulumi.get_stack(),
         database=parse_database(config.get_object("database"), secrets("password")),
-        migrations=parse_migrations(config.get_object("migrations")),
+        migrations=migrations,
         access=parse_access(config.get_object("roles"), secrets),
         backfill=parse_backfill(config.get_object("backfill")),
         gates=parse_gates(config.get_object("gates")),

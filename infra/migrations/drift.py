@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 import psycopg
 
 from .catalog import Column, EnumType, Shape, Table, read_shape
-from .errors import SchemaDrift, StatementFailed
+from .errors import SchemaDrift, StatementFailed, UnsupportedStatement
 from .ledger import Ledger
 from .lock import migration_lock
 from .objects import ENUM, TABLE, ObjectKey, touched_by
@@ -240,6 +240,8 @@ def _failed_checks(conn: psycopg.Connection, ledger: Ledger, check: DriftCheck) 
     for batch, outcome in run_all_checks(conn, [b for b in check.batches if b.name in applied], check.statement_timeout_ms):
         if isinstance(outcome, StatementFailed):
             failed.append(FailedCheck(batch.name, f"validation.sql:{outcome.line}", outcome.cause))
+        elif isinstance(outcome, UnsupportedStatement):
+            failed.append(FailedCheck(batch.name, f"validation.sql:{outcome.line}", outcome.problem))
         else:
             failed += [FailedCheck(batch.name, r.name, r.detail) for r in outcome if not r.ok]
     return tuple(failed)

@@ -359,5 +359,5 @@ class BatchFilesMissing(MigrationError):
 
     def message(self, say: Actions) -> str:
         return (f"batch '{self.batch}' was recorded before the ledger kept its files and the checkout has no folder "
-                f"for it; nothing was rolled back for it: restore sql/{self.batch} (from version control) and "
-                "roll back again")
+                f"with the files it was applied with; nothing was rolled back for it: restore sql/{self.batch} as "
+                "applied (from version control) and roll back again")

@@ -130,13 +130,23 @@ def rollback_batches(target: Target, settings: RunSettings, files: Mapping[str, 
     with database_errors(target, "rollback"), _session(target, settings) as run:
         done = []
         for entry in run.rollback_order(start):
-            batch = entry.recorded_batch() or files.get(entry.batch)
+            batch = entry.recorded_batch() or _as_applied(files.get(entry.batch), entry)
             if batch is None:
                 raise BatchFilesMissing(entry.batch)
             with database_errors(target, "rollback", entry.batch):
                 if run.rollback(batch):
                     done.append(entry.batch)
         return tuple(done)
+
+
+def _as_applied(batch: Batch | None, entry: LedgerEntry) -> Batch | None:
+    """A checkout's batch for a ledger row without its files, only if its migration.sql and rollback.sql are the
+    ones recorded (another version's rollback.sql must never run in their place)."""
+    if batch is None:
+        return None
+    sums = batch.checksums
+    same = sums["migration.sql"] == entry.migration_sha256 and sums["rollback.sql"] == entry.rollback_sha256
+    return batch if same else None
 
 
 @contextmanager

@@ -57,17 +57,17 @@ def limits(cur: psycopg.Cursor, statement_timeout_ms: int) -> None:
 
 
 def run_all_checks(conn: psycopg.Connection, batches: Sequence[Batch], statement_timeout_ms: int
-                   ) -> list[tuple[Batch, tuple[CheckResult, ...] | StatementFailed]]:
+                   ) -> list[tuple[Batch, tuple[CheckResult, ...] | StatementFailed | UnsupportedStatement]]:
     """run_checks for many batches in one transaction that is rolled back, each batch in a savepoint that is
     rolled back too (so one batch's test rows never meet another's): two round trips per batch besides its
     statements, where a transaction of its own takes four."""
-    found: list[tuple[Batch, tuple[CheckResult, ...] | StatementFailed]] = []
+    found: list[tuple[Batch, tuple[CheckResult, ...] | StatementFailed | UnsupportedStatement]] = []
     with conn.transaction(force_rollback=True):
         with conn.cursor() as cur:
             limits(cur, statement_timeout_ms)
         for batch in batches:
             try:
                 found.append((batch, run_checks(conn, batch, statement_timeout_ms, limits_set=True)))
-            except StatementFailed as err:
+            except (StatementFailed, UnsupportedStatement) as err:  # this batch's checks fail, the others run
                 found.append((batch, err))
     return found

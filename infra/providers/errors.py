@@ -47,3 +47,27 @@ class BatchFolderMissing(MigrationError):
                 f"{'it' if len(self.batches) == 1 else 'them'} (an older checkout?); nothing was changed: check out "
                 "a revision that has every applied batch, or roll back on purpose with "
                 f"`make rollback STACK={self.stack} BATCH={self.batches[-1]}`")
+
+
+@dataclass(eq=False)
+class RollbackRefused(MigrationError):
+    """A deliberate rollback (`make rollback`) cannot run as asked; nothing was changed."""
+
+    batch: str
+    stack: str
+    reason: str
+
+    def message(self, say: Actions) -> str:
+        return f"refusing to roll back from batch '{self.batch}' on stack '{self.stack}': {self.reason}; nothing was changed"
+
+
+@dataclass(eq=False)
+class NotTakenOver(MigrationError):
+    """A per-batch resource of an earlier version is to be removed before the schema history took its batch over."""
+
+    batch: str
+
+    def message(self, say: Actions) -> str:
+        return (f"batch '{self.batch}' is still held by a per-batch resource of an earlier version of this project; "
+                "nothing was rolled back: run `pulumi up` once with this version (the schema history takes the "
+                "batches over), then destroy again")

@@ -38,6 +38,7 @@ from infra.providers.errors import DestroyRefused
 from infra.providers.protection import protected_by_stack_file, protected_in_config
 from infra.providers.reporting import engine_errors
 from infra.providers.run_props import run_from_inputs
+from infra.providers.schema_object import forget_catalog
 
 _OUTPUTS = ("batches", "schemaVersion")
 # Inputs whose change is a change of the history itself (where and how it runs).
@@ -91,12 +92,16 @@ def recorded(props: Mapping[str, Any]) -> dict[str, dict[str, str]]:
 def changed(olds: Mapping[str, Any], news: Mapping[str, Any]) -> bool:
     """Whether a run of `news` has work after the run that left `olds` (in `up`: the last outputs; in `refresh`:
     those outputs with the ledger as read now). A batch applied by the last run and now listed as applied is
-    no work; neither is a rollback whose batches the ledger no longer has."""
-    in_ledger = {b["name"] for b in olds.get("batches") or []}
+    no work; neither is a rollback whose batches the ledger no longer has. Rows of other stacks sharing the
+    ledger are not this history's business."""
+    stack = (news.get("settings") or {}).get("stack")
+    rows = olds.get("batches") or []
+    in_ledger = {b["name"] for b in rows}
+    mine = {b["name"] for b in rows if b.get("stack") == stack}
     wanted = recorded(news)
     start = news.get("rollBackFrom")
-    return (recorded(olds) != wanted or in_ledger != set(wanted)
-            or bool(start and any(name >= start for name in in_ledger))
+    return (recorded(olds) != wanted or not set(wanted) <= in_ledger
+            or bool(start and any(name >= start for name in mine))
             or bool(news.get("rollbackIncomplete"))
             or any(olds.get(k) != news.get(k) for k in _WATCHED))
 
@@ -119,7 +124,10 @@ class SchemaHistoryProvider(ResourceProvider):
             self._refuse_unfinished(p)
             if p.roll_back_from:
                 self._refuse_if_protected(p, p.roll_back_from)
-                rollback_batches(p.target, p.run, p.files, start=p.roll_back_from)
+                forget_catalog()
+                rollback_batches(p.target, p.run, {**checkout_batches(), **p.files}, start=p.roll_back_from)
+            if p.corrections or p.pending:
+                forget_catalog()
             apply_batches(p.target, (*p.corrections, *p.pending), p.run, adopted=p.adopted)
             outs = {**props, **ledger_outputs(p.target)}
         return CreateResult(id_="schema-history", outs=outs)
@@ -138,6 +146,7 @@ class SchemaHistoryProvider(ResourceProvider):
         with engine_errors(), exit_when_orphaned():
             newest = props.get("schemaVersion") or "every batch"
             self._refuse_if_protected(p, newest)
+            forget_catalog()
             rollback_batches(p.target, p.run, {**checkout_batches(), **p.files})
 
     def _refuse_if_protected(self, p: HistoryProps, batch: str) -> None:

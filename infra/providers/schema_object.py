@@ -128,9 +128,15 @@ class SchemaEnum(Resource, module="junkquote", name="SchemaEnum"):
 
 # One provider process serves one Pulumi command, and a `refresh` reads every object: the live catalog is read
 # once for all of them (the first read to need it), then shared. Only reads use it; create and update, which
-# run after the batches, read afresh.
+# run after the batches, read afresh, and the history forgets it before it changes the schema (a refresh that
+# runs the program reads each resource in the same process as the batches run).
 _CATALOG: dict[tuple[str, int, str, str], Shape] = {}
 _CATALOG_LOCK = threading.Lock()
+
+
+def forget_catalog() -> None:
+    with _CATALOG_LOCK:
+        _CATALOG.clear()
 
 
 def catalog_as_read(target: Target) -> Shape:

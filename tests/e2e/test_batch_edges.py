@@ -84,17 +84,15 @@ def test_make_rollback_rolls_back_a_batch_on_purpose_even_when_its_folder_is_gon
     assert ledger(db_target) == ["0000_baseline"], "nothing was applied again"
 
 
-def test_a_batch_rolled_back_on_purpose_stays_rolled_back_until_the_setting_is_removed(applied: ProjectStack, db_target: Target) -> None:
+def test_a_deliberate_rollback_is_for_one_run_and_the_next_up_applies_the_batch_again(applied: ProjectStack, db_target: Target) -> None:
     result = make(applied, "rollback", f"BATCH={BATCH1}")
     assert result.returncode == 0, output_of(result)
-    assert f"{BATCH1} and later batches stay rolled back while junkquote-db:migrations.rollBackFrom is set" in output_of(result)
+    assert f"this run rolls back {BATCH1} (newest first" in output_of(result)
+    assert ledger(db_target) == ["0000_baseline"]
+    assert "rollBack" not in (applied.workdir / f"Pulumi.{applied.stack.name}.yaml").read_text(), "nothing is left in the stack's config"
 
-    assert changes(applied.stack.up(on_output=lambda _: None).summary.resource_changes) == {}
-    assert ledger(db_target) == ["0000_baseline"], "the folder is there, and still nothing is applied again"
-
-    applied.cli("config", "rm", "--path", "junkquote-db:migrations.rollBackFrom", check=True)
     applied.stack.up(on_output=lambda _: None)
-    assert ledger(db_target) == ["0000_baseline", BATCH1]
+    assert ledger(db_target) == ["0000_baseline", BATCH1], "the folder is there: the next up applies it again"
     assert NEW_TABLES <= public_tables(db_target)
 
 
@@ -245,8 +243,9 @@ def test_a_table_only_read_by_insert_select_is_not_reported_as_written(applied: 
     assert "ROW EXCLUSIVE on existing table Lead" not in out
 
 
-def test_a_rollback_from_a_batch_the_stack_never_applied_rolls_nothing_back_and_says_so(applied: ProjectStack, db_target: Target) -> None:
-    result = make(applied, "rollback", "BATCH=0042_nothing")
-    assert result.returncode == 0, output_of(result)
-    assert "batches from 0042_nothing on are not applied while junkquote-db:migrations.rollBackFrom is set; none of them is applied" in output_of(result)
+def test_a_rollback_from_a_batch_the_stack_never_applied_is_refused(applied: ProjectStack, db_target: Target) -> None:
+    result = make(applied, "rollback", "BATCH=0001_add_memory_entitie")  # a typo of an applied batch
+    assert result.returncode != 0
+    assert (f"refusing to roll back from batch '0001_add_memory_entitie' on stack '{applied.stack.name}': the stack has "
+            f"not applied it (applied: 0000_baseline, {BATCH1}); nothing was changed") in output_of(result)
     assert ledger(db_target) == ["0000_baseline", BATCH1]

@@ -64,7 +64,8 @@ def with_per_batch_resources(stack: ProjectStack) -> None:
     legacy = []
     for batch in [b["name"] for b in history["outputs"]["batches"]]:
         urn = history["urn"].replace("junkquote:SchemaHistory::history", f"junkquote:Migration::{batch}")
-        props = {"__provider": provider, "batch": batch, "connection": history["inputs"]["connection"]}
+        props = {"__provider": provider, "batch": batch, "connection": history["inputs"]["connection"],
+                 "password": history["inputs"].get("password")}
         legacy.append({**history, "urn": urn, "id": batch, "type": "pulumi-python:dynamic/junkquote:Migration",
                        "inputs": props, "outputs": props, "dependencies": []})
     newest = legacy[-1]["urn"]
@@ -87,10 +88,20 @@ def test_a_stack_with_one_resource_per_batch_is_taken_over_by_the_history_withou
     with connect(db_target) as conn:
         conn.execute("""INSERT INTO "Customer" ("id", "name") VALUES ('c1', 'Kim')""")
     with_per_batch_resources(stack)
+    with connect(db_target) as conn:  # as an earlier version left the ledger: without the batches' files
+        conn.execute("UPDATE schema_ledger.batch SET migration_sql = NULL, validation_sql = NULL")
+
+    refused = stack.cli("destroy", "--yes")
+    assert refused.returncode != 0
+    assert "is still held by a per-batch resource of an earlier version of this project; nothing was rolled back" in refused.stdout + refused.stderr
+    with connect(db_target) as conn:
+        assert conn.execute('SELECT "name" FROM "Customer"').fetchall() == [("Kim",)]
 
     upgrade = stack.stack.up(on_output=lambda _: None)
 
-    assert changes(upgrade.summary.resource_changes) == {"create": 1, "delete": 2}, "the history comes, the per-batch resources go"
+    # The history comes, the per-batch resources go (and what the refused destroy removed, the tables' resources
+    # that only describe the schema, comes back).
+    assert changes(upgrade.summary.resource_changes)["delete"] == 2
     with connect(db_target) as conn:
         assert [r[0] for r in conn.execute("SELECT batch FROM schema_ledger.batch ORDER BY batch")] == ["0000_baseline", "0001_add_memory_entities"]
         assert conn.execute('SELECT "name" FROM "Customer"').fetchall() == [("Kim",)], "nothing was rolled back"

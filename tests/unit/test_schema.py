@@ -12,6 +12,8 @@ import pytest
 from infra.migrations.gate import GateStatus
 from infra.migrations.plan import load_batches
 from infra.migrations.state import DatabaseState
+from infra.preflight import check_roll_back
+from infra.providers.errors import RollbackRefused
 from infra.providers.history import SchemaHistoryProvider
 from infra.schema import SchemaMigrations
 from infra.settings import DatabaseSettings, StackSettings, parse_migrations
@@ -108,11 +110,13 @@ def test_a_corrected_file_and_a_ledger_row_without_files_are_recorded_by_the_run
 
 
 @pulumi.runtime.test
-def test_roll_back_from_names_the_first_applied_batch_to_roll_back_and_applies_none_after_it(mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch):
+def test_a_rollback_names_the_first_applied_batch_to_roll_back_and_applies_none_after_it(mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch):
     state = every_batch_applied(None)
     entries = {n: e for n, e in state.entries.items() if n != NAMES[3]}  # 0003 not applied
     ledger_with(monkeypatch, DatabaseState(entries, {}))
-    schema = SchemaMigrations("schema", stack_settings(rollBackFrom=NAMES[1]), BATCHES)
+    settings = stack_settings()
+    settings = replace(settings, migrations=replace(settings.migrations, roll_back_from=NAMES[1]))
+    schema = SchemaMigrations("schema", settings, [b for b in BATCHES if b.name < NAMES[1]])
 
     def check(_: object) -> None:
         inputs = history_inputs(mocks)
@@ -178,3 +182,20 @@ def test_new_connection_settings_are_a_change():
     applied = {"applied": {n: SUMS[n] for n in NAMES[:2]}, "batches": ledger_of(*NAMES[:2])}
     assert SchemaHistoryProvider().diff("schema-history", {**CONNECTION, **applied},
                                         {**CONNECTION, **applied, "settings": {"stack": "s", "lockTimeoutMs": 2000}}).changes
+
+
+def test_a_rollback_is_refused_on_a_protected_stack_and_for_a_batch_the_stack_never_applied():
+    state = every_batch_applied(None)
+    protected = stack_settings(protected=True)
+    with pytest.raises(RollbackRefused, match="the stack is protected"):
+        check_roll_back(NAMES[1], protected, state)
+    with pytest.raises(RollbackRefused, match="the stack has not applied it"):
+        check_roll_back("0001_add_memory_entitie", stack_settings(), state)
+    assert check_roll_back(NAMES[2], stack_settings(), state).startswith(f"this run rolls back {NAMES[3]}, {NAMES[2]} (newest first")
+
+
+def test_rows_of_other_stacks_sharing_the_ledger_are_not_a_change():
+    inputs = {"applied": {n: SUMS[n] for n in NAMES[:2]}, "settings": {"stack": "s"}}
+    rows = [{"name": n, "stack": "s"} for n in NAMES[:2]] + [{"name": NAMES[3], "stack": "other"}]
+    assert SchemaHistoryProvider().diff("schema-history", {**CONNECTION, **inputs, "batches": rows},
+                                        {**CONNECTION, **inputs, "rollBackFrom": None}).changes is False
