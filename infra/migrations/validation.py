@@ -4,9 +4,12 @@ does (test rows included) ever persists."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import psycopg
+from pglast import ast
+from pglast.visitors import Visitor
 
 from .database_errors import cause, operational
 from .errors import StatementFailed, UnsupportedStatement
@@ -24,15 +27,16 @@ class CheckResult:
 
 
 def run_checks(conn: psycopg.Connection, batch: Batch, statement_timeout_ms: int, *,
-               limits_set: bool = False) -> tuple[CheckResult, ...]:
+               limits_set: bool = False, isolated: bool = True) -> tuple[CheckResult, ...]:
     """Every (check_name, ok, detail) row the validation statements return; test data never persists.
 
     Runs without lock_timeout (waiting for its weak locks never blocks live traffic) and under statement_timeout.
     An operational failure (see database_errors.operational) is re-raised as the psycopg error, for the caller
-    to retry or report as "could not validate"; any other error is a fault of validation.sql."""
+    to retry or report as "could not validate"; any other error is a fault of validation.sql. `isolated=False`
+    runs in the caller's transaction as it stands (for checks that only read)."""
     statements = split_statements(batch, "validation.sql")
     results: list[CheckResult] = []
-    with conn.transaction(force_rollback=True), conn.cursor() as cur:
+    with conn.transaction(force_rollback=True) if isolated else nullcontext(), conn.cursor() as cur:
         if not limits_set:
             limits(cur, statement_timeout_ms)
         for _node, sql, line in statements:
@@ -56,18 +60,66 @@ def limits(cur: psycopg.Cursor, statement_timeout_ms: int) -> None:
                 (f"{int(statement_timeout_ms)}ms",))
 
 
+Outcome = tuple[CheckResult, ...] | StatementFailed | UnsupportedStatement
+
+
 def run_all_checks(conn: psycopg.Connection, batches: Sequence[Batch], statement_timeout_ms: int
-                   ) -> list[tuple[Batch, tuple[CheckResult, ...] | StatementFailed | UnsupportedStatement]]:
-    """run_checks for many batches in one transaction that is rolled back, each batch in a savepoint that is
-    rolled back too (so one batch's test rows never meet another's): two round trips per batch besides its
-    statements, where a transaction of its own takes four."""
-    found: list[tuple[Batch, tuple[CheckResult, ...] | StatementFailed | UnsupportedStatement]] = []
-    with conn.transaction(force_rollback=True):
-        with conn.cursor() as cur:
-            limits(cur, statement_timeout_ms)
-        for batch in batches:
-            try:
-                found.append((batch, run_checks(conn, batch, statement_timeout_ms, limits_set=True)))
-            except (StatementFailed, UnsupportedStatement) as err:  # this batch's checks fail, the others run
-                found.append((batch, err))
+                   ) -> list[tuple[Batch, Outcome]]:
+    """run_checks for many batches in one transaction that is rolled back (what a refresh runs). A validation.sql
+    that writes (test rows) runs in a savepoint rolled back after it, so no batch's rows meet another's; one that
+    only reads runs as it is, one round trip per statement. A failing read aborts the transaction: it is rolled
+    back and the batches after it run in a new one."""
+    found: list[tuple[Batch, Outcome]] = []
+    todo = list(batches)
+    while todo:
+        try:
+            with conn.transaction(force_rollback=True):
+                with conn.cursor() as cur:
+                    limits(cur, statement_timeout_ms)
+                while todo:
+                    found.append((todo[0], _outcome(conn, todo[0], statement_timeout_ms)))
+                    todo.pop(0)
+        except _Aborted as aborted:
+            found.append((todo.pop(0), aborted.error))
     return found
+
+
+class _Aborted(Exception):
+    def __init__(self, error: StatementFailed | UnsupportedStatement) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _outcome(conn: psycopg.Connection, batch: Batch, statement_timeout_ms: int) -> Outcome:
+    reads = reads_only(batch)
+    try:
+        return run_checks(conn, batch, statement_timeout_ms, limits_set=True, isolated=not reads)
+    except StatementFailed as err:
+        if reads:
+            raise _Aborted(err) from None  # the transaction is aborted: roll it back, go on in a new one
+        return err
+    except UnsupportedStatement as err:
+        return err
+
+
+def reads_only(batch: Batch) -> bool:
+    """validation.sql is plain SELECTs: no data-changing statement, CTE or SELECT INTO anywhere in it."""
+    return all(isinstance(node, ast.SelectStmt) and not _Writes()(node) for node, _sql, _line in
+               split_statements(batch, "validation.sql"))
+
+
+class _Writes(Visitor):
+    """Whether a statement tree holds a statement that changes data (a data-modifying CTE) or SELECT INTO."""
+
+    def __call__(self, node: ast.Node) -> bool:  # type: ignore[override]
+        self.found = False
+        super().__call__(node)
+        return self.found
+
+    def visit_InsertStmt(self, _ancestors: object, _node: ast.Node) -> None:
+        self.found = True
+
+    visit_UpdateStmt = visit_DeleteStmt = visit_MergeStmt = visit_InsertStmt
+
+    def visit_IntoClause(self, _ancestors: object, _node: ast.Node) -> None:
+        self.found = True

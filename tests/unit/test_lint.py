@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from infra.migrations.errors import SqlSyntaxError, UnsupportedStatement
+from infra.migrations.plan import Batch
+from infra.migrations.validation import reads_only
 from infra.migrations.lint import (
     LintBlocked,
     LintDirectiveInvalid,
@@ -235,3 +237,13 @@ def test_finding_after_multibyte_characters_maps_to_its_own_statement(tmp_path: 
     # squawk's column counts UTF-8 bytes: read as characters it would land in the next statement on the line
     migration = 'CREATE TABLE "Tééééééé" (n int);ALTER TABLE "Lead" ADD COLUMN q bigint;\n'
     assert lint_batch(make_batch(tmp_path, "0002_utf8", migration)).findings == ()
+
+
+def test_validation_that_only_selects_is_told_from_one_that_writes():
+    def reads(validation: str) -> bool:
+        return reads_only(Batch("0001_x", "SELECT 1;", validation, "SELECT 1;"))
+
+    assert reads("SELECT 'a' AS check_name, (SELECT count(*) FROM x) = 0 AS ok, '' AS detail;")
+    assert not reads('INSERT INTO x VALUES (1);\nSELECT 1;')
+    assert not reads("WITH d AS (DELETE FROM x RETURNING 1) SELECT count(*) FROM d;")
+    assert not reads("SELECT 1 INTO t;")
