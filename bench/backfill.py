@@ -44,6 +44,9 @@ from .writer import Sample, Writers
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = "backfill_seeded"
 LEAD_IN_S, TAIL_S = 3.0, 2.0
+PROGRESS_EVERY_S = 60.0
+# 0003's scenario needs 0002 applied first, with no writers and nothing measured: the largest fixed chunks.
+PREPARE_CHUNK_ROWS = 20_000
 
 
 def write_linked(conn: psycopg.Connection, rng: random.Random, job_ids: list[str]) -> None:
@@ -151,9 +154,14 @@ def adaptive(batch: Batch, fixed: int | None = None) -> Callable[[str], tuple[in
         seen: dict[str, BackfillProgress] = {}
         longest = [0.0]
 
+        shown = [time.monotonic()]
+
         def on(event: BackfillProgress) -> None:
             seen[event.part] = event
             longest[0] = max(longest[0], event.chunk_ms)
+            if event.phase == "done" or time.monotonic() - shown[0] >= PROGRESS_EVERY_S:
+                shown[0] = time.monotonic()
+                print(f"    {event.line()}", flush=True)
         run = BackfillRun(fixed_chunk_rows=fixed, on_progress=on)
         try:
             apply_batch(Target.from_dsn(dsn), batch, RunSettings(stack="bench", backfill=run))
@@ -244,7 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch) -> Result:
     """0003 on a database where 0002 has been applied (with the writers stopped), measured with writers on."""
     dsn = clone(server, "bench_tighten")
-    apply_batch(Target.from_dsn(dsn), b2, RunSettings(stack="bench"))
+    apply_batch(Target.from_dsn(dsn), b2,
+                RunSettings(stack="bench", backfill=BackfillRun(fixed_chunk_rows=PREPARE_CHUNK_ROWS)))
     with psycopg.connect(dsn, autocommit=True) as conn:
         # As in production some time after 0002: autovacuum has processed the rewritten rows. (An autovacuum still
         # running holds SHARE UPDATE EXCLUSIVE and is only cancelled after deadlock_timeout, 1 s, which is longer

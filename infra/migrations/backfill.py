@@ -23,12 +23,12 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from . import progress
-from .backfill_errors import BackfillDeclarationInvalid, BackfillIncomplete, ReplicaLagging
+from .backfill_errors import BackfillDeclarationInvalid, BackfillIncomplete, BackfillPaused, ReplicaLagging
 from .plan import Batch, sha256_text
 from .progress import PartProgress
 from .target import Target
 from .throttle import AdaptiveThrottle, Decision, FixedThrottle, Observation, ThrottleSettings
-from .validation import CheckResult, run_checks
+from .validation import CheckResult
 
 VALIDATION_ROUNDS = 3
 MAX_REPLICA_WAIT_S = 600.0
@@ -57,13 +57,13 @@ class BackfillProgress:
 
     batch: str
     part: str
-    phase: str  # "pass", "sweep", "waiting", "done"
+    phase: str  # "pass", "sweep", "waiting", "paused", "done"
     rows_done: int
     rows_total: int
     rows_per_s: float
     chunk_rows: int
     slowed_because: str | None
-    chunk_ms: float = 0.0  # how long the last chunk's transaction took (its row locks were held that long)
+    chunk_ms: float = 0.0  # how long the last chunk's transaction took: no row lock of it was held longer
 
     @property
     def eta_s(self) -> float | None:
@@ -87,6 +87,9 @@ class BackfillRun:
     fixed_chunk_rows: int | None = None
     on_progress: Callable[[BackfillProgress], None] | None = field(default=None, compare=False)
     sleep: Sleep = field(default=time.sleep, compare=False, repr=False)
+    # Asked before every chunk (and while waiting for replicas): True stops the backfill there (BackfillPaused);
+    # everything done so far is kept, and the next run continues. The provider reads the stack's config file.
+    paused: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
 
 def load_spec(batch: Batch) -> BackfillSpec:
@@ -102,9 +105,10 @@ def load_spec(batch: Batch) -> BackfillSpec:
     return BackfillSpec(parts, sha256_text(batch.backfill))
 
 
-def run_backfill(conn: psycopg.Connection, target: Target, batch: Batch, run: BackfillRun, *,
-                 role: str | None, statement_timeout_ms: int, verify_lock: Callable[[], None]) -> tuple[CheckResult, ...]:
-    """Every part, then validation.sql; returns the checks (all passed) or raises BackfillIncomplete."""
+def run_backfill(conn: psycopg.Connection, target: Target, batch: Batch, run: BackfillRun, *, role: str | None,
+                 checks: Callable[[], tuple[CheckResult, ...]], verify_lock: Callable[[], None]) -> tuple[CheckResult, ...]:
+    """Every part, then the batch's checks (the runner's validation, with its retries); returns them (all
+    passed) or raises BackfillIncomplete; BackfillPaused when the operator paused it between two chunks."""
     spec = load_spec(batch)
     with _as_session_user(conn, role):
         progress.ensure(conn)
@@ -113,9 +117,22 @@ def run_backfill(conn: psycopg.Connection, target: Target, batch: Batch, run: Ba
                          .format(sql.Identifier(role)))
     with target.connect(autocommit=True) as monitor:
         filler = _Filler(conn, monitor, batch, spec, run, verify_lock)
-        for part in spec.parts:
-            filler.fill(part)
-        return filler.validate(statement_timeout_ms)
+        with _lock_timeout(conn, run.throttle.target_write_latency_ms):
+            for part in spec.parts:
+                filler.fill(part)
+        return filler.validate(checks)
+
+
+@contextmanager
+def _lock_timeout(conn: psycopg.Connection, ms: int) -> Iterator[None]:
+    """A chunk waits at most the write-latency target for a row or table lock (set once for every chunk)."""
+    before = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
+    conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(ms)}ms",))
+    try:
+        yield
+    finally:
+        if not conn.broken and not conn.closed:
+            conn.execute("SELECT set_config('lock_timeout', %s, false)", (before,))
 
 
 @contextmanager
@@ -138,7 +155,6 @@ class _Filler:
         self.lag = ReplayLag(monitor)
         self.throttle: AdaptiveThrottle | FixedThrottle = (
             FixedThrottle(run.fixed_chunk_rows) if run.fixed_chunk_rows else AdaptiveThrottle(run.throttle))
-        self.lock_timeout_ms = run.throttle.target_write_latency_ms
         self._rate = _Rate()
 
     # -- a part ---------------------------------------------------------------------------------------
@@ -147,41 +163,50 @@ class _Filler:
         total = self._count(part)
         self._rate = _Rate()
         while not state.pass_done:
-            state = self._chunk(part, state, total)
+            after = state.last_key
+            state = self._chunk(part, state, total, "pass", lambda size: self._page(part, after, size)).state
         self._sweep(part, state, total)
 
     def _count(self, part: Part) -> int:
         query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*part.table.split(".")))
         return int(self.conn.execute(query).fetchone()[0])
 
-    def _chunk(self, part: Part, state: PartProgress, total: int) -> PartProgress:
-        self._wait_for_replicas(part, state, total)
-        size = self.throttle.chunk_rows
-        started = time.monotonic()
-        try:
-            with self.conn.transaction():
-                self._lock_timeout()
-                keys = self._page(part, state.last_key, size)
-                changed = self._apply(part, keys)
-                state = replace(state, last_key=keys[-1] if keys else state.last_key, pass_done=len(keys) < size,
-                                rows_done=state.rows_done + len(keys), rows_changed=state.rows_changed + changed,
-                                chunks=state.chunks + 1)
-                progress.save(self.conn, state)
-        except pg_errors.LockNotAvailable:
-            self._after(part, state, total, Observation(0, _ms(started), lock_wait=True), "pass")
-            return state
-        seen = Observation(len(keys), _ms(started), replay_lag_ms=self.lag.measure())
-        self._rate.add(len(keys))
-        self._after(part, state, total, seen, "pass")
-        return state
-
     def _page(self, part: Part, after: str | None, size: int) -> list[str]:
+        """The next keys of the pass: an index range scan on the key, read before the chunk's transaction."""
         key, table = sql.Identifier(part.key), sql.Identifier(*part.table.split("."))
         if after is None:
             query = sql.SQL("SELECT {k}::text FROM {t} ORDER BY {k} LIMIT %s").format(k=key, t=table)
             return [r[0] for r in self.conn.execute(query, (size,))]
         query = sql.SQL("SELECT {k}::text FROM {t} WHERE {k} > %s ORDER BY {k} LIMIT %s").format(k=key, t=table)
         return [r[0] for r in self.conn.execute(query, (after, size))]
+
+    def _sweep_keys(self, part: Part, size: int) -> list[str]:
+        assert part.sweep is not None
+        return [str(r[0]) for r in self.conn.execute(part.sweep, {"limit": size})]
+
+    # -- one chunk (of the pass or of a sweep) ----------------------------------------------------------
+    def _chunk(self, part: Part, state: PartProgress, total: int, phase: str, pick: Callable[[int], list[str]]) -> _Chunk:
+        """Pick up to chunk-size keys (one statement, outside any transaction: no row lock is held while it
+        looks), then one short transaction: the part's chunk function over those keys (one set-based
+        statement) and the part's progress row. Its duration is the longest any row lock of the chunk is held."""
+        self._stop_if_paused(part, state, total)
+        self._wait_for_replicas(part, state, total)
+        size = self.throttle.chunk_rows
+        keys = pick(size)
+        started = time.monotonic()
+        try:
+            with self.conn.transaction():
+                changed = self._apply(part, keys)
+                state = _advance(state, phase, keys, size, changed)
+                progress.save(self.conn, state)
+        except pg_errors.LockNotAvailable:
+            self._after(part, state, total, Observation(0, _ms(started), lock_wait=True), phase)
+            return _Chunk(state, len(keys), size, None)
+        held_ms = _ms(started)
+        if phase == "pass":
+            self._rate.add(len(keys))
+        self._after(part, state, total, Observation(len(keys), held_ms, replay_lag_ms=self.lag.measure()), phase)
+        return _Chunk(state, len(keys), size, changed)
 
     def _apply(self, part: Part, keys: list[str]) -> int:
         if not keys:
@@ -190,31 +215,13 @@ class _Filler:
         row = self.conn.execute(sql.SQL("SELECT {}(%s::text[])").format(fn), (keys,)).fetchone()
         return int(row[0] or 0) if row else 0
 
-    def _lock_timeout(self) -> None:
-        self.conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{self.lock_timeout_ms}ms",))
-
     # -- sweeps -----------------------------------------------------------------------------------------
     def _sweep(self, part: Part, state: PartProgress, total: int) -> None:
         """Run the sweep query until it returns fewer keys than asked, or a round changes nothing."""
-        if not part.sweep:
-            self._emit(part, state, total, "done")
-            return
-        while True:
-            self._wait_for_replicas(part, state, total)
-            size = self.throttle.chunk_rows
-            started = time.monotonic()
-            try:
-                with self.conn.transaction():
-                    self._lock_timeout()
-                    keys = [str(r[0]) for r in self.conn.execute(part.sweep, {"limit": size})]
-                    changed = self._apply(part, keys)
-                    state = replace(state, rows_changed=state.rows_changed + changed)
-                    progress.save(self.conn, state)
-            except pg_errors.LockNotAvailable:
-                self._after(part, state, total, Observation(0, _ms(started), lock_wait=True), "sweep")
-                continue
-            self._after(part, state, total, Observation(len(keys), _ms(started), replay_lag_ms=self.lag.measure()), "sweep")
-            if len(keys) < size or changed == 0:
+        while part.sweep:
+            chunk = self._chunk(part, state, total, "sweep", lambda size: self._sweep_keys(part, size))
+            state = chunk.state
+            if chunk.changed is not None and (chunk.keys < chunk.size or chunk.changed == 0):
                 break
         self._emit(part, state, total, "done")
 
@@ -224,15 +231,15 @@ class _Filler:
             self._sweep(part, state, state.rows_done)
 
     # -- validation -------------------------------------------------------------------------------------
-    def validate(self, statement_timeout_ms: int) -> tuple[CheckResult, ...]:
+    def validate(self, checks: Callable[[], tuple[CheckResult, ...]]) -> tuple[CheckResult, ...]:
         failed: list[tuple[str, str]] = []
         for attempt in range(VALIDATION_ROUNDS):
             if attempt:
                 self.sweep_all()  # a write may have landed after the last sweep
-            checks = run_checks(self.conn, self.batch, statement_timeout_ms)
-            failed = [(c.name, c.detail) for c in checks if not c.ok]
+            results = checks()
+            failed = [(c.name, c.detail) for c in results if not c.ok]
             if not failed:
-                return checks
+                return results
         raise BackfillIncomplete(self.batch.name, failed)
 
     # -- throttle -----------------------------------------------------------------------------------------
@@ -243,6 +250,11 @@ class _Filler:
         if decision.pause_ms > 0:
             self.run.sleep(decision.pause_ms / 1000)
 
+    def _stop_if_paused(self, part: Part, state: PartProgress, total: int) -> None:
+        if self.run.paused is not None and self.run.paused():
+            self._emit(part, state, total, "paused")
+            raise BackfillPaused(self.batch.name, part.name, state.rows_done, max(total, state.rows_done))
+
     def _wait_for_replicas(self, part: Part, state: PartProgress, total: int) -> None:
         """Before a chunk: while a replica replays too far behind, wait (polling) instead of writing more."""
         deadline = time.monotonic() + MAX_REPLICA_WAIT_S
@@ -252,6 +264,7 @@ class _Filler:
                 return
             if time.monotonic() > deadline:
                 raise ReplicaLagging(self.batch.name, part.name, lag, self.run.throttle.max_replay_lag_ms)
+            self._stop_if_paused(part, state, total)
             decision = self.throttle.next(Observation(0, 0.0, replay_lag_ms=lag))
             self._emit(part, state, total, "waiting", decision)
             self.verify_lock()
@@ -265,6 +278,26 @@ class _Filler:
         self.run.on_progress(BackfillProgress(
             self.batch.name, part.name, phase, state.rows_done, max(total, state.rows_done), self._rate.per_second(),
             chunk, self.throttle.last_slowdown, chunk_ms))
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """What one chunk did: the part's progress after it, keys picked of size asked, rows changed (None: it
+    could not take its locks in time and changed nothing)."""
+
+    state: PartProgress
+    keys: int
+    size: int
+    changed: int | None
+
+
+def _advance(state: PartProgress, phase: str, keys: list[str], size: int, changed: int) -> PartProgress:
+    """The part's progress after a chunk: a pass chunk moves the keyset cursor, a sweep chunk only counts."""
+    state = replace(state, rows_changed=state.rows_changed + changed)
+    if phase != "pass":
+        return state
+    return replace(state, last_key=keys[-1] if keys else state.last_key, pass_done=len(keys) < size,
+                   rows_done=state.rows_done + len(keys), chunks=state.chunks + 1)
 
 
 class ReplayLag:

@@ -37,3 +37,14 @@ class ReplicaLagging(MigrationError):
             f"{lag_ms / 1000:.1f} s behind (limit {limit_ms / 1000:.1f} s) and did not catch up; check the replica "
             "(is replay paused?), then run `pulumi up` again to continue from here"
         )
+
+
+class BackfillPaused(MigrationError):
+    """An operator paused the backfill (junkquote-db:backfill.paused) while it ran; it stopped between two chunks."""
+
+    def __init__(self, batch: str, part: str, rows_done: int, rows_total: int) -> None:
+        self.batch, self.part = batch, part
+        super().__init__(
+            f"backfill of batch '{batch}' paused by junkquote-db:backfill.paused before a chunk of part '{part}' "
+            f"({rows_done:,}/{rows_total:,} rows of it done and kept); set it to false and run `pulumi up` to continue"
+        )
