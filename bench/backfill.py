@@ -1,6 +1,6 @@
 """`make bench-backfill`: batch 0002's backfill under concurrent writes, adaptive vs fixed vs naive, and 0003.
 
-    python -m bench.backfill [--leads N] [--out DIR] [--no-replica]
+    python -m bench.backfill [--leads N] [--out DIR] [--no-replica] [--only adaptive,fixed-1000,...]
 
 Seeds N leads (one job each) with legacy conversation data (bench/legacy.py) in a template, then on fresh
 copies, with 4 writer processes running the application's post-deploy transaction (a new customer and its
@@ -215,7 +215,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--leads", type=int, default=2_000_000)
     parser.add_argument("--out", type=Path, default=REPO / "bench")
     parser.add_argument("--no-replica", action="store_true")
+    parser.add_argument("--only", default="", help="comma-separated scenarios to run (default: all), e.g. adaptive,fixed-1000")
     args = parser.parse_args(argv)
+    wanted = set(filter(None, args.only.split(",")))
+
+    def chosen(name: str) -> bool:
+        return not wanted or name in wanted
     batches = load_batches(REPO / "sql")
     b2, b3 = batches[2], batches[3]
     load = os.getloadavg()[0]
@@ -229,21 +234,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"seeded {args.leads:,} leads, {entries:,} legacy entries in {seed_s:.0f} s", flush=True)
         info = machine(server)
         for name, action in (("adaptive", adaptive(b2)), ("fixed-1000", adaptive(b2, 1000)), ("naive", naive(b2))):
+            if not chosen(name):
+                continue
             print(f"scenario {name} ...", flush=True)
             results.append(run_scenario(server, name, job_ids, action, replica=False))
             _print(results[-1])
-        if not args.no_replica:
+        if not args.no_replica and (chosen("adaptive+replica") or chosen("fixed-1000+replica")):
             replica = start_replica(server, Path(tmp))
             try:
                 for name, action in (("adaptive+replica", adaptive(b2)), ("fixed-1000+replica", adaptive(b2, 1000))):
+                    if not chosen(name):
+                        continue
                     print(f"scenario {name} ...", flush=True)
                     results.append(run_scenario(server, name, job_ids, action, replica=True))
                     _print(results[-1])
             finally:
                 replica.stop()
-        print("scenario tighten ...", flush=True)
-        results.append(_tighten(server, job_ids, b2, b3))
-        _print(results[-1])
+        if chosen("tighten-0003"):
+            print("scenario tighten-0003 ...", flush=True)
+            results.append(_tighten(server, job_ids, b2, b3))
+            _print(results[-1])
     from .backfill_report import write
     write(args.out, args.leads, entries, seed_s, info, load, results)
     return 0

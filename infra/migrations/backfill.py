@@ -1,13 +1,15 @@
 """A batch's backfill: the parts of its backfill.toml, in keyset-paginated chunks, throttled, resumable.
 
-For each part: a pass through `table` by `key` (WHERE key > cursor ORDER BY key LIMIT n), each page handed
-to the part's chunk function in its own short transaction together with its progress row (progress.py);
-then the part's `sweep` until it comes back short (rows written behind the cursor, rows skipped because
-another transaction held them). The throttle (throttle.py) sizes every chunk and the pause before it from
-the chunk's own duration, lock waits (lock_timeout) and streaming replicas' replay lag. Then validation.sql;
-when checks fail, the sweeps run again (a write may have landed after them) before giving up with
-BackfillIncomplete, which keeps everything done so far: the next run continues.
-"""
+For each part: a pass through `table` by `key`, one chunk at a time, each in its own short transaction
+together with its progress row (progress.py). A chunk is ONE set-based statement: the page of keys
+(WHERE key > cursor ORDER BY key LIMIT n, an index range scan) handed as an array to the part's chunk
+function; no per-row round trip. Then the part's `sweep` until it comes back short (rows written behind the
+cursor, rows skipped because another transaction held them); a sweep's keys are read before its chunk's
+transaction, since a sweep query may scan the whole table. The throttle (throttle.py) sizes every chunk
+and the pause before it from the chunk's duration (the longest any of its row locks is held), lock waits
+(lock_timeout) and streaming replicas' replay lag. Then validation.sql, through the runner's checks (with
+their retries); when checks fail, the sweeps run again (a write may have landed after them) before giving
+up with BackfillIncomplete, which keeps everything done so far: the next run continues."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import time
 import tomllib
 from collections import deque
 from collections.abc import Callable, Iterator
+from typing import Any
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
@@ -164,31 +167,25 @@ class _Filler:
         self._rate = _Rate()
         while not state.pass_done:
             after = state.last_key
-            state = self._chunk(part, state, total, "pass", lambda size: self._page(part, after, size)).state
+            state = self._chunk(part, state, total, "pass", lambda size: _page(part, after, size)).state
         self._sweep(part, state, total)
 
     def _count(self, part: Part) -> int:
-        query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*part.table.split(".")))
+        query = sql.SQL("SELECT count(*) FROM {}").format(_table(part))
         return int(self.conn.execute(query).fetchone()[0])
 
-    def _page(self, part: Part, after: str | None, size: int) -> list[str]:
-        """The next keys of the pass: an index range scan on the key, read before the chunk's transaction."""
-        key, table = sql.Identifier(part.key), sql.Identifier(*part.table.split("."))
-        if after is None:
-            query = sql.SQL("SELECT {k}::text FROM {t} ORDER BY {k} LIMIT %s").format(k=key, t=table)
-            return [r[0] for r in self.conn.execute(query, (size,))]
-        query = sql.SQL("SELECT {k}::text FROM {t} WHERE {k} > %s ORDER BY {k} LIMIT %s").format(k=key, t=table)
-        return [r[0] for r in self.conn.execute(query, (after, size))]
-
-    def _sweep_keys(self, part: Part, size: int) -> list[str]:
+    def _swept(self, part: Part, size: int) -> _Keys:
+        """The keys the part's sweep finds, read before the chunk's transaction: a sweep query may scan the
+        whole table, and no row lock is held while it does."""
         assert part.sweep is not None
-        return [str(r[0]) for r in self.conn.execute(part.sweep, {"limit": size})]
+        keys = [str(r[0]) for r in self.conn.execute(part.sweep, {"limit": size})]
+        return _Keys(sql.SQL("SELECT unnest(%(keys)s::text[])"), {"keys": keys})
 
     # -- one chunk (of the pass or of a sweep) ----------------------------------------------------------
-    def _chunk(self, part: Part, state: PartProgress, total: int, phase: str, pick: Callable[[int], list[str]]) -> _Chunk:
-        """Pick up to chunk-size keys (one statement, outside any transaction: no row lock is held while it
-        looks), then one short transaction: the part's chunk function over those keys (one set-based
-        statement) and the part's progress row. Its duration is the longest any row lock of the chunk is held."""
+    def _chunk(self, part: Part, state: PartProgress, total: int, phase: str, pick: Callable[[int], _Keys]) -> _Chunk:
+        """One chunk: the keys `pick` selects for the chunk size, handed to the part's chunk function in ONE
+        set-based statement, saved with the part's progress row in one short transaction. Its duration is the
+        longest any row lock of the chunk was held."""
         self._stop_if_paused(part, state, total)
         self._wait_for_replicas(part, state, total)
         size = self.throttle.chunk_rows
@@ -196,30 +193,31 @@ class _Filler:
         started = time.monotonic()
         try:
             with self.conn.transaction():
-                changed = self._apply(part, keys)
-                state = _advance(state, phase, keys, size, changed)
+                changed, count, last = self._apply(part, keys)
+                state = _advance(state, phase, count, last, size, changed)
                 progress.save(self.conn, state)
         except pg_errors.LockNotAvailable:
             self._after(part, state, total, Observation(0, _ms(started), lock_wait=True), phase)
-            return _Chunk(state, len(keys), size, None)
+            return _Chunk(state, 0, size, None)
         held_ms = _ms(started)
         if phase == "pass":
-            self._rate.add(len(keys))
-        self._after(part, state, total, Observation(len(keys), held_ms, replay_lag_ms=self.lag.measure()), phase)
-        return _Chunk(state, len(keys), size, changed)
+            self._rate.add(count)
+        self._after(part, state, total, Observation(count, held_ms, replay_lag_ms=self.lag.measure()), phase)
+        return _Chunk(state, count, size, changed)
 
-    def _apply(self, part: Part, keys: list[str]) -> int:
-        if not keys:
-            return 0
-        fn = sql.Identifier(*part.chunk.split("."))
-        row = self.conn.execute(sql.SQL("SELECT {}(%s::text[])").format(fn), (keys,)).fetchone()
-        return int(row[0] or 0) if row else 0
+    def _apply(self, part: Part, keys: _Keys) -> tuple[int, int, str | None]:
+        """(rows changed, keys handed over, the last of them) for one statement: the keys in order, as an
+        array, passed to the chunk function."""
+        query = sql.SQL("SELECT {fn}(k), cardinality(k), k[cardinality(k)] FROM (SELECT array({keys}) AS k) AS page").format(
+            fn=sql.Identifier(*part.chunk.split(".")), keys=keys.query)
+        changed, count, last = self.conn.execute(query, keys.params).fetchone()
+        return int(changed or 0), int(count), last
 
     # -- sweeps -----------------------------------------------------------------------------------------
     def _sweep(self, part: Part, state: PartProgress, total: int) -> None:
         """Run the sweep query until it returns fewer keys than asked, or a round changes nothing."""
         while part.sweep:
-            chunk = self._chunk(part, state, total, "sweep", lambda size: self._sweep_keys(part, size))
+            chunk = self._chunk(part, state, total, "sweep", lambda size: self._swept(part, size))
             state = chunk.state
             if chunk.changed is not None and (chunk.keys < chunk.size or chunk.changed == 0):
                 break
@@ -291,13 +289,33 @@ class _Chunk:
     changed: int | None
 
 
-def _advance(state: PartProgress, phase: str, keys: list[str], size: int, changed: int) -> PartProgress:
+def _advance(state: PartProgress, phase: str, count: int, last: str | None, size: int, changed: int) -> PartProgress:
     """The part's progress after a chunk: a pass chunk moves the keyset cursor, a sweep chunk only counts."""
     state = replace(state, rows_changed=state.rows_changed + changed)
     if phase != "pass":
         return state
-    return replace(state, last_key=keys[-1] if keys else state.last_key, pass_done=len(keys) < size,
-                   rows_done=state.rows_done + len(keys), chunks=state.chunks + 1)
+    return replace(state, last_key=last if count else state.last_key, pass_done=count < size,
+                   rows_done=state.rows_done + count, chunks=state.chunks + 1)
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """A query that returns a chunk's keys (as text, in order), with its parameters."""
+
+    query: sql.Composable
+    params: dict[str, Any]
+
+
+def _page(part: Part, after: str | None, size: int) -> _Keys:
+    """The pass's next keys: keyset pagination on the part's key (an index range scan), after the cursor."""
+    key = sql.Identifier(part.key)
+    where = sql.SQL("") if after is None else sql.SQL(" WHERE {k} > %(after)s").format(k=key)
+    query = sql.SQL("SELECT {k}::text FROM {t}{where} ORDER BY {k} LIMIT %(limit)s").format(k=key, t=_table(part), where=where)
+    return _Keys(query, {"after": after, "limit": size})
+
+
+def _table(part: Part) -> sql.Identifier:
+    return sql.Identifier(*part.table.split("."))
 
 
 class ReplayLag:

@@ -71,12 +71,21 @@ _DDL = [
     "'sha256 of migration.sql''s statements as PostgreSQL parses them (comments and layout ignored)'",
     "COMMENT ON COLUMN schema_ledger.batch.rollback_sql IS 'The rollback.sql that rolls the batch back (corrections replace it)'",
     "COMMENT ON COLUMN schema_ledger.batch_step.note IS 'On a rollback or undo marker row: where and why it last stopped'",
+    # Added with the declarations' checksums: NULL for a batch without the file, and on rows recorded before
+    # (the next run of that batch records it, see state.verify_unchanged).
+    "ALTER TABLE schema_ledger.batch ADD COLUMN IF NOT EXISTS backfill_sha256 text",
+    "ALTER TABLE schema_ledger.batch ADD COLUMN IF NOT EXISTS gate_sha256 text",
+    "COMMENT ON COLUMN schema_ledger.batch.backfill_sha256 IS "
+    "'sha256 of backfill.toml as parsed (comments and layout ignored) when applied; NULL: no such file, or not kept yet'",
+    "COMMENT ON COLUMN schema_ledger.batch.gate_sha256 IS "
+    "'sha256 of gate.toml as parsed (comments and layout ignored) when applied; NULL: no such file, or not kept yet'",
     "COMMENT ON TABLE schema_ledger.batch_revision IS "
     "'Every checksum a batch file has had while applied: applied, adopted, corrected (validation.sql, rollback.sql) "
     "or reformatted (migration.sql, same statements)'",
 ]
 _COLUMNS = ("batch", "migration_sha256", "validation_sha256", "rollback_sha256", "applied_at", "duration_ms",
-            "applied_by", "stack", "adopted", "migration_statements_sha256", "rollback_sql")
+            "applied_by", "stack", "adopted", "migration_statements_sha256", "rollback_sql", "backfill_sha256",
+            "gate_sha256")
 
 # Added after the first ledgers: created (and granted) on its own by ensure_shapes, so older ledgers gain it.
 _SHAPE_DDL = [
@@ -105,11 +114,16 @@ class LedgerEntry:
     adopted: bool
     migration_statements_sha256: str | None = None
     rollback_sql: str | None = None  # None on rows recorded before the ledger kept it
+    backfill_sha256: str | None = None  # None: the batch has no backfill.toml, or the row predates its checksum
+    gate_sha256: str | None = None
 
     @property
     def checksums(self) -> dict[str, str]:
-        return {"migration.sql": self.migration_sha256, "validation.sql": self.validation_sha256,
+        """As Batch.checksums: the three SQL files, and the declarations the ledger has a checksum of."""
+        sums = {"migration.sql": self.migration_sha256, "validation.sql": self.validation_sha256,
                 "rollback.sql": self.rollback_sha256}
+        declared = {"backfill.toml": self.backfill_sha256, "gate.toml": self.gate_sha256}
+        return sums | {file: sha for file, sha in declared.items() if sha is not None}
 
 
 class Ledger:
@@ -155,6 +169,8 @@ class Ledger:
             """SELECT to_regclass('schema_ledger.batch_revision') IS NOT NULL
                       AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('schema_ledger.batch')
                                   AND attname = 'rollback_sql' AND NOT attisdropped)
+                      AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('schema_ledger.batch')
+                                  AND attname = 'gate_sha256' AND NOT attisdropped)
                       AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('schema_ledger.batch_step')
                                   AND attname = 'note' AND NOT attisdropped)"""
         ).fetchone()
@@ -189,10 +205,12 @@ class Ledger:
         self.forget_steps(batch.name)
         self.conn.execute(
             """INSERT INTO schema_ledger.batch (batch, migration_sha256, validation_sha256, rollback_sha256,
-                   duration_ms, applied_by, stack, adopted, migration_statements_sha256, rollback_sql)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                   duration_ms, applied_by, stack, adopted, migration_statements_sha256, rollback_sql,
+                   backfill_sha256, gate_sha256)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
             (batch.name, sums["migration.sql"], sums["validation.sql"], sums["rollback.sql"],
-             duration_ms, applied_by, stack, adopted, statements_sha256(batch.migration), batch.rollback),
+             duration_ms, applied_by, stack, adopted, statements_sha256(batch.migration), batch.rollback,
+             sums.get("backfill.toml"), sums.get("gate.toml")),
         )
         for file in sums:
             self._revision(batch.name, file, sums[file], "adopted" if adopted else "applied", applied_by, stack)
@@ -207,15 +225,14 @@ class Ledger:
         sums = batch.checksums
         self.conn.execute(
             """UPDATE schema_ledger.batch SET migration_sha256 = %s, validation_sha256 = %s, rollback_sha256 = %s,
-                   migration_statements_sha256 = %s, rollback_sql = %s
+                   migration_statements_sha256 = %s, rollback_sql = %s, backfill_sha256 = %s, gate_sha256 = %s
                WHERE batch = %s""",
             (sums["migration.sql"], sums["validation.sql"], sums["rollback.sql"], statements_sha256(batch.migration),
-             batch.rollback, batch.name),
+             batch.rollback, sums.get("backfill.toml"), sums.get("gate.toml"), batch.name),
         )
         for file, sha in sums.items():
-            if entry.checksums[file] != sha:
-                reason = "reformatted" if file == "migration.sql" else "corrected"
-                self._revision(batch.name, file, sha, reason, recorded_by, stack)
+            if entry.checksums.get(file) != sha:
+                self._revision(batch.name, file, sha, _correction_reason(file, entry), recorded_by, stack)
         corrected = self.entry(batch.name)
         assert corrected is not None
         return corrected
@@ -316,3 +333,11 @@ class Ledger:
             return newest, None
         found = self.conn.execute("SELECT shape FROM schema_ledger.shape WHERE batch = %s", (newest,)).fetchone()
         return newest, Shape.from_json(found[0]) if found else None
+
+
+def _correction_reason(file: str, entry: LedgerEntry) -> str:
+    """Why a file's checksum changes on an applied batch: a declaration first recorded (the row predates
+    declarations' checksums), migration.sql reformatted (same statements), or a corrected file."""
+    if file not in entry.checksums:
+        return "recorded"
+    return "reformatted" if file == "migration.sql" else "corrected"

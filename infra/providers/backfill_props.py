@@ -1,5 +1,9 @@
 """The backfill part of a Migration's inputs (program side) and its run settings (provider side).
 
+A running backfill asks, before every chunk, whether the stack's config file now says
+`junkquote-db:backfill.paused: true` (`pulumi config set` writes that file at once, while `up` runs): then it stops
+between two chunks, and the next `up` (with the setting back to false) continues.
+
 Progress reaches `pulumi up` as log lines: the engine reports every chunk, and ProgressLog prints one line at
 most every few seconds (and at the end of each part) on the provider's stderr, which the Pulumi engine
 shows as the resource's diagnostics.
@@ -8,9 +12,11 @@ shows as the resource's diagnostics.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pulumi
+import yaml
 
 from infra.backfill_settings import BackfillSettings
 from infra.migrations.backfill import BackfillProgress, BackfillRun
@@ -18,19 +24,29 @@ from infra.migrations.plan import Batch
 from infra.migrations.throttle import ThrottleSettings
 
 LOG_EVERY_S = 5.0
+BACKFILL_KEY = "junkquote-db:backfill"
 
 
 def backfill_inputs(batch: Batch, settings: BackfillSettings) -> dict[str, Any]:
-    """Inputs of a batch that declares a backfill; nothing for the others (their inputs stay as they were)."""
+    """Inputs of a batch that declares a backfill or a gate (the provider checksums the declarations with the
+    SQL files); nothing for the others (their inputs stay as they were)."""
+    inputs: dict[str, Any] = {"gateSpec": batch.gate.split("\n")} if batch.gate is not None else {}
     if batch.backfill is None:
-        return {}
-    return {"backfillSpec": batch.backfill.split("\n"), "backfill": {
+        return inputs
+    return {**inputs, "backfillSpec": batch.backfill.split("\n"), "backfill": {
         "targetWriteLatencyMs": settings.target_write_latency_ms, "minChunkRows": settings.min_chunk_rows,
         "maxChunkRows": settings.max_chunk_rows, "maxReplayLagMs": settings.max_replay_lag_ms}}
 
 
 def backfill_spec(props: dict[str, Any]) -> str | None:
-    spec = props.get("backfillSpec")
+    return _lines(props.get("backfillSpec"))
+
+
+def gate_spec(props: dict[str, Any]) -> str | None:
+    return _lines(props.get("gateSpec"))
+
+
+def _lines(spec: Any) -> str | None:
     return spec if spec is None or isinstance(spec, str) else "\n".join(spec)
 
 
@@ -42,7 +58,21 @@ def backfill_run(props: dict[str, Any]) -> BackfillRun:
         min_chunk_rows=int(b.get("minChunkRows", defaults.min_chunk_rows)),
         max_chunk_rows=int(b.get("maxChunkRows", defaults.max_chunk_rows)),
         max_replay_lag_ms=int(b.get("maxReplayLagMs", defaults.max_replay_lag_ms)))
-    return BackfillRun(throttle=throttle, on_progress=ProgressLog())
+    stack = str((props.get("settings") or {}).get("stack") or "")
+    return BackfillRun(throttle=throttle, on_progress=ProgressLog(), paused=lambda: paused_in_stack_file(stack))
+
+
+def paused_in_stack_file(stack: str, project_dir: Path | None = None) -> bool:
+    """True when `Pulumi.<stack>.yaml` in the project directory (where the engine starts providers) sets
+    `junkquote-db:backfill.paused: true`. Unreadable or absent: not paused (the program checked it before `up`)."""
+    path = (project_dir or Path.cwd()) / f"Pulumi.{stack}.yaml"
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return False
+    config = document.get("config") if isinstance(document, dict) else None
+    backfill = config.get(BACKFILL_KEY) if isinstance(config, dict) else None
+    return isinstance(backfill, dict) and backfill.get("paused") is True
 
 
 class ProgressLog:

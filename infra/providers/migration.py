@@ -19,7 +19,7 @@ from infra.migrations.runner import ApplyResult, RunSettings, adopt_batch, apply
 from infra.migrations.state import applied_batches
 from infra.migrations.syntax import statements_sha256
 from infra.migrations.target import Target
-from infra.providers.backfill_props import backfill_run, backfill_spec
+from infra.providers.backfill_props import backfill_run, backfill_spec, gate_spec
 from infra.providers.engine_watch import engine_gone, exit_when_orphaned
 from infra.providers.connection_props import target_from_inputs
 from infra.providers.protection import protected_by_stack_file, protected_in_config
@@ -46,7 +46,7 @@ class MigrationProps:
     @classmethod
     def parse(cls, props: dict[str, Any]) -> MigrationProps:
         batch = Batch(props["batch"], *(file_text(props[prop]) for prop in _FILE_PROPS.values()),
-                      backfill=backfill_spec(props))
+                      backfill=backfill_spec(props), gate=gate_spec(props))
         target = target_from_inputs(props)
         settings = run_from_inputs(props["settings"], backfill=backfill_run(props), stop_reason=engine_gone)
         return cls(batch, target, settings, adopt=bool(props.get("adopt")), protected=bool(props.get("protected")))
