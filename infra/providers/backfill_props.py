@@ -12,6 +12,7 @@ shows as the resource's diagnostics.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from infra.migrations.plan import Batch
 from infra.migrations.throttle import ThrottleSettings
 
 LOG_EVERY_S = 5.0
+PAUSE_CHECK_S = 1.0
 BACKFILL_KEY = "junkquote-db:backfill"
 
 
@@ -50,7 +52,7 @@ def _lines(spec: Any) -> str | None:
     return spec if spec is None or isinstance(spec, str) else "\n".join(spec)
 
 
-def backfill_run(props: dict[str, Any]) -> BackfillRun:
+def backfill_run(props: dict[str, Any], clock: Callable[[], float] = time.monotonic) -> BackfillRun:
     b = props.get("backfill") or {}
     defaults = ThrottleSettings()
     throttle = ThrottleSettings(
@@ -59,7 +61,22 @@ def backfill_run(props: dict[str, Any]) -> BackfillRun:
         max_chunk_rows=int(b.get("maxChunkRows", defaults.max_chunk_rows)),
         max_replay_lag_ms=int(b.get("maxReplayLagMs", defaults.max_replay_lag_ms)))
     stack = str((props.get("settings") or {}).get("stack") or "")
-    return BackfillRun(throttle=throttle, on_progress=ProgressLog(), paused=lambda: paused_in_stack_file(stack))
+    return BackfillRun(throttle=throttle, on_progress=ProgressLog(), paused=StackFilePause(stack, clock))
+
+
+class StackFilePause:
+    """Asked before every chunk; reads the stack file at most once every PAUSE_CHECK_S."""
+
+    def __init__(self, stack: str, clock: Callable[[], float]) -> None:
+        self.stack, self.clock = stack, clock
+        self._checked_at: float | None = None
+        self._paused = False
+
+    def __call__(self) -> bool:
+        now = self.clock()
+        if self._checked_at is None or now - self._checked_at >= PAUSE_CHECK_S:
+            self._checked_at, self._paused = now, paused_in_stack_file(self.stack)
+        return self._paused
 
 
 def paused_in_stack_file(stack: str, project_dir: Path | None = None) -> bool:
