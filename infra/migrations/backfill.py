@@ -120,22 +120,28 @@ def run_backfill(conn: psycopg.Connection, target: Target, batch: Batch, run: Ba
                          .format(sql.Identifier(role)))
     with target.connect(autocommit=True) as monitor:
         filler = _Filler(conn, monitor, batch, spec, run, verify_lock)
-        with _lock_timeout(conn, run.throttle.target_write_latency_ms):
+        with _chunk_settings(conn, run.throttle.target_write_latency_ms):
             for part in spec.parts:
                 filler.fill(part)
-        return filler.validate(checks)
+            return filler.validate(checks)
 
 
 @contextmanager
-def _lock_timeout(conn: psycopg.Connection, ms: int) -> Iterator[None]:
-    """A chunk waits at most the write-latency target for a row or table lock (set once for every chunk)."""
-    before = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
-    conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(ms)}ms",))
+def _chunk_settings(conn: psycopg.Connection, lock_timeout_ms: int) -> Iterator[None]:
+    """Set once for every chunk of the run, restored after:
+    - lock_timeout: a chunk waits at most the write-latency target for a row or table lock;
+    - synchronous_commit off: a chunk's commit does not wait for its WAL to reach the disk, so its row locks are
+      released sooner. Safe here: a chunk's rows and its progress row commit together, so a crash loses at most
+      the last chunks, all of them, and the next run does them again (the chunk functions are idempotent)."""
+    before = conn.execute("SELECT current_setting('lock_timeout'), current_setting('synchronous_commit')").fetchone()
+    conn.execute("SELECT set_config('lock_timeout', %s, false), set_config('synchronous_commit', 'off', false)",
+                 (f"{int(lock_timeout_ms)}ms",))
     try:
         yield
     finally:
         if not conn.broken and not conn.closed:
-            conn.execute("SELECT set_config('lock_timeout', %s, false)", (before,))
+            conn.execute("SELECT set_config('lock_timeout', %s, false), set_config('synchronous_commit', %s, false)",
+                         before)
 
 
 @contextmanager
