@@ -5,6 +5,7 @@
 Seeds N leads (one job each) with legacy conversation data (bench/legacy.py) in a template, then on fresh
 copies, with 4 writer processes running the application's post-deploy transaction (a new customer and its
 lead with customer_id, a random job's status update), runs:
+- writers-alone: no backfill for 30 s, the latency the writers see by themselves on this machine;
 - adaptive: the engine's backfill (apply_batch of 0002), the throttle sized by the stack defaults;
 - fixed: the same chunks at a fixed 1,000 rows, no pause (pgroll's default);
 - naive: every part as one set-based statement over the whole table, all in one transaction;
@@ -45,6 +46,7 @@ REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = "backfill_seeded"
 LEAD_IN_S, TAIL_S = 3.0, 2.0
 PROGRESS_EVERY_S = 60.0
+BASELINE_S = 30.0
 # 0003's scenario needs 0002 applied first, with no writers and nothing measured: the largest fixed chunks.
 PREPARE_CHUNK_ROWS = 20_000
 
@@ -233,30 +235,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed_s = time.monotonic() - t
         print(f"seeded {args.leads:,} leads, {entries:,} legacy entries in {seed_s:.0f} s", flush=True)
         info = machine(server)
-        for name, action in (("adaptive", adaptive(b2)), ("fixed-1000", adaptive(b2, 1000)), ("naive", naive(b2))):
-            if not chosen(name):
-                continue
-            print(f"scenario {name} ...", flush=True)
-            results.append(run_scenario(server, name, job_ids, action, replica=False))
-            _print(results[-1])
+
+        def record(result: Result) -> None:
+            """Print it, and rewrite the report with every scenario so far (a run cut short keeps its figures)."""
+            results.append(result)
+            _print(result)
+            from .backfill_report import write
+            write(args.out, args.leads, entries, seed_s, info, load, results, quiet=True)
+
+        plain = (("writers-alone", writers_alone), ("adaptive", adaptive(b2)), ("fixed-1000", adaptive(b2, 1000)),
+                 ("naive", naive(b2)))
+        for name, action in plain:
+            if chosen(name):
+                print(f"scenario {name} ...", flush=True)
+                record(run_scenario(server, name, job_ids, action, replica=False))
         if not args.no_replica and (chosen("adaptive+replica") or chosen("fixed-1000+replica")):
             replica = start_replica(server, Path(tmp))
             try:
                 for name, action in (("adaptive+replica", adaptive(b2)), ("fixed-1000+replica", adaptive(b2, 1000))):
-                    if not chosen(name):
-                        continue
-                    print(f"scenario {name} ...", flush=True)
-                    results.append(run_scenario(server, name, job_ids, action, replica=True))
-                    _print(results[-1])
+                    if chosen(name):
+                        print(f"scenario {name} ...", flush=True)
+                        record(run_scenario(server, name, job_ids, action, replica=True))
             finally:
                 replica.stop()
         if chosen("tighten-0003"):
             print("scenario tighten-0003 ...", flush=True)
-            results.append(_tighten(server, job_ids, b2, b3))
-            _print(results[-1])
-    from .backfill_report import write
-    write(args.out, args.leads, entries, seed_s, info, load, results)
+            record(_tighten(server, job_ids, b2, b3))
     return 0
+
+
+def writers_alone(_dsn: str) -> tuple[int, float, str]:
+    """No backfill: what the writers see on this machine by themselves (the floor of every other scenario)."""
+    time.sleep(BASELINE_S)
+    return 0, 0.0, "no backfill (writers alone)"
 
 
 def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch) -> Result:
