@@ -34,6 +34,8 @@ from .throttle import AdaptiveThrottle, Decision, FixedThrottle, Observation, Th
 from .validation import CheckResult
 
 VALIDATION_ROUNDS = 3
+LOCK_CHECK_S = 1.0  # how often a running backfill checks that the migration lock is still held
+FRESH_LAG_S = 0.1  # before a chunk, a replay-lag measure this recent (after the previous chunk) is reused
 MAX_REPLICA_WAIT_S = 600.0
 
 Sleep = Callable[[float], None]
@@ -165,6 +167,7 @@ class _Filler:
         self.throttle: AdaptiveThrottle | FixedThrottle = (
             FixedThrottle(run.fixed_chunk_rows) if run.fixed_chunk_rows else AdaptiveThrottle(run.throttle))
         self._rate = _Rate()
+        self._lock_verified_at = time.monotonic()
 
     # -- a part ---------------------------------------------------------------------------------------
     def fill(self, part: Part) -> None:
@@ -198,14 +201,15 @@ class _Filler:
         keys = pick(size)
         started = time.monotonic()
         try:
-            with self.conn.transaction():
+            # Pipelined: BEGIN goes with the chunk's statement, the progress row with COMMIT (two round trips).
+            with self.conn.pipeline(), self.conn.transaction():
                 changed, count, last = self._apply(part, keys)
-                state = _advance(state, phase, count, last, size, changed)
-                progress.save(self.conn, state)
+                advanced = _advance(state, phase, count, last, size, changed)
+                progress.save(self.conn, advanced)
         except pg_errors.LockNotAvailable:
             self._after(part, state, total, Observation(0, _ms(started), lock_wait=True), phase)
             return _Chunk(state, 0, size, None)
-        held_ms = _ms(started)
+        held_ms, state = _ms(started), advanced
         if phase == "pass":
             self._rate.add(count)
         self._after(part, state, total, Observation(count, held_ms, replay_lag_ms=self.lag.measure()), phase)
@@ -250,9 +254,16 @@ class _Filler:
     def _after(self, part: Part, state: PartProgress, total: int, seen: Observation, phase: str) -> None:
         decision = self.throttle.next(seen)
         self._emit(part, state, total, phase, decision, seen.duration_ms)
-        self.verify_lock()
+        self._verify_lock()
         if decision.pause_ms > 0:
             self.run.sleep(decision.pause_ms / 1000)
+
+    def _verify_lock(self) -> None:
+        """The migration lock is still ours (its connection alive): asked at most once every LOCK_CHECK_S."""
+        now = time.monotonic()
+        if now - self._lock_verified_at >= LOCK_CHECK_S:
+            self.verify_lock()
+            self._lock_verified_at = now
 
     def _stop_if_paused(self, part: Part, state: PartProgress, total: int) -> None:
         if self.run.paused is not None and self.run.paused():
@@ -262,8 +273,8 @@ class _Filler:
     def _wait_for_replicas(self, part: Part, state: PartProgress, total: int) -> None:
         """Before a chunk: while a replica replays too far behind, wait (polling) instead of writing more."""
         deadline = time.monotonic() + MAX_REPLICA_WAIT_S
+        lag = self.lag.recent(FRESH_LAG_S)
         while True:
-            lag = self.lag.measure()
             if lag is None or lag <= self.run.throttle.max_replay_lag_ms / 2 or isinstance(self.throttle, FixedThrottle):
                 return
             if time.monotonic() > deadline:
@@ -271,8 +282,9 @@ class _Filler:
             self._stop_if_paused(part, state, total)
             decision = self.throttle.next(Observation(0, 0.0, replay_lag_ms=lag))
             self._emit(part, state, total, "waiting", decision)
-            self.verify_lock()
+            self._verify_lock()
             self.run.sleep(max(decision.pause_ms, 50.0) / 1000)
+            lag = self.lag.measure()
 
     def _emit(self, part: Part, state: PartProgress, total: int, phase: str, decision: Decision | None = None,
               chunk_ms: float = 0.0) -> None:
@@ -340,14 +352,23 @@ class ReplayLag:
     def __init__(self, monitor: psycopg.Connection) -> None:
         self.monitor = monitor
         self.samples: deque[tuple[float, int]] = deque(maxlen=4096)
+        self._last: tuple[float, float | None] | None = None
+
+    def recent(self, max_age_s: float) -> float | None:
+        """The last measure when it is at most max_age_s old (taken right after the previous chunk), else a new one."""
+        if self._last is not None and time.monotonic() - self._last[0] <= max_age_s:
+            return self._last[1]
+        return self.measure()
 
     def measure(self) -> float | None:
         current, replayed, server_lag, replicas = self.monitor.execute(self.QUERY).fetchone()
         now = time.monotonic()
         self.samples.append((now, _lsn(current)))
-        if not replicas or replayed is None:
-            return None
-        behind = _lsn(replayed)
+        lag = None if not replicas or replayed is None else self._lag_ms(now, _lsn(replayed), server_lag)
+        self._last = (now, lag)
+        return lag
+
+    def _lag_ms(self, now: float, behind: int, server_lag: float | None) -> float:
         oldest_unreplayed = next((t for t, lsn in self.samples if lsn > behind), None)
         tracked = (now - oldest_unreplayed) * 1000 if oldest_unreplayed is not None else 0.0
         return max(tracked, float(server_lag or 0.0))
