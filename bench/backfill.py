@@ -20,6 +20,7 @@ import argparse
 import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -219,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-replica", action="store_true")
     parser.add_argument("--only", default="", help="comma-separated scenarios to run (default: all), e.g. adaptive,fixed-1000")
     args = parser.parse_args(argv)
+    # Stopped from outside (kill, timeout): leave as on Ctrl-C, so the servers stop and their data is removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     wanted = set(filter(None, args.only.split(",")))
 
     def chosen(name: str) -> bool:
