@@ -79,12 +79,14 @@ drift: venv cli $(PLUGIN) $(LOCAL_DB) stack ## exit non-zero when the live schem
 destroy: venv cli $(PLUGIN) $(LOCAL_DB) stack ## roll back every batch of the stack, newest first (refused on protected stacks)
 	$(WITH_CLI) pulumi destroy --yes --non-interactive --run-program --stack $(STACK)
 
-# Rolls back BATCH and every batch after it (they depend on it), newest first, on purpose. Works from the
-# stack's state, so it also works when the batch's folder is gone from the checkout.
+# Rolls back BATCH and every batch after it, newest first, on purpose: records `migrations.rollBackFrom` in the
+# stack's config (so later runs keep them unapplied until it is removed), then runs `up`. The ledger keeps each
+# batch's files, so this also works when the batch's folder is gone from the checkout.
 rollback: venv cli $(PLUGIN) $(LOCAL_DB) stack ## roll back BATCH=NNNN_slug and every later batch (refused on protected stacks)
 	@test -n "$(BATCH)" || { echo "usage: make rollback STACK=<stack> BATCH=<NNNN_slug>" >&2; exit 1; }
-	urn=$$($(WITH_CLI) pulumi stack export --stack $(STACK) | $(PY) scripts/batch_urn.py "$(BATCH)"); \
-	$(WITH_CLI) pulumi destroy --yes --non-interactive --stack $(STACK) --target "$$urn" --target-dependents
+	$(WITH_CLI) pulumi config set --path junkquote-db:migrations.rollBackFrom "$(BATCH)" --stack $(STACK)
+	$(WITH_CLI) pulumi up --yes --non-interactive --stack $(STACK)
+	@echo "$(BATCH) and later batches stay rolled back while junkquote-db:migrations.rollBackFrom is set; to apply them again: pulumi config rm --path junkquote-db:migrations.rollBackFrom --stack $(STACK) && make up STACK=$(STACK)"
 
 outputs: venv cli stack ## print the stack outputs
 	$(WITH_CLI) pulumi stack output --stack $(STACK) --json

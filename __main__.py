@@ -10,7 +10,8 @@ from infra.settings import load_settings
 
 with reported_as_run_errors():
     settings = load_settings()
-    batches = load_batches(settings.migrations.sql_dir)
+    # Batches from migrations.rollBackFrom on are rolled back (the ledger keeps their files), not declared.
+    batches = load_batches(settings.migrations.sql_dir, before=settings.migrations.roll_back_from)
 
 access = None
 if settings.access:  # a stack without roles creates no pulumi-postgresql resource (no plugin needed)

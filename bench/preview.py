@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--tables", type=int, default=40)
     args = parser.parse_args()
+    load = os.getloadavg()[0]
     cli = cli_bin_dir()
     with tempfile.TemporaryDirectory(prefix="jq-preview-") as tmp:
         root = Path(tmp)
@@ -95,15 +96,16 @@ def main() -> None:
                     medians[command, count] = statistics.median(timed(stack, command, args.runs))
         finally:
             server.stop()
-    write_results(medians, args)
+    write_results(medians, args, load)
 
 
-def write_results(medians: dict[tuple[str, int], float], args: argparse.Namespace) -> None:
+def write_results(medians: dict[tuple[str, int], float], args: argparse.Namespace, load: float) -> None:
     version = subprocess.run([str(cli_bin_dir() / "pulumi"), "version"], capture_output=True, text=True).stdout.strip()
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     body = "\n".join([
-        f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores ({cpu}); "
+        f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores ({cpu}), load average "
+        f"{load:.2f} before the run; "
         f"median of {args.runs} runs of each no-op command after one warm-up, Pulumi CLI {version}; the large "
         f"project has {args.batches} applied batches and {args.tables} tables besides the baseline's 3.",
         "",

@@ -23,7 +23,7 @@ def review(stack: str, project_dir: Path = PROJECT_DIR, sql_dir: Path = SQL_DIR)
     """One stack's review; a config or checkout problem becomes its blocker (the target stays unknown)."""
     try:
         settings = settings_from_config(stack, read_stack_config(stack, project_dir), sql_dir)
-        batches = load_batches(sql_dir)
+        batches = load_batches(sql_dir, before=settings.migrations.roll_back_from)
     except (StackConfigUnreadable, ConfigError, MigrationError) as err:
         return StackReview(stack, "unknown", "unknown", blockers=(str(err),))
     return review_stack(settings, batches)

@@ -23,6 +23,15 @@ def adopts(settings: StackSettings, batch: Batch) -> bool:
     return settings.migrations.adopt_baseline and batch.number == 0
 
 
+def describe_roll_back(start: str, state: DatabaseState, stack: str) -> str:
+    """What `migrations.rollBackFrom` does on this run."""
+    names = sorted((n for n, e in state.entries.items() if n >= start and e.stack == stack), reverse=True)
+    held = f"batches from {start} on are not applied while junkquote-db:migrations.rollBackFrom is set"
+    if not names:
+        return f"{held}; none of them is applied"
+    return f"rolls back {', '.join(names)} (newest first, with the files the ledger keeps); {held}"
+
+
 def preflight(settings: StackSettings, batches: Sequence[Batch], role: str | None) -> DatabaseState:
     """Before any resource is declared, in preview and in up: the syntax of every batch; the ledger, so that an
     applied batch whose folder is missing stops the run (declaring the others would roll it back) and an
@@ -31,10 +40,13 @@ def preflight(settings: StackSettings, batches: Sequence[Batch], role: str | Non
     for batch in batches:
         check_syntax(batch)
     state = read_state(target_of(settings.database), {t for b in batches for t in locked_tables(b)})
-    missing = state.missing(batches, settings.stack)
+    start = settings.migrations.roll_back_from
+    missing = [name for name in state.missing(batches, settings.stack) if start is None or name < start]
     if missing:
         raise BatchFolderMissing(str(settings.migrations.sql_dir), missing, settings.stack)
-    pending = state.pending(batches)
+    pending = state.pending([b for b in batches if start is None or b.name < start])
+    if start:
+        pulumi.log.info(describe_roll_back(start, state, settings.stack))
     for batch in batches:
         incomplete = state.rollback_incomplete(batch)
         if incomplete:

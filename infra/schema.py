@@ -1,5 +1,6 @@
-"""The application's schema as Pulumi resources: one Migration per SQL batch, in order. What is checked and
-told before they are declared (the ledger, the preview's account of each pending batch, lint) is preflight.py's.
+"""The application's schema history as one Pulumi resource (providers/history.py): every applied batch by
+its checksums, and in full the batches this run applies, corrects or rolls back. What is checked and told
+before it is declared (the ledger, the preview's account of each pending batch, lint) is preflight.py's.
 """
 
 from __future__ import annotations
@@ -11,24 +12,20 @@ import pulumi
 
 from .gating import hold_back
 from .migrations.plan import Batch
-from .migrations.report import lock_lines, step_lines
+from .migrations.state import DatabaseState
 from .providers.backfill_props import backfill_inputs
+from .providers.batch_props import batch_inputs
 from .providers.connection_props import connection_inputs, target_of
-from .providers.migration import Migration, batch_props
+from .providers.history import SchemaHistory
 from .providers.run_props import run_inputs, run_settings
 from .preflight import adopts, preflight
 from .settings import StackSettings
 
 
-def _common_props(settings: StackSettings, role: str | None) -> dict[str, Any]:
-    return {**connection_inputs(settings.database), "settings": run_inputs(run_settings(settings, role)),
-            "protected": settings.migrations.protected}
-
-
 class SchemaMigrations(pulumi.ComponentResource):
-    """Every batch under sql/ as a Migration resource, each depending on the one before."""
+    """The batches under sql/ as the stack's SchemaHistory: applied in order, rolled back newest first."""
 
-    migrations: list[Migration]
+    history: SchemaHistory
     context_memory_ready: pulumi.Output[bool]
     schema_version: pulumi.Output[str]
     applied: pulumi.Output[list[dict[str, Any]]]
@@ -37,37 +34,49 @@ class SchemaMigrations(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("junkquote:schema:SchemaMigrations", name, None, opts)
         state = preflight(settings, batches, role)
-        common = _common_props(settings, role)
-        # Gated or paused batches wait (gating.py): not declared yet, with the reason logged.
-        held = hold_back(batches, target_of(settings.database), settings.backfill, settings.gates,
-                         lambda _target, candidates: state.pending(candidates))
-        if held.waiting:
-            pulumi.log.info(held.waiting)
-        self.migrations = []
-        for batch in held.declared:
-            props = {**batch_props(batch), **common, "adopt": adopts(settings, batch), "plan": step_lines(batch),
-                     "locks": lock_lines(batch), **backfill_inputs(batch, settings.backfill)}
-            if batch.name in state.rollbacks:  # shows as an update, whose run says how to finish the rollback
-                props["rollbackIncomplete"] = True
-            depends = self.migrations[-1:]
-            self.migrations.append(Migration(batch.name, props, pulumi.ResourceOptions(
-                parent=self, depends_on=depends, protect=settings.migrations.protected)))
-        self.applied = pulumi.Output.all(*[_applied(m) for m in self.migrations])
-        last = self.migrations[-1] if self.migrations else None
-        self.schema_version = last.id if last else pulumi.Output.from_input("none")
-        self.context_memory_ready = _backfills_done(batches, self.migrations)
+        self.history = SchemaHistory("history", history_inputs(settings, batches, state, role), pulumi.ResourceOptions(
+            parent=self, protect=settings.migrations.protected))
+        self.applied = self.history.batches
+        self.schema_version = self.history.schemaVersion
+        self.context_memory_ready = _backfills_done(batches, self.history.batches)
         self.register_outputs({"applied": self.applied, "schemaVersion": self.schema_version})
 
+    @property
+    def migrations(self) -> list[pulumi.Resource]:
+        """What must exist before anything that uses the schema (grants, the schema's objects)."""
+        return [self.history]
 
-def _backfills_done(batches: Sequence[Batch], migrations: Sequence[Migration]) -> pulumi.Output[bool]:
+
+def history_inputs(settings: StackSettings, batches: Sequence[Batch], state: DatabaseState,
+                   role: str | None) -> dict[str, Any]:
+    """The history's inputs: where and how it runs, the applied batches' checksums, and in full what runs now.
+    Gated or paused batches wait (gating.py): not declared yet, with the reason logged."""
+    start = settings.migrations.roll_back_from
+    kept = [b for b in batches if start is None or b.name < start]
+    held = hold_back(kept, target_of(settings.database), settings.backfill, settings.gates,
+                     lambda _target, candidates: state.pending(candidates))
+    if held.waiting:
+        pulumi.log.info(held.waiting)
+    pending = state.pending(held.declared)
+    applied = [b for b in kept if b.name in state.entries]
+    corrections = [b for b in applied if b.checksums != state.entries[b.name].checksums or not state.entries[b.name].has_files]
+    to_roll_back = sorted(n for n, e in state.entries.items() if start and n >= start and e.stack == settings.stack)
+    return {
+        **connection_inputs(settings.database),
+        "settings": run_inputs(run_settings(settings, role)),
+        "backfill": backfill_inputs(settings.backfill),
+        "protected": settings.migrations.protected,
+        "applied": {b.name: b.checksums for b in applied},
+        "pending": [batch_inputs(b, adopt=adopts(settings, b)) for b in pending],
+        "corrections": [batch_inputs(b, described=False) for b in corrections],
+        "rollBackFrom": to_roll_back[0] if to_roll_back else None,
+        "rollbackIncomplete": sorted(state.rollbacks),
+    }
+
+
+def _backfills_done(batches: Sequence[Batch], applied: pulumi.Output[list[dict[str, Any]]]) -> pulumi.Output[bool]:
     """True once every batch that declares a backfill is applied (its validation passed)."""
-    declared = {m.pulumi_resource_name: m for m in migrations}
-    wanted = [b.name for b in batches if b.backfill]
-    if not wanted or any(name not in declared for name in wanted):
+    wanted = {b.name for b in batches if b.backfill}
+    if not wanted:
         return pulumi.Output.from_input(False)
-    return pulumi.Output.all(*[declared[name].appliedAt for name in wanted]).apply(lambda at: all(at))
-
-
-def _applied(m: Migration) -> pulumi.Output[dict[str, Any]]:
-    return pulumi.Output.all(m.id, m.checksums, m.appliedAt).apply(
-        lambda v: {"name": v[0], "sha256": (v[1] or {}).get("migration.sql"), "appliedAt": v[2]})
+    return applied.apply(lambda rows: wanted <= {r["name"] for r in rows or []})

@@ -64,8 +64,10 @@ class SchemaObjects(pulumi.ComponentResource):
         changing = touched_by(pending, expected.index_tables() if expected else {}) if pending else frozenset()
         recorded = _recorded_after(settings, after, allowed)
         self.tables, self.enums = {}, {}
+        start = settings.migrations.roll_back_from
+        rolling_back = bool(start and report.newest and report.newest >= start)  # every object is read after the run
         for obj in declared_objects(batches, expected, allowed):
-            known = expected is not None and obj.key not in changing
+            known = expected is not None and obj.key not in changing and not rolling_back
             described = (describe(without_allowed(expected, allowed), obj.kind, obj.name) if known and expected
                          else recorded.apply(lambda shape, o=obj: describe(shape, o.kind, o.name) if shape else None))
             props = {**connection, "name": obj.name, "batches": list(obj.batches), "expected": described,
@@ -76,7 +78,7 @@ class SchemaObjects(pulumi.ComponentResource):
                 self.enums[obj.name] = SchemaEnum(obj.name, props, child)
         self.checks = SchemaChecks("schema-checks", {
             **connection, "allowedDrift": sorted(allowed),
-            "validationSql": {b.name: b.validation.split("\n") for b in batches}}, child)
+            "validations": {b.name: b.checksums["validation.sql"] for b in batches}}, child)
         self.described = pulumi.Output.from_input({
             "tables": {n: {"columns": t.columns, "indexes": t.indexes, "constraints": t.constraints} for n, t in self.tables.items()},
             "enums": {n: e.labels for n, e in self.enums.items()},

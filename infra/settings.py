@@ -15,6 +15,7 @@ from .backfill_settings import BackfillSettings, parse_backfill, parse_gates
 from .config_errors import PROJECT, ConfigError, refuse_unknown
 from .durations import parse_duration_ms
 from .migrations.drift import parse_allowed
+from .migrations.plan import BATCH_NAME
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 KNOWN_KEYS = frozenset({"database", "password", "migrations", "roles", "backfill", "gates"}) | SECRET_KEYS
@@ -52,6 +53,7 @@ class MigrationSettings:
     adopt_baseline: bool
     lint: str
     allowed_drift: frozenset[str] = frozenset()  # objects added outside the batches that are not drift
+    roll_back_from: str | None = None  # this batch and every later one are rolled back and not applied
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ def _duration(obj: Mapping[str, Any], key: str, default: str) -> int:
 def parse_migrations(obj: Mapping[str, Any] | None, sql_dir: Path = SQL_DIR) -> MigrationSettings:
     obj = obj or {}
     refuse_unknown(obj, "migrations", {"lockTimeout", "statementTimeout", "lockRetries", "lockWait", "protected", "baseline",
-                                       "lint", "allowedDrift"})
+                                       "lint", "allowedDrift", "rollBackFrom"})
     retries = obj.get("lockRetries", 10)
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
         raise ConfigError("migrations.lockRetries", f"'{retries}' is not a whole number from 0 to 100")
@@ -135,7 +137,16 @@ def parse_migrations(obj: Mapping[str, Any] | None, sql_dir: Path = SQL_DIR) -> 
         adopt_baseline=baseline == "adopt",
         lint=lint,
         allowed_drift=_allowed_drift(obj.get("allowedDrift", [])),
+        roll_back_from=_batch_name(obj.get("rollBackFrom")),
     )
+
+
+def _batch_name(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not BATCH_NAME.match(value):
+        raise ConfigError("migrations.rollBackFrom", f"'{value}' is not a batch name like 0001_add_memory_entities")
+    return value
 
 
 def _allowed_drift(value: Any) -> frozenset[str]:

@@ -25,7 +25,7 @@ from .objects import ENUM, TABLE, ObjectKey, touched_by
 from .plan import Batch
 from .runner import database_errors
 from .target import Target
-from .validation import run_checks
+from .validation import run_all_checks
 
 ALLOWED_ENTRY = re.compile(r"^(?P<kind>table|enum) (?P<name>[^.\s][^\s]*)$|"
                            r"^(?P<part>column|index|constraint) (?P<table>[^.\s]+)\.(?P<item>[^\s]+)$")
@@ -199,7 +199,8 @@ def check_drift(target: Target, check: DriftCheck) -> DriftReport:
     with _errors(target), target.connect(autocommit=True) as conn:
         ledger = Ledger(conn)
         newest = ledger.expected_shape()
-        pending = tuple(b for b in check.batches if b.name not in ledger.entries())
+        applied = ledger.entries()
+        pending = tuple(b for b in check.batches if b.name not in applied)
         names = tuple(b.name for b in pending)
         if newest is None:
             return DriftReport(target.display(), pending=names)
@@ -236,13 +237,11 @@ def _failed_checks(conn: psycopg.Connection, ledger: Ledger, check: DriftCheck) 
     """Each applied batch's validation.sql, in a transaction that is always rolled back."""
     applied = ledger.entries()
     failed: list[FailedCheck] = []
-    for batch in (b for b in check.batches if b.name in applied):
-        try:
-            results = run_checks(conn, batch, check.statement_timeout_ms)
-        except StatementFailed as err:
-            failed.append(FailedCheck(batch.name, f"validation.sql:{err.line}", err.cause))
-            continue
-        failed += [FailedCheck(batch.name, r.name, r.detail) for r in results if not r.ok]
+    for batch, outcome in run_all_checks(conn, [b for b in check.batches if b.name in applied], check.statement_timeout_ms):
+        if isinstance(outcome, StatementFailed):
+            failed.append(FailedCheck(batch.name, f"validation.sql:{outcome.line}", outcome.cause))
+        else:
+            failed += [FailedCheck(batch.name, r.name, r.detail) for r in outcome if not r.ok]
     return tuple(failed)
 
 

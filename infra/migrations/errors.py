@@ -288,3 +288,14 @@ class ObjectNotBuilt(MigrationError):
             f"{kind} '{name}' that the batches create is not in schema '{schema}' after batch '{newest}'; "
             "create it unqualified (in the schema the batches run in), or drop it in a batch"
         )
+
+
+class BatchFilesMissing(MigrationError):
+    """An applied batch is to be rolled back, but neither the ledger nor the checkout has its files."""
+
+    def __init__(self, batch: str) -> None:
+        self.batch = batch
+        super().__init__(
+            f"batch '{batch}' was recorded before the ledger kept its files and the checkout has no folder for it; "
+            f"nothing was rolled back for it: restore sql/{batch} (from version control) and roll back again"
+        )

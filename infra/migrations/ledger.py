@@ -57,6 +57,8 @@ _DDL = [
     "ALTER TABLE schema_ledger.batch ADD COLUMN IF NOT EXISTS migration_statements_sha256 text",
     "ALTER TABLE schema_ledger.batch ADD COLUMN IF NOT EXISTS rollback_sql text",
     "ALTER TABLE schema_ledger.batch_step ADD COLUMN IF NOT EXISTS note text",
+    "ALTER TABLE schema_ledger.batch ADD COLUMN IF NOT EXISTS migration_sql text",
+    "ALTER TABLE schema_ledger.batch ADD COLUMN IF NOT EXISTS validation_sql text",
     """CREATE TABLE IF NOT EXISTS schema_ledger.batch_revision (
         id bigserial PRIMARY KEY,
         batch text NOT NULL,
@@ -70,6 +72,8 @@ _DDL = [
     "COMMENT ON COLUMN schema_ledger.batch.migration_statements_sha256 IS "
     "'sha256 of migration.sql''s statements as PostgreSQL parses them (comments and layout ignored)'",
     "COMMENT ON COLUMN schema_ledger.batch.rollback_sql IS 'The rollback.sql that rolls the batch back (corrections replace it)'",
+    "COMMENT ON COLUMN schema_ledger.batch.migration_sql IS 'The migration.sql as applied (rollback plans and drift checks read it when the folder is gone)'",
+    "COMMENT ON COLUMN schema_ledger.batch.validation_sql IS 'The validation.sql that checks the batch (corrections replace it); refresh runs it read-only'",
     "COMMENT ON COLUMN schema_ledger.batch_step.note IS 'On a rollback or undo marker row: where and why it last stopped'",
     # Added with the declarations' checksums: NULL for a batch without the file, and on rows recorded before
     # (the next run of that batch records it, see state.verify_unchanged).
@@ -84,8 +88,8 @@ _DDL = [
     "or reformatted (migration.sql, same statements)'",
 ]
 _COLUMNS = ("batch", "migration_sha256", "validation_sha256", "rollback_sha256", "applied_at", "duration_ms",
-            "applied_by", "stack", "adopted", "migration_statements_sha256", "rollback_sql", "backfill_sha256",
-            "gate_sha256")
+            "applied_by", "stack", "adopted", "migration_statements_sha256", "rollback_sql", "migration_sql",
+            "validation_sql", "backfill_sha256", "gate_sha256")
 
 # Added after the first ledgers: created (and granted) on its own by ensure_shapes, so older ledgers gain it.
 _SHAPE_DDL = [
@@ -114,6 +118,8 @@ class LedgerEntry:
     adopted: bool
     migration_statements_sha256: str | None = None
     rollback_sql: str | None = None  # None on rows recorded before the ledger kept it
+    migration_sql: str | None = None  # None on rows recorded before the ledger kept the files
+    validation_sql: str | None = None
     backfill_sha256: str | None = None  # None: the batch has no backfill.toml, or the row predates its checksum
     gate_sha256: str | None = None
 
@@ -124,6 +130,17 @@ class LedgerEntry:
                 "rollback.sql": self.rollback_sha256}
         declared = {"backfill.toml": self.backfill_sha256, "gate.toml": self.gate_sha256}
         return sums | {file: sha for file, sha in declared.items() if sha is not None}
+
+    def recorded_batch(self) -> Batch | None:
+        """The batch as the ledger holds it (the files it was applied with, corrections included); None for a
+        row recorded before the ledger kept the files."""
+        if self.migration_sql is None or self.validation_sql is None or self.rollback_sql is None:
+            return None
+        return Batch(self.batch, self.migration_sql, self.validation_sql, self.rollback_sql)
+
+    @property
+    def has_files(self) -> bool:
+        return self.recorded_batch() is not None
 
 
 class Ledger:
@@ -168,7 +185,7 @@ class Ledger:
         row = self.conn.execute(
             """SELECT to_regclass('schema_ledger.batch_revision') IS NOT NULL
                       AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('schema_ledger.batch')
-                                  AND attname = 'rollback_sql' AND NOT attisdropped)
+                                  AND attname = 'validation_sql' AND NOT attisdropped)
                       AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('schema_ledger.batch')
                                   AND attname = 'gate_sha256' AND NOT attisdropped)
                       AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('schema_ledger.batch_step')
@@ -206,11 +223,11 @@ class Ledger:
         self.conn.execute(
             """INSERT INTO schema_ledger.batch (batch, migration_sha256, validation_sha256, rollback_sha256,
                    duration_ms, applied_by, stack, adopted, migration_statements_sha256, rollback_sql,
-                   backfill_sha256, gate_sha256)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                   migration_sql, validation_sql, backfill_sha256, gate_sha256)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
             (batch.name, sums["migration.sql"], sums["validation.sql"], sums["rollback.sql"],
              duration_ms, applied_by, stack, adopted, statements_sha256(batch.migration), batch.rollback,
-             sums.get("backfill.toml"), sums.get("gate.toml")),
+             batch.migration, batch.validation, sums.get("backfill.toml"), sums.get("gate.toml")),
         )
         for file in sums:
             self._revision(batch.name, file, sums[file], "adopted" if adopted else "applied", applied_by, stack)
@@ -225,10 +242,12 @@ class Ledger:
         sums = batch.checksums
         self.conn.execute(
             """UPDATE schema_ledger.batch SET migration_sha256 = %s, validation_sha256 = %s, rollback_sha256 = %s,
-                   migration_statements_sha256 = %s, rollback_sql = %s, backfill_sha256 = %s, gate_sha256 = %s
+                   migration_statements_sha256 = %s, rollback_sql = %s, migration_sql = %s, validation_sql = %s,
+                   backfill_sha256 = %s, gate_sha256 = %s
                WHERE batch = %s""",
             (sums["migration.sql"], sums["validation.sql"], sums["rollback.sql"], statements_sha256(batch.migration),
-             batch.rollback, sums.get("backfill.toml"), sums.get("gate.toml"), batch.name),
+             batch.rollback, batch.migration, batch.validation, sums.get("backfill.toml"), sums.get("gate.toml"),
+             batch.name),
         )
         for file, sha in sums.items():
             if entry.checksums.get(file) != sha:
@@ -236,6 +255,16 @@ class Ledger:
         corrected = self.entry(batch.name)
         assert corrected is not None
         return corrected
+
+    def keep_files(self, batch: Batch) -> None:
+        """Store the files of a batch recorded before the ledger kept them (its checksums match the ledger's)."""
+        sums = batch.checksums
+        self.conn.execute(
+            """UPDATE schema_ledger.batch SET migration_statements_sha256 = coalesce(migration_statements_sha256, %s),
+                   rollback_sql = %s, migration_sql = %s, validation_sql = %s
+               WHERE batch = %s AND migration_sha256 = %s AND validation_sha256 = %s AND rollback_sha256 = %s""",
+            (statements_sha256(batch.migration), batch.rollback, batch.migration, batch.validation, batch.name,
+             sums["migration.sql"], sums["validation.sql"], sums["rollback.sql"]))
 
     def _revision(self, batch: str, file: str, sha256: str, reason: str, by: str, stack: str) -> None:
         self.conn.execute(

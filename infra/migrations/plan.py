@@ -75,8 +75,8 @@ def load_batch(directory: Path) -> Batch:
     return Batch(name=directory.name, **texts, **optional)
 
 
-def load_batches(sql_dir: Path) -> tuple[Batch, ...]:
-    """Every batch under sql_dir, in number order; numbers must be unique."""
+def load_batches(sql_dir: Path, *, before: str | None = None) -> tuple[Batch, ...]:
+    """Every batch under sql_dir (or those before the batch `before`), in number order; numbers must be unique."""
     if not sql_dir.is_dir():
         raise BatchDirectoryInvalid(str(sql_dir), "does not exist")
     batches = tuple(load_batch(d) for d in sorted(sql_dir.iterdir()) if d.is_dir() and not d.name.startswith("."))
@@ -84,4 +84,4 @@ def load_batches(sql_dir: Path) -> tuple[Batch, ...]:
     duplicates = sorted({n for n in numbers if numbers.count(n) > 1})
     if duplicates:
         raise BatchDirectoryInvalid(str(sql_dir), f"has two batches numbered {duplicates[0]:04d}; renumber one")
-    return batches
+    return tuple(b for b in batches if before is None or b.name < before)

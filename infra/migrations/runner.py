@@ -20,7 +20,7 @@ import getpass
 import random
 import socket
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import NoReturn
@@ -35,6 +35,7 @@ from .backfill import BackfillRun, run_backfill
 from .catalog import read_shape
 from .errors import (
     AdoptionRefused,
+    BatchFilesMissing,
     BatchCorrectionRefused,
     ConnectionLost,
     LockNotAcquired,
@@ -107,6 +108,35 @@ def rollback_batch(target: Target, batch: Batch, settings: RunSettings) -> bool:
     stopped resumes where it stopped. False if the ledger did not have the batch (nothing to do)."""
     with database_errors(target, "rollback", batch.name), _session(target, settings) as run:
         return run.rollback(batch)
+
+
+def apply_batches(target: Target, batches: Sequence[Batch], settings: RunSettings,
+                  adopted: Collection[str] = ()) -> tuple[ApplyResult, ...]:
+    """apply_batch (or adopt_batch, for the names in `adopted`) for each batch in order, under one lock."""
+    with database_errors(target, "apply"), _session(target, settings) as run:
+        results = []
+        for batch in batches:
+            adopting = batch.name in adopted
+            with database_errors(target, "adoption" if adopting else "apply", batch.name):
+                results.append(run.adopt(batch) if adopting else run.apply(batch))
+        return tuple(results)
+
+
+def rollback_batches(target: Target, settings: RunSettings, files: Mapping[str, Batch], *,
+                     start: str | None = None) -> tuple[str, ...]:
+    """Roll back this stack's applied batches, newest first: every one, or `start` and those after it. Each
+    runs the files the ledger holds for it (`files` serves rows recorded before the ledger kept them).
+    A rollback that stops is recorded and resumes on the next call. Returns the batches rolled back."""
+    with database_errors(target, "rollback"), _session(target, settings) as run:
+        done = []
+        for entry in run.rollback_order(start):
+            batch = entry.recorded_batch() or files.get(entry.batch)
+            if batch is None:
+                raise BatchFilesMissing(entry.batch)
+            with database_errors(target, "rollback", entry.batch):
+                if run.rollback(batch):
+                    done.append(entry.batch)
+        return tuple(done)
 
 
 @contextmanager
@@ -193,6 +223,9 @@ class _Run:
         checks: tuple[CheckResult, ...] = ()
         if batch.checksums != entry.checksums:
             checks, entry = self._correct(batch, entry)
+        elif not entry.has_files:  # recorded before the ledger kept the files: keep them now
+            with self.conn.transaction():
+                self.ledger.keep_files(batch)
         incomplete = self._rollbackincomplete(batch, entry)
         if incomplete:
             raise incomplete
@@ -281,6 +314,12 @@ class _Run:
                             checks=lambda: self._checks(batch), verify_lock=self.lock.verify)
 
     # -- rollback ------------------------------------------------------------------------------------
+    def rollback_order(self, start: str | None) -> list[LedgerEntry]:
+        """This stack's applied batches (from `start` on), newest first."""
+        entries = [e for name, e in self.ledger.entries().items()
+                   if e.stack == self.settings.stack and (start is None or name >= start)]
+        return sorted(entries, key=lambda e: e.batch, reverse=True)
+
     def rollback(self, batch: Batch) -> bool:
         """Roll back what this stack applied; a batch another stack applied (or none) is left alone."""
         entry = self.ledger.entry(batch.name)

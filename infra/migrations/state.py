@@ -51,6 +51,12 @@ class DatabaseState:
         return incomplete(batch.name, batch, self.entries.get(batch.name), self.rollbacks[batch.name],
                            self.done_steps.get(batch.name, {}))
 
+    def incomplete_named(self, name: str) -> RollbackIncomplete:
+        """The error that names an unfinished rollback, for a batch whose files may be gone."""
+        entry = self.entries.get(name)
+        batch = entry.recorded_batch() if entry else None
+        return incomplete(name, batch, entry, self.rollbacks.get(name), self.done_steps.get(name, {}))
+
 
 def read_state(target: Target, tables: Iterable[str] = ()) -> DatabaseState:
     """The ledger as it stands (read-only; a database without a ledger has applied nothing), and which of

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from pglast import ast
 from pglast.parser import ParseError, parse_sql
@@ -40,10 +41,17 @@ def parse_statements(batch: Batch, file: str) -> tuple[SourceStatement, ...]:
     """The statements of one batch file; raises SqlSyntaxError with the file's line number."""
     text = batch.text(file)
     try:
-        raws = parse_sql(text)
+        raws = parsed(text)
     except ParseError as err:
         raise SqlSyntaxError(batch.name, file, _error_line(text, err), err.args[0]) from err
     return tuple(_statement(text, raw) for raw in raws)
+
+
+@lru_cache(maxsize=2048)
+def parsed(text: str) -> tuple[ast.RawStmt, ...]:
+    """PostgreSQL's parse of a text, kept for the process: a program run parses each file once, whatever the
+    number of questions it asks of it (the nodes are only read, never changed)."""
+    return tuple(parse_sql(text))
 
 
 def _statement(text: str, raw: ast.RawStmt) -> SourceStatement:
@@ -72,7 +80,7 @@ def statements_sha256(text: str) -> str | None:
     """sha256 of the statements as PostgreSQL parses them, printed back in one canonical form: comments,
     whitespace and layout do not count, every identifier, constant and keyword does. None if it does not parse."""
     try:
-        canonical = ";\n".join(RawStream()(raw.stmt) for raw in parse_sql(text))
+        canonical = ";\n".join(RawStream()(raw.stmt) for raw in parsed(text))
     except ParseError:
         return None
     return sha256_text(canonical)

@@ -3,6 +3,7 @@ does (test rows included) ever persists."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psycopg
@@ -22,7 +23,8 @@ class CheckResult:
     detail: str
 
 
-def run_checks(conn: psycopg.Connection, batch: Batch, statement_timeout_ms: int) -> tuple[CheckResult, ...]:
+def run_checks(conn: psycopg.Connection, batch: Batch, statement_timeout_ms: int, *,
+               limits_set: bool = False) -> tuple[CheckResult, ...]:
     """Every (check_name, ok, detail) row the validation statements return; test data never persists.
 
     Runs without lock_timeout (waiting for its weak locks never blocks live traffic) and under statement_timeout.
@@ -31,8 +33,8 @@ def run_checks(conn: psycopg.Connection, batch: Batch, statement_timeout_ms: int
     statements = split_statements(batch, "validation.sql")
     results: list[CheckResult] = []
     with conn.transaction(force_rollback=True), conn.cursor() as cur:
-        cur.execute("SELECT set_config('statement_timeout', %s, true)", (f"{int(statement_timeout_ms)}ms",))
-        cur.execute("SELECT set_config('lock_timeout', '0', true)")
+        if not limits_set:
+            limits(cur, statement_timeout_ms)
         for _node, sql, line in statements:
             try:
                 cur.execute(sql)
@@ -46,3 +48,26 @@ def run_checks(conn: psycopg.Connection, batch: Batch, statement_timeout_ms: int
         raise UnsupportedStatement(batch.name, "validation.sql", 1,
                                    "returns no checks; select rows of (check_name, ok, detail)")
     return tuple(results)
+
+
+def limits(cur: psycopg.Cursor, statement_timeout_ms: int) -> None:
+    """statement_timeout, and no lock_timeout, for the rest of the transaction."""
+    cur.execute("SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', '0', true)",
+                (f"{int(statement_timeout_ms)}ms",))
+
+
+def run_all_checks(conn: psycopg.Connection, batches: Sequence[Batch], statement_timeout_ms: int
+                   ) -> list[tuple[Batch, tuple[CheckResult, ...] | StatementFailed]]:
+    """run_checks for many batches in one transaction that is rolled back, each batch in a savepoint that is
+    rolled back too (so one batch's test rows never meet another's): two round trips per batch besides its
+    statements, where a transaction of its own takes four."""
+    found: list[tuple[Batch, tuple[CheckResult, ...] | StatementFailed]] = []
+    with conn.transaction(force_rollback=True):
+        with conn.cursor() as cur:
+            limits(cur, statement_timeout_ms)
+        for batch in batches:
+            try:
+                found.append((batch, run_checks(conn, batch, statement_timeout_ms, limits_set=True)))
+            except StatementFailed as err:
+                found.append((batch, err))
+    return found

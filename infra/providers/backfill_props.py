@@ -1,4 +1,4 @@
-"""The backfill part of a Migration's inputs (program side) and its run settings (provider side).
+"""The backfill settings in the schema history's inputs (program side) and its run settings (provider side).
 
 A running backfill asks, before every chunk, whether the stack's config file now says
 `junkquote-db:backfill.paused: true` (`pulumi config set` writes that file at once, while `up` runs): then it stops
@@ -21,7 +21,6 @@ import yaml
 
 from infra.backfill_settings import BackfillSettings
 from infra.migrations.backfill import BackfillProgress, BackfillRun
-from infra.migrations.plan import Batch
 from infra.migrations.throttle import ThrottleSettings
 
 LOG_EVERY_S = 5.0
@@ -29,27 +28,10 @@ PAUSE_CHECK_S = 1.0
 BACKFILL_KEY = "junkquote-db:backfill"
 
 
-def backfill_inputs(batch: Batch, settings: BackfillSettings) -> dict[str, Any]:
-    """Inputs of a batch that declares a backfill or a gate (the provider checksums the declarations with the
-    SQL files); nothing for the others (their inputs stay as they were)."""
-    inputs: dict[str, Any] = {"gateSpec": batch.gate.split("\n")} if batch.gate is not None else {}
-    if batch.backfill is None:
-        return inputs
-    return {**inputs, "backfillSpec": batch.backfill.split("\n"), "backfill": {
-        "targetWriteLatencyMs": settings.target_write_latency_ms, "minChunkRows": settings.min_chunk_rows,
-        "maxChunkRows": settings.max_chunk_rows, "maxReplayLagMs": settings.max_replay_lag_ms}}
-
-
-def backfill_spec(props: dict[str, Any]) -> str | None:
-    return _lines(props.get("backfillSpec"))
-
-
-def gate_spec(props: dict[str, Any]) -> str | None:
-    return _lines(props.get("gateSpec"))
-
-
-def _lines(spec: Any) -> str | None:
-    return spec if spec is None or isinstance(spec, str) else "\n".join(spec)
+def backfill_inputs(settings: BackfillSettings) -> dict[str, Any]:
+    """The stack's throttle settings, for the batches that declare a backfill."""
+    return {"targetWriteLatencyMs": settings.target_write_latency_ms, "minChunkRows": settings.min_chunk_rows,
+            "maxChunkRows": settings.max_chunk_rows, "maxReplayLagMs": settings.max_replay_lag_ms}
 
 
 def backfill_run(props: dict[str, Any], clock: Callable[[], float] = time.monotonic) -> BackfillRun:

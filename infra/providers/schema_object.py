@@ -13,6 +13,8 @@ in the resource's properties.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +26,7 @@ from infra.migrations.drift import DriftCheck, checks_failing, expected_objects,
 from infra.migrations.errors import ObjectNotBuilt
 from infra.migrations.objects import ENUM, TABLE
 from infra.migrations.plan import Batch
+from infra.migrations.state import applied_batches
 from infra.migrations.target import Target
 from infra.providers.connection_props import target_from_inputs
 from infra.providers.reporting import engine_errors
@@ -90,7 +93,7 @@ class SchemaObjectProvider(ResourceProvider):
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         p = ObjectProps.parse(props)
         with engine_errors():
-            outs = describe(without_allowed(live_objects(p.target), p.allowed), p.kind, p.name)
+            outs = describe(without_allowed(catalog_as_read(p.target), p.allowed), p.kind, p.name)
         if outs is None:
             return ReadResult(None, {})
         return ReadResult(id_, {**props, **outs})
@@ -123,22 +126,39 @@ class SchemaEnum(Resource, module="junkquote", name="SchemaEnum"):
                          pulumi.ResourceOptions.merge(secret, opts))
 
 
+# One provider process serves one Pulumi command, and a `refresh` reads every object: the live catalog is read
+# once for all of them (the first read to need it), then shared. Only reads use it; create and update, which
+# run after the batches, read afresh.
+_CATALOG: dict[tuple[str, int, str, str], Shape] = {}
+_CATALOG_LOCK = threading.Lock()
+
+
+def catalog_as_read(target: Target) -> Shape:
+    """The live catalog as this process's refresh reads it (read once per database)."""
+    key = (target.host, target.port, target.dbname, target.user)
+    with _CATALOG_LOCK:
+        if key not in _CATALOG:
+            _CATALOG[key] = live_objects(target)
+        return _CATALOG[key]
+
+
 # -- the schema as a whole ----------------------------------------------------------------------------
-def survey(props: dict[str, Any]) -> dict[str, Any]:
+def survey(props: dict[str, Any], live: Callable[[Target], Shape] = live_objects) -> dict[str, Any]:
     """Tables and enum types that no batch built (and the allow-list does not name), and the applied
     batches' validation checks that fail, as read now."""
     target = target_from_inputs(props)
     allowed = frozenset(props.get("allowedDrift") or ())
-    batches = tuple(Batch(name, "", "\n".join(lines), "") for name, lines in sorted((props.get("validationSql") or {}).items()))
+    batches = tuple(Batch(name, "", e.validation_sql, "") for name, e in sorted(applied_batches(target).items())
+                    if e.validation_sql is not None)
     _newest, expected = expected_objects(target)
-    live = live_objects(target)
-    unexpected = unexpected_objects(expected, live, allowed) if expected is not None else []
+    found = live(target)
+    unexpected = unexpected_objects(expected, found, allowed) if expected is not None else []
     failed = checks_failing(target, DriftCheck(batches=batches))
     return {"unexpectedObjects": unexpected, "failedChecks": [f"{c.batch}/{c.check}" for c in failed]}
 
 
 class SchemaChecksProvider(ResourceProvider):
-    _INPUTS = ("validationSql", "allowedDrift", "target", "connection")
+    _INPUTS = ("validations", "allowedDrift", "target", "connection")
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         """In `refresh` (olds: what was read): an object no batch built, or a check failing that did not fail
@@ -158,7 +178,7 @@ class SchemaChecksProvider(ResourceProvider):
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         with engine_errors():
-            return ReadResult(id_, {**props, **survey(props)})
+            return ReadResult(id_, {**props, **survey(props, catalog_as_read)})
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         """Nothing to undo: the checks only read."""

@@ -53,7 +53,8 @@ def review_stack(settings: StackSettings, batches: Sequence[Batch], read: StateR
 def _blockers(settings: StackSettings, batches: Sequence[Batch], state: DatabaseState) -> tuple[str, ...]:
     """A missing folder of an applied batch, unfinished rollbacks, and (raised) an edited applied batch."""
     found: list[str] = []
-    missing = state.missing(batches, settings.stack)
+    start = settings.migrations.roll_back_from  # batches from there on are rolled back, not missing
+    missing = [name for name in state.missing(batches, settings.stack) if start is None or name < start]
     if missing:
         found.append(str(BatchFolderMissing(str(settings.migrations.sql_dir), missing, settings.stack)))
     found += [str(err) for b in batches if (err := state.rollback_incomplete(b))]

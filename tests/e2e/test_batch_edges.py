@@ -79,10 +79,23 @@ def test_make_rollback_rolls_back_a_batch_on_purpose_even_when_its_folder_is_gon
     assert result.returncode == 0, output_of(result)
     assert ledger(db_target) == ["0000_baseline"]
     assert public_tables(db_target) == {"Lead", "Job", "Audit"}
-    applied.stack.up(on_output=lambda _: None)  # re-declares the baseline's table resources the rollback took along
-    assert ledger(db_target) == ["0000_baseline"], "nothing was applied again"
     again = applied.stack.up(on_output=lambda _: None)
     assert changes(again.summary.resource_changes) == {}, "the checkout and the stack agree again"
+    assert ledger(db_target) == ["0000_baseline"], "nothing was applied again"
+
+
+def test_a_batch_rolled_back_on_purpose_stays_rolled_back_until_the_setting_is_removed(applied: ProjectStack, db_target: Target) -> None:
+    result = make(applied, "rollback", f"BATCH={BATCH1}")
+    assert result.returncode == 0, output_of(result)
+    assert f"{BATCH1} and later batches stay rolled back while junkquote-db:migrations.rollBackFrom is set" in output_of(result)
+
+    assert changes(applied.stack.up(on_output=lambda _: None).summary.resource_changes) == {}
+    assert ledger(db_target) == ["0000_baseline"], "the folder is there, and still nothing is applied again"
+
+    applied.cli("config", "rm", "--path", "junkquote-db:migrations.rollBackFrom", check=True)
+    applied.stack.up(on_output=lambda _: None)
+    assert ledger(db_target) == ["0000_baseline", BATCH1]
+    assert NEW_TABLES <= public_tables(db_target)
 
 
 # -- protection set just before destroy ----------------------------------------------------------------
@@ -232,7 +245,8 @@ def test_a_table_only_read_by_insert_select_is_not_reported_as_written(applied: 
     assert "ROW EXCLUSIVE on existing table Lead" not in out
 
 
-def test_a_rollback_batch_target_names_an_unknown_batch(applied: ProjectStack) -> None:
+def test_a_rollback_from_a_batch_the_stack_never_applied_rolls_nothing_back_and_says_so(applied: ProjectStack, db_target: Target) -> None:
     result = make(applied, "rollback", "BATCH=0042_nothing")
-    assert result.returncode != 0
-    assert "the stack has no batch '0042_nothing'" in output_of(result)
+    assert result.returncode == 0, output_of(result)
+    assert "batches from 0042_nothing on are not applied while junkquote-db:migrations.rollBackFrom is set; none of them is applied" in output_of(result)
+    assert ledger(db_target) == ["0000_baseline", BATCH1]

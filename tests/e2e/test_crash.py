@@ -135,8 +135,8 @@ def assert_converged(stack: ProjectStack, target: Target) -> None:
         steps_left = conn.execute("SELECT count(*) FROM schema_ledger.batch_step").fetchone()[0]
         invalid = conn.execute("SELECT count(*) FROM pg_index WHERE NOT indisvalid").fetchone()[0]
         advisory = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()[0]
-    state = [r["urn"].rsplit("::", 1)[1] for r in _state_resources(stack) if r["type"].endswith(":Migration")]
-    assert ledger == sorted(state), "ledger and Pulumi state agree"
+    [history] = [r for r in _state_resources(stack) if r["type"].endswith(":SchemaHistory")]
+    assert ledger == [b["name"] for b in history["outputs"]["batches"]], "ledger and Pulumi state agree"
     assert steps_left == 0 and invalid == 0 and advisory == 0
 
 

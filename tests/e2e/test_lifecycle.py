@@ -35,8 +35,8 @@ def test_up_applies_every_batch_and_a_second_up_changes_nothing(make_stack: Call
     stack = make_stack()
 
     first = stack.stack.up(on_output=lambda _: None)
-    assert changes(first.summary.resource_changes) == {"create": 2 + len(ALL_BATCHES) + 2 + SCHEMA_OBJECTS}, \
-        "stack, schema component, batches; the objects' component, the schema's checks, one per table and enum type"
+    assert changes(first.summary.resource_changes) == {"create": 2 + 1 + 2 + SCHEMA_OBJECTS}, \
+        "stack, schema component, the schema history (every batch); the objects' component, the schema's checks, one per table and enum type"
     assert ledger(db_target) == ALL_BATCHES
     outputs = stack.outputs()
     assert outputs["schemaVersion"] == "0001_add_memory_entities"
@@ -60,8 +60,8 @@ def test_preview_of_a_pending_batch_shows_its_steps_locks_and_target(make_stack:
     assert "ACCESS EXCLUSIVE on existing table Lead" in out
     assert "create index concurrently Lead_customer_id_idx on Lead" in out
     assert "0000_baseline will be applied" not in out
-    assert preview.change_summary.get("create") == 1 + 7 + 1, "the batch, the 7 tables and the enum type it creates"
-    assert preview.change_summary.get("update") == 3, "Lead and Job, which the batch alters, and the schema's checks"
+    assert preview.change_summary.get("create") == 7 + 1, "the 7 tables and the enum type the batch creates"
+    assert preview.change_summary.get("update") == 1 + 3, "the history (the batch), Lead and Job, which the batch alters, and the schema's checks"
     assert ledger(db_target) == ["0000_baseline"], "a preview runs nothing"
 
     diff = stack.cli("preview", "--diff", "--show-full-output")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
@@ -12,6 +13,7 @@ import pytest
 
 from infra.migrations.errors import (
     BatchChanged,
+    BatchFilesMissing,
     BatchCorrectionRefused,
     RollbackFailed,
     RollbackIncomplete,
@@ -19,11 +21,12 @@ from infra.migrations.errors import (
 )
 from infra.migrations.ledger import Ledger
 from infra.migrations.plan import Batch, load_batches
-from infra.migrations.runner import RunSettings, apply_batch, rollback_batch
+from infra.migrations.drift import DriftCheck, checks_failing
+from infra.migrations.runner import RunSettings, apply_batch, apply_batches, rollback_batch, rollback_batches
 from infra.migrations.state import read_state
 from infra.migrations.target import Target
 from tests.pg import connect
-from tests.support.batches import make_batch
+from tests.support.batches import PASSING_CHECK, make_batch
 from tests.support.catalog import snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -252,3 +255,59 @@ def test_the_catalog_after_a_resumed_rollback_is_the_catalog_before_the_batch(
 def test_the_preview_learns_which_locked_tables_the_target_lacks(tmp_path: Path, db_target: Target) -> None:
     apply_batch(db_target, make_batch(tmp_path, "0000_base", 'CREATE TABLE "Lead" ("id" int);'), FAST)
     assert read_state(db_target, ["Lead", "Nope", "public.Lead"]).absent_tables == {"Nope"}
+
+
+# -- many batches at once: what the schema history runs -----------------------------------------------------
+
+def test_rollback_batches_rolls_back_newest_first_with_the_files_the_ledger_keeps(tmp_path: Path, db_target: Target, db: psycopg.Connection) -> None:
+    base = make_batch(tmp_path, "0000_base", 'CREATE TABLE "Lead" ("id" int);', rollback='DROP TABLE IF EXISTS "Lead";')
+    child = make_batch(tmp_path, "0001_child", 'CREATE TABLE "Child" ("lead" int);\nALTER TABLE "Lead" ADD PRIMARY KEY ("id");\n'
+                       'ALTER TABLE "Child" ADD CONSTRAINT "child_lead" FOREIGN KEY ("lead") REFERENCES "Lead" ("id");',
+                       rollback='DROP TABLE IF EXISTS "Child";\nALTER TABLE "Lead" DROP CONSTRAINT IF EXISTS "Lead_pkey";')
+    apply_batches(db_target, [base, child], FAST)
+
+    done = rollback_batches(db_target, FAST, {})  # no files given: every one comes from the ledger
+
+    assert done == ("0001_child", "0000_base"), "newest first: Child goes before the table it references"
+    assert public_tables(db) == set() and read_state(db_target).entries == {}
+
+
+def test_rollback_batches_from_a_batch_keeps_the_ones_before_it(tmp_path: Path, db_target: Target, db: psycopg.Connection) -> None:
+    batches = [make_batch(tmp_path, f"000{i}_t{i}", f'CREATE TABLE "T{i}" ("id" int);', rollback=f'DROP TABLE IF EXISTS "T{i}";')
+               for i in range(3)]
+    apply_batches(db_target, batches, FAST)
+
+    assert rollback_batches(db_target, FAST, {}, start="0001_t1") == ("0002_t2", "0001_t1")
+    assert public_tables(db) == {"T0"}
+    assert list(read_state(db_target).entries) == ["0000_t0"]
+
+
+def test_a_row_recorded_before_the_ledger_kept_files_gains_them_when_the_batch_is_applied_again(tmp_path: Path, db_target: Target, db: psycopg.Connection) -> None:
+    base = make_batch(tmp_path, "0000_base", 'CREATE TABLE "Lead" ("id" int);', rollback='DROP TABLE IF EXISTS "Lead";')
+    apply_batch(db_target, base, FAST)
+    db.execute("UPDATE schema_ledger.batch SET migration_sql = NULL, validation_sql = NULL, rollback_sql = NULL")
+    assert not read_state(db_target).entries["0000_base"].has_files
+
+    with pytest.raises(BatchFilesMissing, match="restore sql/0000_base"):
+        rollback_batches(db_target, FAST, {})
+    assert public_tables(db) == {"Lead"}, "nothing was rolled back without its files"
+
+    apply_batches(db_target, [base], FAST)  # what the history runs for such a row: records its files
+    assert read_state(db_target).entries["0000_base"].recorded_batch() == replace(base, backfill=None, gate=None)
+    assert rollback_batches(db_target, FAST, {}) == ("0000_base",)
+    assert public_tables(db) == set()
+
+
+def test_refresh_runs_every_applied_batchs_checks_each_apart_from_the_others(tmp_path: Path, db_target: Target, db: psycopg.Connection) -> None:
+    rows = "SELECT 'one_lead' AS check_name, count(*) = 1 AS ok, count(*)::text AS detail FROM \"Lead\";"
+    insert = 'INSERT INTO "Lead" VALUES (1);\n' + rows
+    first = make_batch(tmp_path, "0000_base", 'CREATE TABLE "Lead" ("id" int);', insert, 'DROP TABLE IF EXISTS "Lead";')
+    second = make_batch(tmp_path, "0001_again", 'CREATE TABLE "T" ("id" int);', insert, 'DROP TABLE IF EXISTS "T";')
+    broken = make_batch(tmp_path, "0002_broken", 'CREATE TABLE "U" ("id" int);', PASSING_CHECK, 'DROP TABLE IF EXISTS "U";')
+    apply_batches(db_target, [first, second, broken], FAST)
+
+    failing = checks_failing(db_target, DriftCheck(batches=(first, second, replace(broken, validation='SELECT nope FROM "U";'))))
+
+    assert [(f.batch, f.check) for f in failing] == [("0002_broken", "validation.sql:1")], \
+        "each batch's test row is rolled back before the next batch's checks run, and a broken file fails alone"
+    assert db.execute('SELECT count(*) FROM "Lead"').fetchone() == (0,), "nothing the checks did persists"

@@ -1,4 +1,4 @@
-"""What a running backfill reads from the stack's config file: whether an operator paused it."""
+"""What the provider reads for a backfill: the pause from the stack's config file, the declarations from its inputs."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.backfill_settings import BackfillSettings
 from infra.migrations.plan import load_batches
-from infra.providers.backfill_props import backfill_inputs, backfill_run, gate_spec, paused_in_stack_file
+from infra.providers.backfill_props import backfill_run, paused_in_stack_file
+from infra.providers.batch_props import batch_from_inputs, batch_inputs
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
@@ -42,8 +42,9 @@ def test_the_provider_run_asks_the_stack_file_of_its_own_stack(tmp_path: Path, m
     assert run.paused()
 
 
-def test_the_gate_declaration_travels_to_the_provider_so_it_checksums_what_the_program_does() -> None:
-    tighten = {b.name: b for b in load_batches(SQL_DIR)}["0003_require_customer_links"]
-    inputs = backfill_inputs(tighten, BackfillSettings())
-    assert gate_spec(inputs) == tighten.gate
-    assert "backfillSpec" not in inputs
+@pytest.mark.parametrize("name", ["0001_add_memory_entities", "0002_backfill_customers", "0003_require_customer_links"])
+def test_the_declarations_travel_to_the_provider_so_it_checksums_what_the_program_does(name: str) -> None:
+    batch = {b.name: b for b in load_batches(SQL_DIR)}[name]
+    back = batch_from_inputs(batch_inputs(batch))
+    assert back.checksums == batch.checksums
+    assert (back.backfill, back.gate) == (batch.backfill, batch.gate)

@@ -8,7 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+import pytest
 import yaml
+
+from infra.migrations.gate import GateStatus
+from infra.migrations.state import DatabaseState
 
 from tests.unit.mocks import RecordingMocks
 
@@ -29,6 +33,9 @@ def run_program(stack: str) -> dict[str, Any]:
     return runpy.run_path(str(ROOT / "__main__.py"))
 
 
+ALL_BATCHES = ["0000_baseline", "0001_add_memory_entities", "0002_backfill_customers", "0003_require_customer_links"]
+
+
 @pulumi.runtime.test
 def test_dev_declares_no_pulumi_postgresql_resource_so_it_runs_without_the_plugin(mocks: RecordingMocks):
     program = run_program("dev")
@@ -36,9 +43,10 @@ def test_dev_declares_no_pulumi_postgresql_resource_so_it_runs_without_the_plugi
     def check(_: object) -> None:
         types = {r.typ for r in mocks.resources}
         assert not [t for t in types if t.startswith("postgresql:")]
-        # Nothing pending (no database in the unit tier), so no batch waits on a gate: every batch is declared.
-        assert [r.name for r in mocks.of_type(":Migration")] == [
-            "0000_baseline", "0001_add_memory_entities", "0002_backfill_customers", "0003_require_customer_links"]
+        # Every batch applied (the unit tier's ledger): one history lists them by checksum, and runs nothing.
+        [history] = mocks.of_type(":SchemaHistory")
+        assert sorted(history.inputs["applied"]) == ALL_BATCHES
+        assert history.inputs["pending"] == [] and history.inputs["corrections"] == []
 
     return program["schema"].schema_version.apply(check)
 
@@ -51,21 +59,24 @@ def test_staging_declares_roles_then_batches_then_grants_and_their_verification(
         types = [r.typ for r in mocks.resources]
         assert types.count("postgresql:index/role:Role") == 4
         assert "pulumi-python:dynamic/junkquote:AccessVerification" in types
-        migrations = mocks.of_type(":Migration")
-        assert {m.inputs["settings"]["role"] for m in migrations} == {"junkquote_staging_migrator"}
-        assert all(m.inputs["adopt"] is False for m in migrations)
+        [history] = mocks.of_type(":SchemaHistory")
+        assert history.inputs["settings"]["role"] == "junkquote_staging_migrator"
 
     return program["verification"].id.apply(check)
 
 
 @pulumi.runtime.test
-def test_prod_is_protected_and_adopts_the_baseline(mocks: RecordingMocks):
+def test_prod_is_protected_and_adopts_the_baseline(mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr("infra.preflight.read_state", lambda _target, _tables=(): DatabaseState({}, {}))
+    monkeypatch.setattr("infra.gating.gate_status", lambda *_: GateStatus(False, ("the gate is closed",)))
     program = run_program("prod")
 
     def check(_: object) -> None:
-        migrations = {m.name: m.inputs for m in mocks.of_type(":Migration")}
-        assert migrations["0000_baseline"]["adopt"] is True
-        assert migrations["0001_add_memory_entities"]["adopt"] is False
-        assert all(m["protected"] for m in migrations.values())
+        [history] = mocks.of_type(":SchemaHistory")
+        pending = {b["batch"]: b for b in history.inputs["pending"]}
+        assert list(pending) == ALL_BATCHES[:3], "0003 waits for its gate"
+        assert pending["0000_baseline"].get("adopt") is True
+        assert "adopt" not in pending["0001_add_memory_entities"]
+        assert history.inputs["protected"] is True
 
     return program["schema"].schema_version.apply(check)
