@@ -153,4 +153,4 @@ bench-preview: venv cli ## measure no-op `pulumi preview` and `refresh` with 1 b
 
 bench-backfill: venv ## batch 0002's backfill under writers: adaptive vs fixed 1,000 rows vs one transaction, with a replica (LEADS=2000000)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
-	$(PY) -m bench.backfill $(if $(LEADS),--leads $(LEADS),)
+	$(PY) -m bench.backfill $(if $(LEADS),--leads $(LEADS),) $(ARGS)

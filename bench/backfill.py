@@ -1,10 +1,11 @@
 """`make bench-backfill`: batch 0002's backfill under concurrent writes, adaptive vs fixed vs naive, and 0003.
 
-    python -m bench.backfill [--leads N] [--out DIR] [--no-replica]
+    python -m bench.backfill [--leads N] [--out DIR] [--no-replica] [--only adaptive,fixed-1000,...]
 
 Seeds N leads (one job each) with legacy conversation data (bench/legacy.py) in a template, then on fresh
 copies, with 4 writer processes running the application's post-deploy transaction (a new customer and its
 lead with customer_id, a random job's status update), runs:
+- writers-alone: no backfill for 30 s, the latency the writers see by themselves on this machine;
 - adaptive: the engine's backfill (apply_batch of 0002), the throttle sized by the stack defaults;
 - fixed: the same chunks at a fixed 1,000 rows, no pause (pgroll's default);
 - naive: every part as one set-based statement over the whole table, all in one transaction;
@@ -19,6 +20,7 @@ import argparse
 import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -44,6 +46,10 @@ from .writer import Sample, Writers
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = "backfill_seeded"
 LEAD_IN_S, TAIL_S = 3.0, 2.0
+PROGRESS_EVERY_S = 60.0
+BASELINE_S = 30.0
+# 0003's scenario needs 0002 applied first, with no writers and nothing measured: the largest fixed chunks.
+PREPARE_CHUNK_ROWS = 20_000
 
 
 def write_linked(conn: psycopg.Connection, rng: random.Random, job_ids: list[str]) -> None:
@@ -151,9 +157,14 @@ def adaptive(batch: Batch, fixed: int | None = None) -> Callable[[str], tuple[in
         seen: dict[str, BackfillProgress] = {}
         longest = [0.0]
 
+        shown = [time.monotonic()]
+
         def on(event: BackfillProgress) -> None:
             seen[event.part] = event
             longest[0] = max(longest[0], event.chunk_ms)
+            if event.phase == "done" or time.monotonic() - shown[0] >= PROGRESS_EVERY_S:
+                shown[0] = time.monotonic()
+                print(f"    {event.line()}", flush=True)
         run = BackfillRun(fixed_chunk_rows=fixed, on_progress=on)
         try:
             apply_batch(Target.from_dsn(dsn), batch, RunSettings(stack="bench", backfill=run))
@@ -207,7 +218,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--leads", type=int, default=2_000_000)
     parser.add_argument("--out", type=Path, default=REPO / "bench")
     parser.add_argument("--no-replica", action="store_true")
+    parser.add_argument("--only", default="", help="comma-separated scenarios to run (default: all), e.g. adaptive,fixed-1000")
     args = parser.parse_args(argv)
+    # Stopped from outside (kill, timeout): leave as on Ctrl-C, so the servers stop and their data is removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    wanted = set(filter(None, args.only.split(",")))
+
+    def chosen(name: str) -> bool:
+        return not wanted or name in wanted
     batches = load_batches(REPO / "sql")
     b2, b3 = batches[2], batches[3]
     load = os.getloadavg()[0]
@@ -220,31 +238,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed_s = time.monotonic() - t
         print(f"seeded {args.leads:,} leads, {entries:,} legacy entries in {seed_s:.0f} s", flush=True)
         info = machine(server)
-        for name, action in (("adaptive", adaptive(b2)), ("fixed-1000", adaptive(b2, 1000)), ("naive", naive(b2))):
-            print(f"scenario {name} ...", flush=True)
-            results.append(run_scenario(server, name, job_ids, action, replica=False))
-            _print(results[-1])
-        if not args.no_replica:
+
+        def record(result: Result) -> None:
+            """Print it, and rewrite the report with every scenario so far (a run cut short keeps its figures)."""
+            results.append(result)
+            _print(result)
+            from .backfill_report import write
+            write(args.out, args.leads, entries, seed_s, info, load, results, quiet=True)
+
+        plain = (("writers-alone", writers_alone), ("adaptive", adaptive(b2)), ("fixed-1000", adaptive(b2, 1000)),
+                 ("naive", naive(b2)))
+        for name, action in plain:
+            if chosen(name):
+                print(f"scenario {name} ...", flush=True)
+                record(run_scenario(server, name, job_ids, action, replica=False))
+        if not args.no_replica and (chosen("adaptive+replica") or chosen("fixed-1000+replica")):
             replica = start_replica(server, Path(tmp))
             try:
                 for name, action in (("adaptive+replica", adaptive(b2)), ("fixed-1000+replica", adaptive(b2, 1000))):
-                    print(f"scenario {name} ...", flush=True)
-                    results.append(run_scenario(server, name, job_ids, action, replica=True))
-                    _print(results[-1])
+                    if chosen(name):
+                        print(f"scenario {name} ...", flush=True)
+                        record(run_scenario(server, name, job_ids, action, replica=True))
             finally:
                 replica.stop()
-        print("scenario tighten ...", flush=True)
-        results.append(_tighten(server, job_ids, b2, b3))
-        _print(results[-1])
-    from .backfill_report import write
-    write(args.out, args.leads, entries, seed_s, info, load, results)
+        if chosen("tighten-0003"):
+            print("scenario tighten-0003 ...", flush=True)
+            record(_tighten(server, job_ids, b2, b3))
     return 0
+
+
+def writers_alone(_dsn: str) -> tuple[int, float, str]:
+    """No backfill: what the writers see on this machine by themselves (the floor of every other scenario)."""
+    time.sleep(BASELINE_S)
+    return 0, 0.0, "no backfill (writers alone)"
 
 
 def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch) -> Result:
     """0003 on a database where 0002 has been applied (with the writers stopped), measured with writers on."""
     dsn = clone(server, "bench_tighten")
-    apply_batch(Target.from_dsn(dsn), b2, RunSettings(stack="bench"))
+    apply_batch(Target.from_dsn(dsn), b2,
+                RunSettings(stack="bench", backfill=BackfillRun(fixed_chunk_rows=PREPARE_CHUNK_ROWS)))
     with psycopg.connect(dsn, autocommit=True) as conn:
         # As in production some time after 0002: autovacuum has processed the rewritten rows. (An autovacuum still
         # running holds SHARE UPDATE EXCLUSIVE and is only cancelled after deadlock_timeout, 1 s, which is longer

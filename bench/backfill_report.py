@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -14,7 +15,8 @@ TARGET_MS = 100.0
 TARGET_LAG_S = 2.0
 
 
-def write(out: Path, leads: int, entries: int, seed_s: float, info: Any, load: float, results: Sequence[Any]) -> None:
+def write(out: Path, leads: int, entries: int, seed_s: float, info: Any, load: float, results: Sequence[Any],
+          *, quiet: bool = False) -> None:
     out.mkdir(parents=True, exist_ok=True)
     plot_name = f"backfill-latency-{leads}.png"
     _plot(out / plot_name, leads, results)
@@ -22,7 +24,8 @@ def write(out: Path, leads: int, entries: int, seed_s: float, info: Any, load: f
     lines = [
         f"## Backfill (batch 0002) and tighten (0003): {leads:,} leads, {leads:,} jobs, {entries:,} legacy entries", "",
         f"Run {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} on {info.cores} cores ({info.cpu_model}), "
-        f"{info.ram_gib:.1f} GiB RAM, load average {load:.2f} before the run; {info.postgres}. Seeding took {seed_s:.0f} s.",
+        f"{info.ram_gib:.1f} GiB RAM, load average {load:.2f} before the run and {os.getloadavg()[0]:.2f} after the last "
+        f"scenario below (the machine is shared); {info.postgres}. Seeding took {seed_s:.0f} s.",
         "Writers: 4 processes, each transaction inserts a customer and its lead (customer_id set) and updates a random job.",
         "Rows = rows the keyset passes went through, summed over the four parts. Longest lock = the longest chunk transaction",
         "(its row locks are held that long); for naive, the one transaction.", "",
@@ -45,7 +48,8 @@ def write(out: Path, leads: int, entries: int, seed_s: float, info: Any, load: f
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _m: block, text) if pattern.search(text) else f"{text.rstrip()}\n\n{block}\n"
     path.write_text(text)
-    print("\n".join(lines))
+    if not quiet:
+        print("\n".join(lines))
 
 
 def _targets(by: dict[str, Any]) -> list[str]:
@@ -54,6 +58,10 @@ def _targets(by: dict[str, Any]) -> list[str]:
     def goal(text: str, measured: str, met: bool) -> None:
         out.append(f"| {text} | {measured} | {'yes' if met else '**NO**'} |")
 
+    if "writers-alone" in by:
+        b = by["writers-alone"]
+        w = window_stats(b.samples, b.start, b.end)
+        out.append(f"| (the floor) writers alone, no backfill: max / p99 write latency | {w.max_ms:.0f} / {w.p99_ms:.0f} ms | — |")
     for name in ("adaptive", "adaptive+replica"):
         if name in by:
             w = window_stats(by[name].samples, by[name].start, by[name].end)
@@ -81,7 +89,8 @@ def _plot(path: Path, leads: int, results: Sequence[Any]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(results), 1, figsize=(11, 2.8 * len(results)), sharey=True)
+    fig, axes = plt.subplots(len(results), 1, figsize=(11, 2.8 * len(results)), sharey=True, squeeze=False)
+    axes = axes[:, 0]
     for ax, r in zip(axes, results):
         ok = [s for s in r.samples if s.ok]
         ax.scatter([s.start - r.t0 for s in ok], [max(s.latency * 1000, 0.1) for s in ok], s=2)

@@ -1,13 +1,15 @@
 """A batch's backfill: the parts of its backfill.toml, in keyset-paginated chunks, throttled, resumable.
 
-For each part: a pass through `table` by `key` (WHERE key > cursor ORDER BY key LIMIT n), each page handed
-to the part's chunk function in its own short transaction together with its progress row (progress.py);
-then the part's `sweep` until it comes back short (rows written behind the cursor, rows skipped because
-another transaction held them). The throttle (throttle.py) sizes every chunk and the pause before it from
-the chunk's own duration, lock waits (lock_timeout) and streaming replicas' replay lag. Then validation.sql;
-when checks fail, the sweeps run again (a write may have landed after them) before giving up with
-BackfillIncomplete, which keeps everything done so far: the next run continues.
-"""
+For each part: a pass through `table` by `key`, one chunk at a time, each in its own short transaction
+together with its progress row (progress.py). A chunk is ONE set-based statement: the page of keys
+(WHERE key > cursor ORDER BY key LIMIT n, an index range scan) handed as an array to the part's chunk
+function; no per-row round trip. Then the part's `sweep` until it comes back short (rows written behind the
+cursor, rows skipped because another transaction held them); a sweep's keys are read before its chunk's
+transaction, since a sweep query may scan the whole table. The throttle (throttle.py) sizes every chunk
+and the pause before it from the chunk's duration (the longest any of its row locks is held), lock waits
+(lock_timeout) and streaming replicas' replay lag. Then validation.sql, through the runner's checks (with
+their retries); when checks fail, the sweeps run again (a write may have landed after them) before giving
+up with BackfillIncomplete, which keeps everything done so far: the next run continues."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import time
 import tomllib
 from collections import deque
 from collections.abc import Callable, Iterator
+from typing import Any
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
@@ -23,14 +26,16 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from . import progress
-from .backfill_errors import BackfillDeclarationInvalid, BackfillIncomplete, ReplicaLagging
+from .backfill_errors import BackfillDeclarationInvalid, BackfillIncomplete, BackfillPaused, ReplicaLagging
 from .plan import Batch, sha256_text
 from .progress import PartProgress
 from .target import Target
 from .throttle import AdaptiveThrottle, Decision, FixedThrottle, Observation, ThrottleSettings
-from .validation import CheckResult, run_checks
+from .validation import CheckResult
 
 VALIDATION_ROUNDS = 3
+LOCK_CHECK_S = 1.0  # how often a running backfill checks that the migration lock is still held
+FRESH_LAG_S = 0.1  # before a chunk, a replay-lag measure this recent (after the previous chunk) is reused
 MAX_REPLICA_WAIT_S = 600.0
 
 Sleep = Callable[[float], None]
@@ -57,13 +62,13 @@ class BackfillProgress:
 
     batch: str
     part: str
-    phase: str  # "pass", "sweep", "waiting", "done"
+    phase: str  # "pass", "sweep", "waiting", "paused", "done"
     rows_done: int
     rows_total: int
     rows_per_s: float
     chunk_rows: int
     slowed_because: str | None
-    chunk_ms: float = 0.0  # how long the last chunk's transaction took (its row locks were held that long)
+    chunk_ms: float = 0.0  # how long the last chunk's transaction took: no row lock of it was held longer
 
     @property
     def eta_s(self) -> float | None:
@@ -87,6 +92,9 @@ class BackfillRun:
     fixed_chunk_rows: int | None = None
     on_progress: Callable[[BackfillProgress], None] | None = field(default=None, compare=False)
     sleep: Sleep = field(default=time.sleep, compare=False, repr=False)
+    # Asked before every chunk (and while waiting for replicas): True stops the backfill there (BackfillPaused);
+    # everything done so far is kept, and the next run continues. The provider reads the stack's config file.
+    paused: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
 
 def load_spec(batch: Batch) -> BackfillSpec:
@@ -102,9 +110,10 @@ def load_spec(batch: Batch) -> BackfillSpec:
     return BackfillSpec(parts, sha256_text(batch.backfill))
 
 
-def run_backfill(conn: psycopg.Connection, target: Target, batch: Batch, run: BackfillRun, *,
-                 role: str | None, statement_timeout_ms: int, verify_lock: Callable[[], None]) -> tuple[CheckResult, ...]:
-    """Every part, then validation.sql; returns the checks (all passed) or raises BackfillIncomplete."""
+def run_backfill(conn: psycopg.Connection, target: Target, batch: Batch, run: BackfillRun, *, role: str | None,
+                 checks: Callable[[], tuple[CheckResult, ...]], verify_lock: Callable[[], None]) -> tuple[CheckResult, ...]:
+    """Every part, then the batch's checks (the runner's validation, with its retries); returns them (all
+    passed) or raises BackfillIncomplete; BackfillPaused when the operator paused it between two chunks."""
     spec = load_spec(batch)
     with _as_session_user(conn, role):
         progress.ensure(conn)
@@ -113,9 +122,28 @@ def run_backfill(conn: psycopg.Connection, target: Target, batch: Batch, run: Ba
                          .format(sql.Identifier(role)))
     with target.connect(autocommit=True) as monitor:
         filler = _Filler(conn, monitor, batch, spec, run, verify_lock)
-        for part in spec.parts:
-            filler.fill(part)
-        return filler.validate(statement_timeout_ms)
+        with _chunk_settings(conn, run.throttle.target_write_latency_ms):
+            for part in spec.parts:
+                filler.fill(part)
+            return filler.validate(checks)
+
+
+@contextmanager
+def _chunk_settings(conn: psycopg.Connection, lock_timeout_ms: int) -> Iterator[None]:
+    """Set once for every chunk of the run, restored after:
+    - lock_timeout: a chunk waits at most the write-latency target for a row or table lock;
+    - synchronous_commit off: a chunk's commit does not wait for its WAL to reach the disk, so its row locks are
+      released sooner. Safe here: a chunk's rows and its progress row commit together, so a crash loses at most
+      the last chunks, all of them, and the next run does them again (the chunk functions are idempotent)."""
+    before = conn.execute("SELECT current_setting('lock_timeout'), current_setting('synchronous_commit')").fetchone()
+    conn.execute("SELECT set_config('lock_timeout', %s, false), set_config('synchronous_commit', 'off', false)",
+                 (f"{int(lock_timeout_ms)}ms",))
+    try:
+        yield
+    finally:
+        if not conn.broken and not conn.closed:
+            conn.execute("SELECT set_config('lock_timeout', %s, false), set_config('synchronous_commit', %s, false)",
+                         before)
 
 
 @contextmanager
@@ -138,8 +166,8 @@ class _Filler:
         self.lag = ReplayLag(monitor)
         self.throttle: AdaptiveThrottle | FixedThrottle = (
             FixedThrottle(run.fixed_chunk_rows) if run.fixed_chunk_rows else AdaptiveThrottle(run.throttle))
-        self.lock_timeout_ms = run.throttle.target_write_latency_ms
         self._rate = _Rate()
+        self._lock_verified_at = time.monotonic()
 
     # -- a part ---------------------------------------------------------------------------------------
     def fill(self, part: Part) -> None:
@@ -147,72 +175,61 @@ class _Filler:
         total = self._count(part)
         self._rate = _Rate()
         while not state.pass_done:
-            state = self._chunk(part, state, total)
+            after = state.last_key
+            state = self._chunk(part, state, total, "pass", lambda size: _page(part, after, size)).state
         self._sweep(part, state, total)
 
     def _count(self, part: Part) -> int:
-        query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*part.table.split(".")))
+        query = sql.SQL("SELECT count(*) FROM {}").format(_table(part))
         return int(self.conn.execute(query).fetchone()[0])
 
-    def _chunk(self, part: Part, state: PartProgress, total: int) -> PartProgress:
-        """The next page of keys in key order; the pass is done when a page comes back short."""
-        return self._round(part, state, total, "pass", lambda size: self._page(part, state.last_key, size),
-                           _after_page).state
+    def _swept(self, part: Part, size: int) -> _Keys:
+        """The keys the part's sweep finds, read before the chunk's transaction: a sweep query may scan the
+        whole table, and no row lock is held while it does."""
+        assert part.sweep is not None
+        keys = [str(r[0]) for r in self.conn.execute(part.sweep, {"limit": size})]
+        return _Keys(sql.SQL("SELECT unnest(%(keys)s::text[])"), {"keys": keys})
 
-    def _round(self, part: Part, state: PartProgress, total: int, phase: str, pick: Callable[[int], list[str]],
-               advance: Callable[[PartProgress, list[str], int, int], PartProgress]) -> _Round:
-        """One short transaction under lock_timeout: the keys `pick` returns (at most the throttle's chunk size),
-        the part's chunk function on them, and the progress `advance` makes, saved with them; then the throttle's
-        decision. A lock not granted in time changes nothing and is an observation too."""
+    # -- one chunk (of the pass or of a sweep) ----------------------------------------------------------
+    def _chunk(self, part: Part, state: PartProgress, total: int, phase: str, pick: Callable[[int], _Keys]) -> _Chunk:
+        """One chunk: the keys `pick` selects for the chunk size, handed to the part's chunk function in ONE
+        set-based statement, saved with the part's progress row in one short transaction. Its duration is the
+        longest any row lock of the chunk was held."""
+        self._stop_if_paused(part, state, total)
         self._wait_for_replicas(part, state, total)
         size = self.throttle.chunk_rows
+        keys = pick(size)
         started = time.monotonic()
         try:
-            with self.conn.transaction():
-                self._lock_timeout()
-                keys = pick(size)
-                changed = self._apply(part, keys)
-                advanced = advance(state, keys, size, changed)
+            # Pipelined: BEGIN goes with the chunk's statement, the progress row with COMMIT (two round trips).
+            with self.conn.pipeline(), self.conn.transaction():
+                changed, count, last = self._apply(part, keys)
+                advanced = _advance(state, phase, count, last, size, changed)
                 progress.save(self.conn, advanced)
         except pg_errors.LockNotAvailable:
             self._after(part, state, total, Observation(0, _ms(started), lock_wait=True), phase)
-            return _Round(state, size, None, 0)
-        seen = Observation(len(keys), _ms(started), replay_lag_ms=self.lag.measure())
+            return _Chunk(state, 0, size, None)
+        held_ms, state = _ms(started), advanced
         if phase == "pass":
-            self._rate.add(len(keys))
-        self._after(part, advanced, total, seen, phase)
-        return _Round(advanced, size, len(keys), changed)
+            self._rate.add(count)
+        self._after(part, state, total, Observation(count, held_ms, replay_lag_ms=self.lag.measure()), phase)
+        return _Chunk(state, count, size, changed)
 
-    def _page(self, part: Part, after: str | None, size: int) -> list[str]:
-        key, table = sql.Identifier(part.key), sql.Identifier(*part.table.split("."))
-        if after is None:
-            query = sql.SQL("SELECT {k}::text FROM {t} ORDER BY {k} LIMIT %s").format(k=key, t=table)
-            return [r[0] for r in self.conn.execute(query, (size,))]
-        query = sql.SQL("SELECT {k}::text FROM {t} WHERE {k} > %s ORDER BY {k} LIMIT %s").format(k=key, t=table)
-        return [r[0] for r in self.conn.execute(query, (after, size))]
-
-    def _apply(self, part: Part, keys: list[str]) -> int:
-        if not keys:
-            return 0
-        fn = sql.Identifier(*part.chunk.split("."))
-        row = self.conn.execute(sql.SQL("SELECT {}(%s::text[])").format(fn), (keys,)).fetchone()
-        return int(row[0] or 0) if row else 0
-
-    def _lock_timeout(self) -> None:
-        self.conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{self.lock_timeout_ms}ms",))
+    def _apply(self, part: Part, keys: _Keys) -> tuple[int, int, str | None]:
+        """(rows changed, keys handed over, the last of them) for one statement: the keys in order, as an
+        array, passed to the chunk function."""
+        query = sql.SQL("SELECT {fn}(k), cardinality(k), k[cardinality(k)] FROM (SELECT array({keys}) AS k) AS page").format(
+            fn=sql.Identifier(*part.chunk.split(".")), keys=keys.query)
+        changed, count, last = self.conn.execute(query, keys.params).fetchone()
+        return int(changed or 0), int(count), last
 
     # -- sweeps -----------------------------------------------------------------------------------------
     def _sweep(self, part: Part, state: PartProgress, total: int) -> None:
         """Run the sweep query until it returns fewer keys than asked, or a round changes nothing."""
-        if not part.sweep:
-            self._emit(part, state, total, "done")
-            return
-        query = part.sweep
-        while True:
-            done = self._round(part, state, total, "sweep",
-                               lambda size: [str(r[0]) for r in self.conn.execute(query, {"limit": size})], _after_sweep)
-            state = done.state
-            if done.keys is not None and (done.keys < done.asked or done.changed == 0):
+        while part.sweep:
+            chunk = self._chunk(part, state, total, "sweep", lambda size: self._swept(part, size))
+            state = chunk.state
+            if chunk.changed is not None and (chunk.keys < chunk.size or chunk.changed == 0):
                 break
         self._emit(part, state, total, "done")
 
@@ -222,38 +239,52 @@ class _Filler:
             self._sweep(part, state, state.rows_done)
 
     # -- validation -------------------------------------------------------------------------------------
-    def validate(self, statement_timeout_ms: int) -> tuple[CheckResult, ...]:
+    def validate(self, checks: Callable[[], tuple[CheckResult, ...]]) -> tuple[CheckResult, ...]:
         failed: list[tuple[str, str]] = []
         for attempt in range(VALIDATION_ROUNDS):
             if attempt:
                 self.sweep_all()  # a write may have landed after the last sweep
-            checks = run_checks(self.conn, self.batch, statement_timeout_ms)
-            failed = [(c.name, c.detail) for c in checks if not c.ok]
+            results = checks()
+            failed = [(c.name, c.detail) for c in results if not c.ok]
             if not failed:
-                return checks
+                return results
         raise BackfillIncomplete(self.batch.name, failed)
 
     # -- throttle -----------------------------------------------------------------------------------------
     def _after(self, part: Part, state: PartProgress, total: int, seen: Observation, phase: str) -> None:
         decision = self.throttle.next(seen)
         self._emit(part, state, total, phase, decision, seen.duration_ms)
-        self.verify_lock()
+        self._verify_lock()
         if decision.pause_ms > 0:
             self.run.sleep(decision.pause_ms / 1000)
+
+    def _verify_lock(self) -> None:
+        """The migration lock is still ours (its connection alive): asked at most once every LOCK_CHECK_S."""
+        now = time.monotonic()
+        if now - self._lock_verified_at >= LOCK_CHECK_S:
+            self.verify_lock()
+            self._lock_verified_at = now
+
+    def _stop_if_paused(self, part: Part, state: PartProgress, total: int) -> None:
+        if self.run.paused is not None and self.run.paused():
+            self._emit(part, state, total, "paused")
+            raise BackfillPaused(self.batch.name, part.name, state.rows_done, max(total, state.rows_done))
 
     def _wait_for_replicas(self, part: Part, state: PartProgress, total: int) -> None:
         """Before a chunk: while a replica replays too far behind, wait (polling) instead of writing more."""
         deadline = time.monotonic() + MAX_REPLICA_WAIT_S
+        lag = self.lag.recent(FRESH_LAG_S)
         while True:
-            lag = self.lag.measure()
             if lag is None or lag <= self.run.throttle.max_replay_lag_ms / 2 or isinstance(self.throttle, FixedThrottle):
                 return
             if time.monotonic() > deadline:
                 raise ReplicaLagging(self.batch.name, part.name, lag, self.run.throttle.max_replay_lag_ms)
+            self._stop_if_paused(part, state, total)
             decision = self.throttle.next(Observation(0, 0.0, replay_lag_ms=lag))
             self._emit(part, state, total, "waiting", decision)
-            self.verify_lock()
+            self._verify_lock()
             self.run.sleep(max(decision.pause_ms, 50.0) / 1000)
+            lag = self.lag.measure()
 
     def _emit(self, part: Part, state: PartProgress, total: int, phase: str, decision: Decision | None = None,
               chunk_ms: float = 0.0) -> None:
@@ -263,6 +294,46 @@ class _Filler:
         self.run.on_progress(BackfillProgress(
             self.batch.name, part.name, phase, state.rows_done, max(total, state.rows_done), self._rate.per_second(),
             chunk, self.throttle.last_slowdown, chunk_ms))
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """What one chunk did: the part's progress after it, keys picked of size asked, rows changed (None: it
+    could not take its locks in time and changed nothing)."""
+
+    state: PartProgress
+    keys: int
+    size: int
+    changed: int | None
+
+
+def _advance(state: PartProgress, phase: str, count: int, last: str | None, size: int, changed: int) -> PartProgress:
+    """The part's progress after a chunk: a pass chunk moves the keyset cursor, a sweep chunk only counts."""
+    state = replace(state, rows_changed=state.rows_changed + changed)
+    if phase != "pass":
+        return state
+    return replace(state, last_key=last if count else state.last_key, pass_done=count < size,
+                   rows_done=state.rows_done + count, chunks=state.chunks + 1)
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """A query that returns a chunk's keys (as text, in order), with its parameters."""
+
+    query: sql.Composable
+    params: dict[str, Any]
+
+
+def _page(part: Part, after: str | None, size: int) -> _Keys:
+    """The pass's next keys: keyset pagination on the part's key (an index range scan), after the cursor."""
+    key = sql.Identifier(part.key)
+    where = sql.SQL("") if after is None else sql.SQL(" WHERE {k} > %(after)s").format(k=key)
+    query = sql.SQL("SELECT {k}::text FROM {t}{where} ORDER BY {k} LIMIT %(limit)s").format(k=key, t=_table(part), where=where)
+    return _Keys(query, {"after": after, "limit": size})
+
+
+def _table(part: Part) -> sql.Identifier:
+    return sql.Identifier(*part.table.split("."))
 
 
 class ReplayLag:
@@ -281,40 +352,26 @@ class ReplayLag:
     def __init__(self, monitor: psycopg.Connection) -> None:
         self.monitor = monitor
         self.samples: deque[tuple[float, int]] = deque(maxlen=4096)
+        self._last: tuple[float, float | None] | None = None
+
+    def recent(self, max_age_s: float) -> float | None:
+        """The last measure when it is at most max_age_s old (taken right after the previous chunk), else a new one."""
+        if self._last is not None and time.monotonic() - self._last[0] <= max_age_s:
+            return self._last[1]
+        return self.measure()
 
     def measure(self) -> float | None:
         current, replayed, server_lag, replicas = self.monitor.execute(self.QUERY).fetchone()
         now = time.monotonic()
         self.samples.append((now, _lsn(current)))
-        if not replicas or replayed is None:
-            return None
-        behind = _lsn(replayed)
+        lag = None if not replicas or replayed is None else self._lag_ms(now, _lsn(replayed), server_lag)
+        self._last = (now, lag)
+        return lag
+
+    def _lag_ms(self, now: float, behind: int, server_lag: float | None) -> float:
         oldest_unreplayed = next((t for t, lsn in self.samples if lsn > behind), None)
         tracked = (now - oldest_unreplayed) * 1000 if oldest_unreplayed is not None else 0.0
         return max(tracked, float(server_lag or 0.0))
-
-
-@dataclass(frozen=True)
-class _Round:
-    """What one chunk transaction did: the progress after it, the keys asked for and picked (None when its lock
-    was not granted in time), and the rows the chunk function changed."""
-
-    state: PartProgress
-    asked: int
-    keys: int | None
-    changed: int
-
-
-def _after_page(state: PartProgress, keys: list[str], size: int, changed: int) -> PartProgress:
-    """The pass goes on after the page's last key; a short page ends it."""
-    return replace(state, last_key=keys[-1] if keys else state.last_key, pass_done=len(keys) < size,
-                   rows_done=state.rows_done + len(keys), rows_changed=state.rows_changed + changed,
-                   chunks=state.chunks + 1)
-
-
-def _after_sweep(state: PartProgress, _keys: list[str], _size: int, changed: int) -> PartProgress:
-    """A sweep round counts only the rows it changed (the pass is done)."""
-    return replace(state, rows_changed=state.rows_changed + changed)
 
 
 class _Rate:

@@ -46,3 +46,17 @@ class ReplicaLagging(MigrationError):
         return (f"backfill of batch '{self.batch}' stopped before a chunk of part '{self.part}': a streaming "
                 f"replica is {self.lag_ms / 1000:.1f} s behind (limit {self.limit_ms / 1000:.1f} s) and did not "
                 f"catch up; check the replica (is replay paused?), then {say.apply} again to continue from here")
+
+
+@dataclass(eq=False)
+class BackfillPaused(MigrationError):
+    """An operator paused the backfill while it ran; it stopped between two chunks."""
+
+    batch: str
+    part: str
+    rows_done: int
+    rows_total: int
+
+    def message(self, say: Actions) -> str:
+        return (f"backfill of batch '{self.batch}' paused ({say.pause_setting}) before a chunk of part '{self.part}' "
+                f"({self.rows_done:,}/{self.rows_total:,} rows of it done and kept); {say.unpause} to continue")

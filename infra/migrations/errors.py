@@ -23,6 +23,8 @@ class Actions:
     list_drift: str = "a drift check"  # what shows each difference between the live schema and the batches
     warn_on_lint: str = "set the lint policy to warn"
     settings: str = "the settings"  # where the connection is configured
+    pause_setting: str = "by the stack's backfill pause setting"  # what paused a running backfill
+    unpause: str = "unpause it and apply again"
 
 
 ENGINE_WORDS = Actions()

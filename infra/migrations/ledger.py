@@ -75,13 +75,21 @@ _DDL = [
     "COMMENT ON COLUMN schema_ledger.batch.migration_sql IS 'The migration.sql as applied (rollback plans and drift checks read it when the folder is gone)'",
     "COMMENT ON COLUMN schema_ledger.batch.validation_sql IS 'The validation.sql that checks the batch (corrections replace it); refresh runs it read-only'",
     "COMMENT ON COLUMN schema_ledger.batch_step.note IS 'On a rollback or undo marker row: where and why it last stopped'",
+    # Added with the declarations' checksums: NULL for a batch without the file, and on rows recorded before
+    # (the next run of that batch records it, see state.verify_unchanged).
+    "ALTER TABLE schema_ledger.batch ADD COLUMN IF NOT EXISTS backfill_sha256 text",
+    "ALTER TABLE schema_ledger.batch ADD COLUMN IF NOT EXISTS gate_sha256 text",
+    "COMMENT ON COLUMN schema_ledger.batch.backfill_sha256 IS "
+    "'sha256 of backfill.toml as parsed (comments and layout ignored) when applied; NULL: no such file, or not kept yet'",
+    "COMMENT ON COLUMN schema_ledger.batch.gate_sha256 IS "
+    "'sha256 of gate.toml as parsed (comments and layout ignored) when applied; NULL: no such file, or not kept yet'",
     "COMMENT ON TABLE schema_ledger.batch_revision IS "
     "'Every checksum a batch file has had while applied: applied, adopted, corrected (validation.sql, rollback.sql) "
     "or reformatted (migration.sql, same statements)'",
 ]
 _COLUMNS = ("batch", "migration_sha256", "validation_sha256", "rollback_sha256", "applied_at", "duration_ms",
             "applied_by", "stack", "adopted", "migration_statements_sha256", "rollback_sql", "migration_sql",
-            "validation_sql")
+            "validation_sql", "backfill_sha256", "gate_sha256")
 
 # Added after the first ledgers: created (and granted) on its own by ensure_shapes, so older ledgers gain it.
 _SHAPE_DDL = [
@@ -112,11 +120,16 @@ class LedgerEntry:
     rollback_sql: str | None = None  # None on rows recorded before the ledger kept it
     migration_sql: str | None = None  # None on rows recorded before the ledger kept the files
     validation_sql: str | None = None
+    backfill_sha256: str | None = None  # None: the batch has no backfill.toml, or the row predates its checksum
+    gate_sha256: str | None = None
 
     @property
     def checksums(self) -> dict[str, str]:
-        return {"migration.sql": self.migration_sha256, "validation.sql": self.validation_sha256,
+        """As Batch.checksums: the three SQL files, and the declarations the ledger has a checksum of."""
+        sums = {"migration.sql": self.migration_sha256, "validation.sql": self.validation_sha256,
                 "rollback.sql": self.rollback_sha256}
+        declared = {"backfill.toml": self.backfill_sha256, "gate.toml": self.gate_sha256}
+        return sums | {file: sha for file, sha in declared.items() if sha is not None}
 
     def recorded_batch(self) -> Batch | None:
         """The batch as the ledger holds it (the files it was applied with, corrections included); None for a
@@ -173,6 +186,8 @@ class Ledger:
             """SELECT to_regclass('schema_ledger.batch_revision') IS NOT NULL
                       AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('schema_ledger.batch')
                                   AND attname = 'validation_sql' AND NOT attisdropped)
+                      AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('schema_ledger.batch')
+                                  AND attname = 'gate_sha256' AND NOT attisdropped)
                       AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('schema_ledger.batch_step')
                                   AND attname = 'note' AND NOT attisdropped)"""
         ).fetchone()
@@ -208,11 +223,11 @@ class Ledger:
         self.conn.execute(
             """INSERT INTO schema_ledger.batch (batch, migration_sha256, validation_sha256, rollback_sha256,
                    duration_ms, applied_by, stack, adopted, migration_statements_sha256, rollback_sql,
-                   migration_sql, validation_sql)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                   migration_sql, validation_sql, backfill_sha256, gate_sha256)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
             (batch.name, sums["migration.sql"], sums["validation.sql"], sums["rollback.sql"],
              duration_ms, applied_by, stack, adopted, statements_sha256(batch.migration), batch.rollback,
-             batch.migration, batch.validation),
+             batch.migration, batch.validation, sums.get("backfill.toml"), sums.get("gate.toml")),
         )
         for file in sums:
             self._revision(batch.name, file, sums[file], "adopted" if adopted else "applied", applied_by, stack)
@@ -227,15 +242,16 @@ class Ledger:
         sums = batch.checksums
         self.conn.execute(
             """UPDATE schema_ledger.batch SET migration_sha256 = %s, validation_sha256 = %s, rollback_sha256 = %s,
-                   migration_statements_sha256 = %s, rollback_sql = %s, migration_sql = %s, validation_sql = %s
+                   migration_statements_sha256 = %s, rollback_sql = %s, migration_sql = %s, validation_sql = %s,
+                   backfill_sha256 = %s, gate_sha256 = %s
                WHERE batch = %s""",
             (sums["migration.sql"], sums["validation.sql"], sums["rollback.sql"], statements_sha256(batch.migration),
-             batch.rollback, batch.migration, batch.validation, batch.name),
+             batch.rollback, batch.migration, batch.validation, sums.get("backfill.toml"), sums.get("gate.toml"),
+             batch.name),
         )
         for file, sha in sums.items():
-            if entry.checksums[file] != sha:
-                reason = "reformatted" if file == "migration.sql" else "corrected"
-                self._revision(batch.name, file, sha, reason, recorded_by, stack)
+            if entry.checksums.get(file) != sha:
+                self._revision(batch.name, file, sha, _correction_reason(file, entry), recorded_by, stack)
         corrected = self.entry(batch.name)
         assert corrected is not None
         return corrected
@@ -353,3 +369,11 @@ class Ledger:
             return newest, None
         found = self.conn.execute("SELECT shape FROM schema_ledger.shape WHERE batch = %s", (newest,)).fetchone()
         return newest, Shape.from_json(found[0]) if found else None
+
+
+def _correction_reason(file: str, entry: LedgerEntry) -> str:
+    """Why a file's checksum changes on an applied batch: a declaration first recorded (the row predates
+    declarations' checksums), migration.sql reformatted (same statements), or a corrected file."""
+    if file not in entry.checksums:
+        return "recorded"
+    return "reformatted" if file == "migration.sql" else "corrected"

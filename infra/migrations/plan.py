@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,14 @@ BATCH_NAME = re.compile(r"^(?P<number>\d{4})_(?P<slug>[a-z0-9_]+)$")
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def declaration_sha256(text: str) -> str:
+    """sha256 of a TOML declaration as parsed (comments and layout ignored); of the text when it does not parse."""
+    try:
+        return sha256_text(json.dumps(tomllib.loads(text), sort_keys=True, default=str))
+    except tomllib.TOMLDecodeError:
+        return sha256_text(text)
 
 
 @dataclass(frozen=True)
@@ -37,10 +47,20 @@ class Batch:
 
     @property
     def checksums(self) -> dict[str, str]:
-        return {file: sha256_text(self.text(file)) for file in BATCH_FILES}
+        """sha256 of each SQL file, and of each declaration the batch has (backfill.toml, gate.toml: as parsed).
+        A batch without declarations has the same three checksums it always had."""
+        sums = {file: sha256_text(self.text(file)) for file in BATCH_FILES}
+        return sums | {file: declaration_sha256(text) for file, text in self.declarations.items()}
+
+    @property
+    def declarations(self) -> dict[str, str]:
+        """The optional files the batch has, by file name."""
+        texts = {"backfill.toml": self.backfill, "gate.toml": self.gate}
+        return {file: text for file, text in texts.items() if text is not None}
 
     def text(self, file: str) -> str:
-        return {"migration.sql": self.migration, "validation.sql": self.validation, "rollback.sql": self.rollback}[file]
+        return {"migration.sql": self.migration, "validation.sql": self.validation, "rollback.sql": self.rollback,
+                **self.declarations}[file]
 
 
 def load_batch(directory: Path) -> Batch:

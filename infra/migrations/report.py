@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .ledger import LedgerEntry
-from .plan import BATCH_FILES, Batch
+from .plan import Batch
 from .runner import RunSettings
 from .steps import (
     ACCESS_EXCLUSIVE,
@@ -103,11 +103,13 @@ def describe_adoption(batch: Batch, target: str, settings: RunSettings, absent: 
 
 def describe_correction(batch: Batch, entry: LedgerEntry) -> str:
     """What recording a corrected file of an applied batch does (no statement of migration.sql runs)."""
-    changed = [f for f in BATCH_FILES if batch.checksums[f] != entry.checksums[f]]
+    changed = [f for f, sha in batch.checksums.items() if entry.checksums.get(f) != sha]
     what = {
         "migration.sql": "migration.sql changed in comments or layout only (same statements): recorded, nothing runs",
         "validation.sql": "validation.sql corrected: its checks run against the live schema (rolled back) and must pass",
         "rollback.sql": "rollback.sql corrected: a rollback of the batch runs the corrected file",
+        "backfill.toml": "backfill.toml's checksum recorded (the ledger row predates it): nothing runs",
+        "gate.toml": "gate.toml's checksum recorded (the ledger row predates it): nothing runs",
     }
     return "\n".join([f"batch {batch.name} is applied; applying records its corrected files (the ledger keeps the old "
                       "checksums in schema_ledger.batch_revision):", *(f"  {what[f]}" for f in changed)])

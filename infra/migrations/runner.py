@@ -321,7 +321,7 @@ class _Run:
     def _backfill(self, batch: Batch) -> tuple[CheckResult, ...]:
         """The chunked data moves, then validation. Not undone when incomplete: the next run continues."""
         return run_backfill(self.conn, self.target, batch, self.settings.backfill, role=self.settings.role,
-                            statement_timeout_ms=self.settings.statement_timeout_ms, verify_lock=self.lock.verify)
+                            checks=lambda: self._checks(batch), verify_lock=self.lock.verify)
 
     # -- rollback ------------------------------------------------------------------------------------
     def rollback_order(self, start: str | None) -> list[LedgerEntry]:

@@ -12,7 +12,7 @@ import psycopg
 from .database_errors import database_errors
 from .errors import BatchChanged, RollbackIncomplete
 from .ledger import Ledger, LedgerEntry
-from .plan import Batch
+from .plan import OPTIONAL_FILES, Batch
 from .steps import plan_steps, quote_ident
 from .syntax import statements_sha256
 from .target import Target
@@ -79,10 +79,17 @@ def applied_batches(target: Target) -> dict[str, LedgerEntry]:
 
 
 def verify_unchanged(batch: Batch, entry: LedgerEntry) -> None:
-    """Raise BatchChanged if an applied batch's migration.sql now has other statements than were applied.
+    """Raise BatchChanged if an applied batch's migration.sql now has other statements than were applied, or
+    a declaration it was applied with (backfill.toml, gate.toml) now declares something else or is gone.
     A change of comments or layout only is a correction the next run records, as are edits of
-    validation.sql and rollback.sql."""
-    found = batch.checksums["migration.sql"]
+    validation.sql and rollback.sql. A declaration the ledger has no checksum of (a row recorded before the
+    ledger kept them) is recorded by the next run, as it is."""
+    sums = batch.checksums
+    for file in OPTIONAL_FILES:
+        recorded = entry.checksums.get(file)
+        if recorded is not None and sums.get(file) != recorded:
+            raise BatchChanged(batch.name, file, recorded, sums.get(file, "(no file)"))
+    found = sums["migration.sql"]
     if found == entry.migration_sha256:
         return
     if entry.migration_statements_sha256 is None or statements_sha256(batch.migration) != entry.migration_statements_sha256:

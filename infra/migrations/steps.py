@@ -3,7 +3,9 @@
 The rule that keeps existing traffic flowing: a statement that locks a table which existed before the
 batch runs alone, in its own short transaction (under lock_timeout, retried); CONCURRENTLY statements
 run alone on an autocommit connection; consecutive statements that touch only objects the batch itself
-created share one transaction.
+created share one transaction. An explicit LOCK TABLE joins the statement after it, in one transaction: a
+batch states the order in which it takes its locks (the application's order, parent table first), so that a
+statement that locks two tables (a foreign key) does not deadlock with the application's transactions.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .syntax import accepted_statements
 
 ACCESS_EXCLUSIVE = "ACCESS EXCLUSIVE"
 SHARE_ROW_EXCLUSIVE = "SHARE ROW EXCLUSIVE"
+EXCLUSIVE = "EXCLUSIVE"
 SHARE_UPDATE_EXCLUSIVE = "SHARE UPDATE EXCLUSIVE"
 SHARE = "SHARE"
 ROW_EXCLUSIVE = "ROW EXCLUSIVE"
@@ -52,6 +55,7 @@ class PlannedStatement:
     creates_table: str | None = None
     # A query (and its parameters) returning true when this IF EXISTS drop has nothing left to drop.
     absent_probe: tuple[str, tuple[object, ...]] | None = None
+    explicit_lock: bool = False  # LOCK TABLE: runs in one transaction with the statement after it
 
     @property
     def locks_existing_table(self) -> bool:
@@ -118,20 +122,29 @@ def _batch_scope(batch: Batch) -> _Scope:
 
 def _group(file: str, statements: list[PlannedStatement]) -> Iterator[Step]:
     pending: list[PlannedStatement] = []
+    held: list[PlannedStatement] = []  # LOCK TABLE statements waiting for the statement they lock for
     number = 0
     for stmt in statements:
         alone = stmt.concurrent or stmt.locks_existing_table
-        if alone and pending:
+        if (alone or stmt.explicit_lock) and pending:
             number += 1
             yield Step(number, file, tuple(pending), autocommit=False)
             pending = []
-        if alone:
+        if stmt.explicit_lock:
+            held.append(stmt)
+        elif held:
+            number += 1
+            yield Step(number, file, (*held, stmt), autocommit=False)
+            held = []
+        elif alone:
             number += 1
             yield Step(number, file, (stmt,), autocommit=stmt.concurrent)
         else:
             pending.append(stmt)
-    if pending:
-        yield Step(number + 1, file, tuple(pending), autocommit=False)
+    for rest in (pending, held):
+        if rest:
+            number += 1
+            yield Step(number, file, tuple(rest), autocommit=False)
 
 
 def qualified(rv: ast.RangeVar) -> str:
@@ -166,6 +179,11 @@ def _describe(node: ast.Node, sql: str, line: int, scope: _Scope) -> PlannedStat
         return _describe_alter(node, sql, line, lock, scope)
     if isinstance(node, ast.DropStmt):
         return _describe_drop(node, sql, line, lock, scope)
+    if isinstance(node, ast.LockStmt):
+        mode = _LOCK_MODES[node.mode]
+        tables = [qualified(rv) for rv in node.relations]
+        return PlannedStatement(sql, line, f"lock table {', '.join(tables)} in {mode.lower()} mode",
+                                tuple(lock(t, mode) for t in tables), explicit_lock=True)
     if isinstance(node, ast.ViewStmt):
         created.add(qualified(node.view))
     written = _written_table(node)
@@ -253,7 +271,11 @@ def _alter_cmd(cmd: ast.AlterTableCmd) -> tuple[str, str, tuple[str, str] | None
     return ACCESS_EXCLUSIVE, f"{_words(name)} {target}".strip(), None
 
 
-_STRENGTH = [ACCESS_SHARE, ROW_SHARE, ROW_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE, SHARE, SHARE_ROW_EXCLUSIVE, ACCESS_EXCLUSIVE]
+_STRENGTH = [ACCESS_SHARE, ROW_SHARE, ROW_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE, SHARE, SHARE_ROW_EXCLUSIVE, EXCLUSIVE,
+             ACCESS_EXCLUSIVE]
+# LockStmt.mode is PostgreSQL's lock mode number (lockdefs.h: AccessShareLock = 1 ... AccessExclusiveLock = 8).
+_LOCK_MODES = {1: ACCESS_SHARE, 2: ROW_SHARE, 3: ROW_EXCLUSIVE, 4: SHARE_UPDATE_EXCLUSIVE, 5: SHARE,
+               6: SHARE_ROW_EXCLUSIVE, 7: EXCLUSIVE, 8: ACCESS_EXCLUSIVE}
 
 
 def _stronger(a: str | None, b: str) -> str:

@@ -10,6 +10,7 @@ from infra.migrations.plan import BATCH_FILES, Batch
 from infra.migrations.report import lock_lines, step_lines
 
 FILE_PROPS = {"migration.sql": "migrationSql", "validation.sql": "validationSql", "rollback.sql": "rollbackSql"}
+DECLARATION_PROPS = {"backfill.toml": "backfillSpec", "gate.toml": "gateSpec"}
 
 
 def batch_inputs(batch: Batch, *, adopt: bool = False, described: bool = True) -> dict[str, Any]:
@@ -20,15 +21,17 @@ def batch_inputs(batch: Batch, *, adopt: bool = False, described: bool = True) -
         bag["adopt"] = True
     if described:
         bag.update(plan=step_lines(batch), locks=lock_lines(batch))
-    if batch.backfill is not None:
-        bag["backfillSpec"] = batch.backfill.split("\n")
+    for file, prop in DECLARATION_PROPS.items():  # the provider checksums them with the SQL files
+        if file in batch.declarations:
+            bag[prop] = batch.text(file).split("\n")
     return bag
 
 
 def batch_from_inputs(bag: dict[str, Any]) -> Batch:
-    spec = bag.get("backfillSpec")
+    backfill, gate = (bag.get(prop) for prop in DECLARATION_PROPS.values())
     return Batch(bag["batch"], *(file_text(bag[prop]) for prop in FILE_PROPS.values()),
-                 backfill=spec if spec is None else file_text(spec))
+                 backfill=backfill if backfill is None else file_text(backfill),
+                 gate=gate if gate is None else file_text(gate))
 
 
 def file_text(value: str | list[str]) -> str:

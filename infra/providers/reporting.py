@@ -23,6 +23,8 @@ from infra.migrations.errors import Actions, MigrationError
 PULUMI_ACTIONS = Actions(
     apply="run `pulumi up`",
     roll_back="run `pulumi destroy`",
+    pause_setting="by junkquote-db:backfill.paused",
+    unpause="set it to false and run `pulumi up`",
     set_password="set the right one with `pulumi config set --secret junkquote-db:password`",
     apply_baseline="set junkquote-db:migrations.baseline to apply on an empty one",
     list_drift="`pulumi refresh`",

@@ -81,18 +81,24 @@ CREATE TABLE customer_backfill.message (
 COMMENT ON TABLE customer_backfill.message IS 'One row per legacy entry moved: state:<lead id>:<n> or audit:<audit id> -> "Message".id';
 CREATE INDEX "message_message_id_idx" ON customer_backfill.message ("message_id");
 
+-- Every chunk function reads and writes through indexes only, its work bounded by the chunk's keys: the
+-- tables it probes ("Customer", "Conversation", the tracking tables) grow by millions of rows while the
+-- backfill runs, faster than ANALYZE sees, and a plan made on their old statistics (a sequential scan of a
+-- table believed empty) would make each chunk slower than the last. SET enable_seqscan = off keeps every
+-- plan on the indexes; plan_cache_mode = force_custom_plan plans each call for its own keys.
+
 -- Part "customers": link the chunk's leads to a customer per contact key, creating the customers that do
 -- not exist yet (neither in customer_key nor, created by the application, in "Customer"). Rows another
 -- transaction holds are skipped (SKIP LOCKED); the sweep picks them up. Returns the leads linked.
 CREATE FUNCTION customer_backfill.link_leads(ids text[]) RETURNS integer
-    LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan AS $$
+    LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan SET enable_seqscan = off AS $$
 DECLARE
     linked integer;
 BEGIN
     WITH src AS (
         SELECT l."id", l."name", l."phone", l."email", customer_backfill.contact_key(l."phone", l."email", l."id") AS "key"
         FROM "Lead" l
-        WHERE l."id" = ANY (ids) AND coalesce(l."customer_id", '') = ''  -- not via "Lead_customer_id_idx" (all NULLs)
+        WHERE l."id" = ANY (ids) AND l."customer_id" IS NULL
         FOR UPDATE OF l SKIP LOCKED
     ), keyed AS (
         SELECT DISTINCT ON ("key") "key", "name", "phone", "email" FROM src ORDER BY "key", "id"
@@ -101,7 +107,8 @@ BEGIN
         SELECT k."key", coalesce(app."id", gen_random_uuid()::text), app."id" IS NULL
         FROM keyed k
         LEFT JOIN LATERAL (
-            SELECT min(c."id") AS "id" FROM "Customer" c
+            -- the first by id, through "Customer_contact_key_idx" (min(id) would walk "Customer_pkey" instead)
+            SELECT (array_agg(c."id" ORDER BY c."id"))[1] AS "id" FROM "Customer" c
             WHERE customer_backfill.contact_key(c."phone", c."email", NULL) = k."key"
         ) app ON true
         WHERE NOT EXISTS (SELECT 1 FROM customer_backfill.customer_key t WHERE t."key" = k."key")
@@ -133,14 +140,15 @@ $$;
 
 -- Part "jobs": a job gets its lead's customer. Returns the jobs linked.
 CREATE FUNCTION customer_backfill.link_jobs(ids text[]) RETURNS integer
-    LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan AS $$
+    LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan SET enable_seqscan = off AS $$
 DECLARE
     linked integer;
 BEGIN
     WITH todo AS (
         SELECT j."id", l."customer_id"
         FROM "Job" j JOIN "Lead" l ON l."id" = j."leadId"
-        WHERE j."id" = ANY (ids) AND coalesce(j."customer_id", '') = '' AND l."customer_id" IS NOT NULL
+        WHERE j."id" = ANY (ids) AND j."customer_id" IS NULL
+          AND coalesce(l."customer_id", '') <> ''  -- never a scan of "Lead_customer_id_idx" (every linked lead)
         FOR UPDATE OF j SKIP LOCKED
     ), links AS (
         UPDATE "Job" j SET "customer_id" = todo."customer_id" FROM todo WHERE j."id" = todo."id"
@@ -158,7 +166,7 @@ $$;
 -- Conversation/Message: a conversation per (channel, external_id), created when missing; a message per
 -- entry not moved before. Returns the messages inserted.
 CREATE FUNCTION customer_backfill.move_entries(entries jsonb) RETURNS integer
-    LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan AS $$
+    LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan SET enable_seqscan = off AS $$
 DECLARE
     moved integer;
 BEGIN
@@ -216,7 +224,7 @@ $$;
 
 -- Part "lead_history": every entry of "Lead"."stateMetadata"->'history'. Returns the messages moved.
 CREATE FUNCTION customer_backfill.move_lead_history(ids text[]) RETURNS integer
-    LANGUAGE sql
+    LANGUAGE sql SET enable_seqscan = off
     RETURN customer_backfill.move_entries(coalesce((
         SELECT jsonb_agg(jsonb_build_object(
             'ref', 'state:' || l."id" || ':' || h.n,
@@ -237,7 +245,7 @@ CREATE FUNCTION customer_backfill.move_lead_history(ids text[]) RETURNS integer
 -- Part "audit_messages": every "Audit" row whose action is message.inbound, message.outbound or
 -- message.system. Returns the messages moved.
 CREATE FUNCTION customer_backfill.move_audit_messages(ids text[]) RETURNS integer
-    LANGUAGE sql
+    LANGUAGE sql SET enable_seqscan = off
     RETURN customer_backfill.move_entries(coalesce((
         SELECT jsonb_agg(jsonb_build_object(
             'ref', 'audit:' || a."id",

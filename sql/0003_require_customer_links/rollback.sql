@@ -13,6 +13,8 @@ ALTER TABLE "Lead" ALTER COLUMN "customer_id" DROP NOT NULL;
 
 ALTER TABLE "Job" ALTER COLUMN "customer_id" DROP NOT NULL;
 
+-- "Customer" first, in the application's order (see migration.sql): swapping a key locks it after the child.
+LOCK TABLE "Customer" IN ACCESS EXCLUSIVE MODE;
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'Lead_customer_id_fkey' AND confdeltype <> 'n') THEN

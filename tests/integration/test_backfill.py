@@ -1,4 +1,4 @@
-"""Batch 0002's backfill and 0003's gate on a real PostgreSQL: dedupe, resume, re-run, locks, rollback."""
+"""Batch 0002's backfill and 0003's gate on a real PostgreSQL: dedupe, resume, re-run, pause, locks, rollback."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import psycopg
 import pytest
 
 from bench.legacy import LegacyShape, generate
-from infra.migrations.backfill import BackfillProgress, BackfillRun
+from infra.migrations.backfill import BackfillProgress, BackfillRun, run_backfill
+from infra.migrations.backfill_errors import BackfillPaused
 from infra.migrations.gate import gate_status
 from infra.migrations.plan import load_batches
 from infra.migrations.runner import RunSettings, apply_batch, rollback_batch
 from infra.migrations.target import Target
+from infra.migrations.validation import CheckResult, run_checks
 
 ROOT = Path(__file__).resolve().parents[2]
 BATCHES = {b.name: b for b in load_batches(ROOT / "sql")}
@@ -188,3 +190,65 @@ def test_tighten_makes_the_links_not_null_and_restricts_deleting_a_customer_with
     rules = db.execute("""SELECT conname, confdeltype FROM pg_constraint
                           WHERE conname IN ('Lead_customer_id_fkey', 'Job_customer_id_fkey') ORDER BY 1""").fetchall()
     assert rules == [("Job_customer_id_fkey", "r"), ("Lead_customer_id_fkey", "r")]
+
+
+def rerun(target: Target, db: psycopg.Connection, on_progress=None) -> tuple[CheckResult, ...]:
+    """The backfill of 0002 again from the first key of every part (its progress forgotten), as a run after
+    a lost ledger would: every chunk function meets rows it has already done."""
+    db.execute("DELETE FROM schema_ledger.backfill_progress WHERE batch = %s", (BACKFILL.name,))
+    with target.connect(autocommit=True) as conn:
+        return run_backfill(conn, target, BACKFILL, BackfillRun(on_progress=on_progress, sleep=lambda _s: None),
+                            role=None, checks=lambda: run_checks(conn, BACKFILL, 60_000), verify_lock=lambda: None)
+
+
+def test_a_rerun_of_a_finished_backfill_duplicates_nothing_and_picks_up_what_the_application_wrote_since(
+        legacy_db: Target, db: psycopg.Connection) -> None:
+    apply_batch(legacy_db, BACKFILL, settings())
+    done = counts(db)
+    moved = db.execute("SELECT count(*) FROM customer_backfill.message").fetchone()[0]
+    repeat_customer = db.execute('SELECT "phone" FROM "Lead" WHERE "phone" IS NOT NULL ORDER BY "id" LIMIT 1').fetchone()[0]
+    known = add_lead(db, repeat_customer, None)  # an old contact, written by a not yet updated application
+    new = add_lead(db, "555-777-0001", None, '{"history": [{"role": "user", "text": "a"}, {"role": "bot", "text": "b"}]}')
+
+    checks = rerun(legacy_db, db)
+
+    assert all(c.ok for c in checks)
+    customers, conversations, messages, unlinked = counts(db)
+    assert (customers, conversations, messages, unlinked) == (done[0] + 1, done[1] + 1, done[2] + 2, 0)
+    assert db.execute("SELECT count(*) FROM customer_backfill.message").fetchone()[0] == moved + 2
+    first = db.execute('SELECT "customer_id" FROM "Lead" WHERE "phone" = %s AND "id" <> %s LIMIT 1',
+                       (repeat_customer, known)).fetchone()[0]
+    assert customer_of(db, known) == first  # the customer the first run created for that phone
+    assert customer_of(db, new) is not None
+
+
+def test_pausing_from_config_stops_a_running_backfill_between_chunks_and_the_next_run_continues_there(
+        legacy_db: Target, db: psycopg.Connection) -> None:
+    paused = [False]
+    chunks: list[BackfillProgress] = []
+
+    def operator_pauses_after_two_chunks(event: BackfillProgress) -> None:
+        chunks.append(event)
+        if sum(e.phase == "pass" for e in chunks) == 2:
+            paused[0] = True
+
+    run = BackfillRun(fixed_chunk_rows=40, on_progress=operator_pauses_after_two_chunks, sleep=lambda _s: None,
+                      paused=lambda: paused[0])
+    with pytest.raises(BackfillPaused, match=r"paused \(by the stack's backfill pause setting\) before a chunk of part 'customers' \(80/300 rows"):
+        apply_batch(legacy_db, BACKFILL, RunSettings(stack="test", backfill=run))
+
+    stopped_at = db.execute("SELECT rows_done, pass_done FROM schema_ledger.backfill_progress "
+                            "WHERE part = 'customers'").fetchone()
+    assert stopped_at == (80, False)  # two whole chunks, committed
+    assert db.execute("SELECT count(*) FROM schema_ledger.batch WHERE batch = %s", (BACKFILL.name,)).fetchone()[0] == 0
+    assert counts(db)[3] == 300 - 80
+
+    resumed: list[BackfillProgress] = []
+    result = apply_batch(legacy_db, BACKFILL, RunSettings(stack="test", backfill=BackfillRun(
+        fixed_chunk_rows=40, on_progress=resumed.append, sleep=lambda _s: None, paused=lambda: False)))
+
+    assert next(e for e in resumed if e.part == "customers").rows_done == 120  # the third chunk came next
+    assert all(c.ok for c in result.checks)
+    assert counts(db)[3] == 0
+    assert db.execute('SELECT count(*) FROM "Customer"').fetchone()[0] == \
+        db.execute("SELECT count(*) FROM customer_backfill.customer_key WHERE created").fetchone()[0]

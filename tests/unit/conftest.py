@@ -20,7 +20,8 @@ def every_batch_applied(_target: object, _tables: object = ()) -> DatabaseState:
     """A ledger that has every batch under sql/ applied, as the files are now."""
     entries = {b.name: LedgerEntry(b.name, b.checksums["migration.sql"], b.checksums["validation.sql"],
                                    b.checksums["rollback.sql"], datetime.now(timezone.utc), 0, "test", "test", False,
-                                   rollback_sql=b.rollback, migration_sql=b.migration, validation_sql=b.validation)
+                                   rollback_sql=b.rollback, migration_sql=b.migration, validation_sql=b.validation,
+                                   backfill_sha256=b.checksums.get("backfill.toml"), gate_sha256=b.checksums.get("gate.toml"))
                for b in load_batches(SQL_DIR)}
     return DatabaseState(entries, {})
 

@@ -158,3 +158,29 @@ def test_the_preview_of_an_adopted_baseline_says_no_statement_runs() -> None:
     text = describe_adoption(baseline, "db.internal:5432/junkquote", RunSettings())
     assert text.startswith("batch 0000_baseline will be adopted on db.internal:5432/junkquote: none of its statements run")
     assert "create table" not in text.lower()
+
+
+def test_an_explicit_lock_table_runs_in_one_transaction_with_the_statement_after_it(tmp_path: Path) -> None:
+    batch = make_batch(tmp_path, "0003_x", """CREATE TABLE "Note" ("id" TEXT);
+LOCK TABLE "Customer" IN SHARE ROW EXCLUSIVE MODE;
+ALTER TABLE "Lead" ADD CONSTRAINT "Lead_customer_id_fkey" FOREIGN KEY ("customer_id") REFERENCES "Customer"("id") NOT VALID;
+ALTER TABLE "Lead" VALIDATE CONSTRAINT "Lead_customer_id_fkey";
+""")
+    steps = plan_steps(batch, "migration.sql")
+
+    assert [(s.number, s.autocommit, [st.line for st in s.statements]) for s in steps] == [
+        (1, False, [1]),
+        (2, False, [2, 3]),  # Customer first, then the key that locks Lead and Customer: the application's order
+        (3, False, [4]),
+    ]
+    lock = steps[1].statements[0]
+    assert (lock.summary, lock.locks[0].table, lock.locks[0].mode) == (
+        "lock table Customer in share row exclusive mode", "Customer", SHARE_ROW_EXCLUSIVE)
+
+
+def test_batch_3_takes_the_customer_lock_before_every_foreign_key_it_adds_or_drops() -> None:
+    batch = {b.name: b for b in load_batches(SQL_DIR)}["0003_require_customer_links"]
+    for step in plan_steps(batch, "migration.sql"):
+        summaries = [st.summary for st in step.statements]
+        if any("foreign key" in s or "drop constraint" in s and "fkey" in s for s in summaries):
+            assert summaries[0].startswith("lock table Customer in "), summaries
