@@ -5,8 +5,11 @@ preview the account of each pending batch and correction, with its lint findings
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pulumi
+
+from .gating import Held, hold_back
 
 from .migrations.lint import check_syntax, enforce, lint_batches
 from .migrations.plan import Batch
@@ -49,7 +52,15 @@ def check_roll_back(start: str, settings: StackSettings, state: DatabaseState) -
             "`pulumi up` applies them again unless their folders are gone from the checkout")
 
 
-def preflight(settings: StackSettings, batches: Sequence[Batch], role: str | None) -> DatabaseState:
+@dataclass(frozen=True)
+class Preflight:
+    """The ledger as read before the resources are declared, and which batches the program declares now."""
+
+    state: DatabaseState
+    held: Held
+
+
+def preflight(settings: StackSettings, batches: Sequence[Batch], role: str | None) -> Preflight:
     """Before any resource is declared, in preview and in up: the syntax of every batch; the ledger, so that an
     applied batch whose folder is missing stops the run (declaring the others would roll it back) and an
     unfinished rollback is named. In a preview, what each pending batch will do, each correction, and the lint
@@ -64,13 +75,18 @@ def preflight(settings: StackSettings, batches: Sequence[Batch], role: str | Non
     pending = state.pending([b for b in batches if start is None or b.name < start])
     if start:
         pulumi.log.info(check_roll_back(start, settings, state))
+    # Gated or paused batches wait (gating.py): not declared yet, with the reason logged.
+    held = hold_back(batches, target_of(settings.database), settings.backfill, settings.gates,
+                     lambda _target, candidates: state.pending(candidates))
+    if held.waiting:
+        pulumi.log.info(held.waiting)
     for batch in batches:
         incomplete = state.rollback_incomplete(batch)
         if incomplete:
             pulumi.log.warn(pulumi_message(incomplete))
     dry_run = pulumi.runtime.is_dry_run()
     if not dry_run and settings.migrations.lint != "block":
-        return state
+        return Preflight(state, held)
     to_lint = [b for b in pending if not adopts(settings, b)]  # an adopted batch runs none of its statements
     warnings = enforce(lint_batches(to_lint), settings.migrations.lint) if to_lint else []
     if dry_run:
@@ -78,9 +94,9 @@ def preflight(settings: StackSettings, batches: Sequence[Batch], role: str | Non
         for batch in state.corrected(batches):
             pulumi.log.info(describe_correction(batch, state.entries[batch.name]))
         created_before: set[str] = set()  # tables an earlier pending batch creates exist by the time it runs
-        for batch in pending:
+        for batch in (b for b in pending if b in held.declared):  # a waiting batch is told by held.waiting
             pulumi.log.info(_account(settings, batch, run, state.absent_tables - created_before))
             created_before |= new_tables(batch)
         for line in warnings:
             pulumi.log.warn(line)
-    return state
+    return Preflight(state, held)

@@ -10,15 +10,13 @@ from typing import Any
 
 import pulumi
 
-from .gating import hold_back
 from .migrations.plan import Batch
-from .migrations.state import DatabaseState
 from .providers.backfill_props import backfill_inputs
 from .providers.batch_props import batch_inputs
-from .providers.connection_props import connection_inputs, target_of
+from .providers.connection_props import connection_inputs
 from .providers.history import SchemaHistory
 from .providers.run_props import run_inputs, run_settings
-from .preflight import adopts, preflight
+from .preflight import Preflight, adopts, preflight
 from .settings import StackSettings
 
 
@@ -33,8 +31,8 @@ class SchemaMigrations(pulumi.ComponentResource):
     def __init__(self, name: str, settings: StackSettings, batches: Sequence[Batch], *, role: str | None = None,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("junkquote:schema:SchemaMigrations", name, None, opts)
-        state = preflight(settings, batches, role)
-        self.history = SchemaHistory("history", history_inputs(settings, batches, state, role), pulumi.ResourceOptions(
+        ready = preflight(settings, batches, role)
+        self.history = SchemaHistory("history", history_inputs(settings, batches, ready, role), pulumi.ResourceOptions(
             parent=self, protect=settings.migrations.protected))
         self.applied = self.history.batches
         self.schema_version = self.history.schemaVersion
@@ -47,17 +45,13 @@ class SchemaMigrations(pulumi.ComponentResource):
         return [self.history]
 
 
-def history_inputs(settings: StackSettings, batches: Sequence[Batch], state: DatabaseState,
+def history_inputs(settings: StackSettings, batches: Sequence[Batch], ready: Preflight,
                    role: str | None) -> dict[str, Any]:
-    """The history's inputs: where and how it runs, the applied batches' checksums, and in full what runs now.
-    Gated or paused batches wait (gating.py): not declared yet, with the reason logged."""
-    start = settings.migrations.roll_back_from
+    """The history's inputs: where and how it runs, the applied batches' checksums, and in full what runs now
+    (the pending batches that do not wait on a gate or a paused backfill)."""
+    state, start = ready.state, settings.migrations.roll_back_from
     kept = [b for b in batches if start is None or b.name < start]
-    held = hold_back(kept, target_of(settings.database), settings.backfill, settings.gates,
-                     lambda _target, candidates: state.pending(candidates))
-    if held.waiting:
-        pulumi.log.info(held.waiting)
-    pending = state.pending(held.declared)
+    pending = state.pending([b for b in ready.held.declared if b in kept])
     applied = [b for b in kept if b.name in state.entries]
     corrections = [b for b in applied if b.checksums != state.entries[b.name].checksums or not state.entries[b.name].has_files]
     to_roll_back = sorted(n for n, e in state.entries.items() if start and n >= start and e.stack == settings.stack)
