@@ -40,6 +40,7 @@ from infra.migrations.target import Target
 
 from . import legacy
 from .server import FAST_LOAD, bench_server, configure, machine, make_durable
+from .backfill_report import slowest_during
 from .stats import window_stats
 from .writer import Sample, Writers
 
@@ -48,6 +49,7 @@ TEMPLATE = "backfill_seeded"
 LEAD_IN_S, TAIL_S = 3.0, 2.0
 PROGRESS_EVERY_S = 60.0
 BASELINE_S = 30.0
+WRITERS_MAX_S = 4 * 3600.0  # a safety net only: at 2M leads a scenario runs for tens of minutes
 # 0003's scenario needs 0002 applied first, with no writers and nothing measured: the largest fixed chunks.
 PREPARE_CHUNK_ROWS = 20_000
 
@@ -76,6 +78,13 @@ class Result:
     outcome: str
     max_lag_ms: float | None = None
     lag_series: list[tuple[float, float]] = field(default_factory=list)
+    phases: list[tuple[float, str]] = field(default_factory=list)  # (when, "part phase") at every progress event
+
+    def doing_at(self, when: float) -> str:
+        """What the backfill was doing at `when`: the part and phase of the first progress event after it."""
+        if not self.phases or when < self.start:
+            return "migration.sql" if self.phases else "—"
+        return next((label for t, label in self.phases if t >= when), "checks")
 
 
 class LagSampler:
@@ -120,6 +129,13 @@ def seed(server: LocalServer, batches: Sequence[Batch], leads: int) -> tuple[lis
     return job_ids, entries
 
 
+def drop(server: LocalServer, *names: str) -> None:
+    """A scenario's databases once measured: the next ones (and the replica's base backup) need the disk."""
+    with psycopg.connect(server.dsn(), autocommit=True) as admin:
+        for name in names:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 def clone(server: LocalServer, name: str) -> str:
     with psycopg.connect(server.dsn(), autocommit=True) as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -128,10 +144,13 @@ def clone(server: LocalServer, name: str) -> str:
     return server.dsn(name)
 
 
-def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Callable[[str], tuple[int, float, str]],
-                 replica: bool) -> Result:
-    dsn = clone(server, f"bench_{name.replace('-', '_')}")
-    writers = Writers(dsn, job_ids, write=write_linked)
+Action = Callable[[str, list[tuple[float, str]]], tuple[int, float, str]]
+
+
+def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Action, replica: bool) -> Result:
+    database = f"bench_{name.replace('-', '_').replace('+', '_')}"
+    dsn = clone(server, database)
+    writers = Writers(dsn, job_ids, write=write_linked, max_seconds=WRITERS_MAX_S)
     sampler = LagSampler(dsn) if replica else None
     try:
         if sampler:
@@ -139,21 +158,23 @@ def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Cal
         t0 = writers.start()
         time.sleep(LEAD_IN_S)
         start = time.monotonic()
-        rows, longest, outcome = action(dsn)
+        phases: list[tuple[float, str]] = []
+        rows, longest, outcome = action(dsn, phases)
         end = time.monotonic()
         time.sleep(TAIL_S)
     finally:
         samples = writers.stop()
         if sampler:
             sampler.__exit__()
+        drop(server, database)
     series = sampler.series if sampler else []
     inside = [v for t, v in series if start <= t <= end + TAIL_S]
     return Result(name, samples, t0, start, end, rows, longest, outcome,
-                  max(inside) if inside else (0.0 if replica else None), series)
+                  max(inside) if inside else (0.0 if replica else None), series, phases)
 
 
-def adaptive(batch: Batch, fixed: int | None = None) -> Callable[[str], tuple[int, float, str]]:
-    def action(dsn: str) -> tuple[int, float, str]:
+def adaptive(batch: Batch, fixed: int | None = None) -> Action:
+    def action(dsn: str, phases: list[tuple[float, str]]) -> tuple[int, float, str]:
         seen: dict[str, BackfillProgress] = {}
         longest = [0.0]
 
@@ -161,6 +182,7 @@ def adaptive(batch: Batch, fixed: int | None = None) -> Callable[[str], tuple[in
 
         def on(event: BackfillProgress) -> None:
             seen[event.part] = event
+            phases.append((time.monotonic(), f"{event.part} {event.phase}"))
             longest[0] = max(longest[0], event.chunk_ms)
             if event.phase == "done" or time.monotonic() - shown[0] >= PROGRESS_EVERY_S:
                 shown[0] = time.monotonic()
@@ -175,9 +197,9 @@ def adaptive(batch: Batch, fixed: int | None = None) -> Callable[[str], tuple[in
     return action
 
 
-def naive(batch: Batch) -> Callable[[str], tuple[int, float, str]]:
+def naive(batch: Batch) -> Action:
     """migration.sql through the engine, then every part over its whole table in ONE transaction."""
-    def action(dsn: str) -> tuple[int, float, str]:
+    def action(dsn: str, phases: list[tuple[float, str]]) -> tuple[int, float, str]:
         target = Target.from_dsn(dsn)
         machinery = Batch(batch.name, batch.migration, "SELECT 'x' AS check_name, true AS ok, '' AS detail;", batch.rollback)
         apply_batch(target, machinery, RunSettings(stack="bench"))
@@ -190,12 +212,6 @@ def naive(batch: Batch) -> Callable[[str], tuple[int, float, str]]:
                 conn.execute(sql.SQL("SELECT {f}(array(SELECT {k}::text FROM {t}))").format(f=fn, k=key, t=table))
                 rows += conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()[0]
         return rows, (time.monotonic() - started) * 1000, "one transaction, committed"
-    return action
-
-
-def tighten(backfill: Batch, batch: Batch) -> Callable[[str], tuple[int, float, str]]:
-    def action(dsn: str) -> tuple[int, float, str]:
-        return 0, 0.0, "applied" if apply_batch(Target.from_dsn(dsn), batch, RunSettings(stack="bench")) else "?"
     return action
 
 
@@ -246,8 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .backfill_report import write
             write(args.out, args.leads, entries, seed_s, info, load, results, quiet=True)
 
-        plain = (("writers-alone", writers_alone), ("adaptive", adaptive(b2)), ("fixed-1000", adaptive(b2, 1000)),
-                 ("naive", naive(b2)))
+        plain = (("writers-alone", writers_alone), ("adaptive", adaptive(b2)), ("fixed-1000", adaptive(b2, 1000)))
         for name, action in plain:
             if chosen(name):
                 print(f"scenario {name} ...", flush=True)
@@ -264,10 +279,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if chosen("tighten-0003"):
             print("scenario tighten-0003 ...", flush=True)
             record(_tighten(server, job_ids, b2, b3))
+        if chosen("naive"):  # last: the contrast, and the longest to run
+            print("scenario naive ...", flush=True)
+            record(run_scenario(server, "naive", job_ids, naive(b2), replica=False))
     return 0
 
 
-def writers_alone(_dsn: str) -> tuple[int, float, str]:
+def writers_alone(_dsn: str, _phases: list[tuple[float, str]]) -> tuple[int, float, str]:
     """No backfill: what the writers see on this machine by themselves (the floor of every other scenario)."""
     time.sleep(BASELINE_S)
     return 0, 0.0, "no backfill (writers alone)"
@@ -286,7 +304,7 @@ def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch) -> R
     with psycopg.connect(server.dsn(), autocommit=True) as admin:
         admin.execute("DROP DATABASE IF EXISTS bench_tighten_ready WITH (FORCE)")
         admin.execute("CREATE DATABASE bench_tighten_ready TEMPLATE bench_tighten STRATEGY FILE_COPY")
-    writers = Writers(server.dsn("bench_tighten_ready"), job_ids, write=write_linked)
+    writers = Writers(server.dsn("bench_tighten_ready"), job_ids, write=write_linked, max_seconds=WRITERS_MAX_S)
     t0 = writers.start()
     time.sleep(LEAD_IN_S)
     start = time.monotonic()
@@ -297,14 +315,17 @@ def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch) -> R
         outcome = f"failed: {err}"
     end = time.monotonic()
     time.sleep(TAIL_S)
-    return Result("tighten-0003", writers.stop(), t0, start, end, 0, 0.0, outcome)
+    samples = writers.stop()
+    drop(server, "bench_tighten_ready", "bench_tighten")
+    return Result("tighten-0003", samples, t0, start, end, 0, 0.0, outcome)
 
 
 def _print(r: Result) -> None:
     w = window_stats(r.samples, r.start, r.end)
     lag = f", max replay lag {r.max_lag_ms / 1000:.2f} s" if r.max_lag_ms is not None else ""
     print(f"  {r.name}: {r.outcome}; {r.end - r.start:.1f} s, {r.rows / max(r.end - r.start, 1e-9):,.0f} rows/s, "
-          f"writes max {w.max_ms:.0f} ms p99 {w.p99_ms:.0f} ms, failed {w.failed}, longest lock {r.longest_lock_ms:.0f} ms{lag}",
+          f"writes max {w.max_ms:.0f} ms p99 {w.p99_ms:.0f} ms, failed {w.failed}, longest lock {r.longest_lock_ms:.0f} ms{lag}"
+          f"; slowest write during: {slowest_during(r)}",
           flush=True)
 
 

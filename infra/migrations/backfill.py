@@ -174,6 +174,7 @@ class _Filler:
         state = progress.load(self.conn, self.batch.name, part.name, self.spec.sha256)
         total = self._count(part)
         self._rate = _Rate()
+        self.throttle.start_part()
         while not state.pass_done:
             after = state.last_key
             state = self._chunk(part, state, total, "pass", lambda size: _page(part, after, size)).state

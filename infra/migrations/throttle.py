@@ -1,14 +1,18 @@
 """The backfill's throttle: how many rows the next chunk takes and how long to pause first. Pure: no I/O.
 
-The application's writes wait on a chunk in two ways: a write to a row the chunk has locked waits until the
-chunk commits, and every write shares the CPU and the disk with it. So the controller keeps each chunk's
-own duration within a budget (a fraction of the per-stack write-latency target), grows the chunk while it
-stays well inside it, and backs off on the signals the database gives:
+The application's writes wait on a chunk when they touch a row it has locked: such a write waits until the
+chunk commits, at most the chunk's duration. So the controller keeps each chunk's duration within a budget:
+the per-stack write-latency target minus a share left for the write's own work (CHUNK_BUDGET of the target).
+Within it, it sizes chunks from the measured cost per row, and it backs off on the signals the database gives:
 
 - the chunk took longer than the target: shrink in proportion, pause as long as it took (waiters drain);
 - the chunk could not take a lock in time (lock_timeout): halve, pause with exponential backoff;
 - a streaming replica replays too far behind: halve, and wait until the lag is back under half the limit;
-- otherwise: aim at the budget from the measured rows/ms, at most doubling per chunk.
+- otherwise: aim at the budget from the cost per row of the recent full chunks, at most doubling per chunk,
+  with no pause (a pause would not shorten any wait; it would only lengthen the run).
+
+The cost per row is a moving average over full chunks only: a chunk that came back short (the end of a
+pass, a sweep finding a few rows) is mostly fixed cost and would make the next chunks needlessly small.
 
 `FixedThrottle` is the comparison point (pgroll's fixed 1,000-row batches, no delay).
 """
@@ -17,9 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-CHUNK_BUDGET = 0.4  # a chunk may last this fraction of the write-latency target
+CHUNK_BUDGET = 0.7  # a chunk may last this fraction of the write-latency target; the rest is the write's own
 MAX_GROWTH = 2.0  # at most double the chunk from one chunk to the next
-SETTLE_PAUSE = 0.1  # after a chunk within budget, pause this fraction of its duration (lets queued writes in)
+COST_SMOOTHING = 0.3  # weight of the newest full chunk in the moving average of the cost per row
 MAX_BACKOFF_MS = 5_000.0
 LAG_POLL_MS = 250.0
 
@@ -65,7 +69,12 @@ class AdaptiveThrottle:
         self.settings = settings
         self.chunk_rows = self._clamp(settings.initial_chunk_rows)
         self._backoff_ms = 0.0
+        self._ms_per_row: float | None = None
         self.last_slowdown: str | None = None
+
+    def start_part(self) -> None:
+        """A new part has its own cost per row: forget the last one's (the chunk size carries over)."""
+        self._ms_per_row = None
 
     def next(self, seen: Observation) -> Decision:
         decision = self._decide(seen)
@@ -95,8 +104,8 @@ class AdaptiveThrottle:
 
     def _aim(self, seen: Observation) -> Decision:
         s = self.settings
-        rate = seen.rows / max(seen.duration_ms, 1.0)
-        ideal = int(rate * s.chunk_budget_ms)
+        ms_per_row = self._cost_per_row(seen)
+        ideal = int(s.chunk_budget_ms / ms_per_row)
         size = min(ideal, int(self.chunk_rows * MAX_GROWTH))
         lag_near = seen.replay_lag_ms is not None and seen.replay_lag_ms > s.max_replay_lag_ms / 2
         if lag_near:
@@ -106,7 +115,15 @@ class AdaptiveThrottle:
             reason = f"chunk of {seen.rows} rows took {seen.duration_ms:.0f} ms (budget {s.chunk_budget_ms:.0f} ms)"
         if lag_near:
             reason = f"replica replay lag {seen.replay_lag_ms / 1000:.1f} s is over half the limit"
-        return Decision(self._clamp(size), seen.duration_ms * SETTLE_PAUSE, reason)
+        return Decision(self._clamp(size), 0.0, reason)
+
+    def _cost_per_row(self, seen: Observation) -> float:
+        """ms per row: the moving average over full chunks (a short chunk only counts while there is none)."""
+        cost = max(seen.duration_ms, 1.0) / seen.rows
+        if seen.rows >= self.chunk_rows:
+            self._ms_per_row = cost if self._ms_per_row is None else (
+                COST_SMOOTHING * cost + (1 - COST_SMOOTHING) * self._ms_per_row)
+        return self._ms_per_row if self._ms_per_row is not None else cost
 
     def _clamp(self, rows: int) -> int:
         return max(self.settings.min_chunk_rows, min(self.settings.max_chunk_rows, rows))
@@ -118,6 +135,9 @@ class FixedThrottle:
     def __init__(self, chunk_rows: int = 1_000) -> None:
         self.chunk_rows = chunk_rows
         self.last_slowdown: str | None = None
+
+    def start_part(self) -> None:
+        pass
 
     def next(self, seen: Observation) -> Decision:
         if seen.lock_wait:

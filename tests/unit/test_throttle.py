@@ -8,25 +8,51 @@ SETTINGS = ThrottleSettings(target_write_latency_ms=100, min_chunk_rows=100, max
                             max_replay_lag_ms=2_000, initial_chunk_rows=1_000)
 
 
-def test_a_fast_chunk_grows_the_next_one_at_most_twofold_without_a_slowdown_reason() -> None:
+def test_a_fast_chunk_grows_the_next_one_at_most_twofold_without_pause_or_slowdown_reason() -> None:
     throttle = AdaptiveThrottle(SETTINGS)
     decision = throttle.next(Observation(rows=1_000, duration_ms=5))
     assert decision.chunk_rows == 2_000
     assert decision.slowed_because is None
-    assert decision.pause_ms < 5
+    assert decision.pause_ms == 0
 
 
-def test_chunks_settle_where_they_last_the_budget_of_40_percent_of_the_target() -> None:
+def test_chunks_settle_where_they_last_the_budget_of_70_percent_of_the_target() -> None:
     throttle = AdaptiveThrottle(SETTINGS)
-    for _ in range(10):  # 10 rows per ms: 40 ms of budget is 400 rows
+    for _ in range(20):  # 10 rows per ms: 70 ms of budget is 700 rows
         decision = throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=throttle.chunk_rows / 10))
-    assert decision.chunk_rows == 400
+    assert decision.chunk_rows == 700
+    assert decision.pause_ms == 0
+
+
+def test_a_short_chunk_at_the_end_of_a_pass_does_not_shrink_the_next_ones() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    for _ in range(20):  # full chunks at 10 rows per ms
+        throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=throttle.chunk_rows / 10))
+    decision = throttle.next(Observation(rows=3, duration_ms=3))  # mostly the chunk's fixed cost
+    assert decision.chunk_rows == 700
+
+
+def test_one_slow_chunk_within_the_target_moves_the_size_only_part_of_the_way() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    for _ in range(20):
+        throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=throttle.chunk_rows / 10))
+    decision = throttle.next(Observation(rows=700, duration_ms=95))  # a hiccup: 7.4 rows per ms
+    assert 515 < decision.chunk_rows < 700
+
+
+def test_a_new_part_sizes_its_chunks_from_its_own_cost_per_row() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    for _ in range(20):  # the first part: 10 rows per ms
+        throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=throttle.chunk_rows / 10))
+    throttle.start_part()
+    decision = throttle.next(Observation(rows=700, duration_ms=14))  # the next part: 50 rows per ms
+    assert decision.chunk_rows == 1_400
 
 
 def test_a_chunk_slower_than_the_target_shrinks_in_proportion_and_pauses_as_long_as_it_took() -> None:
     throttle = AdaptiveThrottle(SETTINGS)
     decision = throttle.next(Observation(rows=1_000, duration_ms=400))
-    assert decision.chunk_rows == 100
+    assert decision.chunk_rows == 175  # the 70 ms budget at 2.5 rows per ms
     assert decision.pause_ms == 400
     assert "took 400 ms (target 100 ms)" in (decision.slowed_because or "")
 
