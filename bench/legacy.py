@@ -43,7 +43,7 @@ SELECT 'Customer ' || p,
        END,
        ts, ts
 FROM generate_series(1, %(leads)s) AS g,
-     LATERAL (SELECT (g * 7919) %% greatest(%(leads)s * 6 / 10, 1) AS p) AS pool,
+     LATERAL (SELECT (g::bigint * 7919) %% greatest(%(leads)s * 6 / 10, 1) AS p) AS pool,
      LATERAL (SELECT lpad(p::text, 7, '0') AS d,
                      (ARRAY['web', 'sms', 'phone', 'email'])[1 + g %% 4] AS ch,
                      timestamp '2025-01-01' + (g %% 525600) * interval '1 minute' AS ts) AS t
