@@ -8,9 +8,11 @@ lead with customer_id, a random job's status update), runs:
 - writers-alone: no backfill for 30 s, the latency the writers see by themselves on this machine;
 - adaptive: the engine's backfill (apply_batch of 0002), the throttle sized by the stack defaults;
 - fixed: the same chunks at a fixed 1,000 rows, no pause (pgroll's default);
-- naive: every part as one set-based statement over the whole table, all in one transaction;
 - each of adaptive and fixed again with a streaming replica (pg_basebackup -R), reporting its replay lag;
-- tighten: batch 0003 after the adaptive backfill.
+- tighten: batch 0003 after the adaptive backfill;
+- naive, last (the contrast, and the longest to run): every part as one set-based statement over the whole
+  table, all in one transaction.
+Each scenario's database is dropped once measured.
 Writes bench/BACKFILL-RESULTS section into bench/RESULTS.md and bench/backfill-latency-N.png.
 """
 
@@ -81,9 +83,14 @@ class Result:
     phases: list[tuple[float, str]] = field(default_factory=list)  # (when, "part phase") at every progress event
 
     def doing_at(self, when: float) -> str:
-        """What the backfill was doing at `when`: the part and phase of the first progress event after it."""
-        if not self.phases or when < self.start:
-            return "migration.sql" if self.phases else "—"
+        """What the backfill was doing at `when`: the part and phase of the first progress event after it
+        (nothing marks the end of migration.sql, so the first chunk shares its label)."""
+        if when < self.start:
+            return "nothing yet (began before the backfill)"
+        if not self.phases:
+            return "—"
+        if when < self.phases[0][0]:
+            return f"migration.sql or the first chunk of {self.phases[0][1]}"
         return next((label for t, label in self.phases if t >= when), "checks")
 
 
@@ -306,17 +313,19 @@ def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch) -> R
         admin.execute("CREATE DATABASE bench_tighten_ready TEMPLATE bench_tighten STRATEGY FILE_COPY")
     writers = Writers(server.dsn("bench_tighten_ready"), job_ids, write=write_linked, max_seconds=WRITERS_MAX_S)
     t0 = writers.start()
-    time.sleep(LEAD_IN_S)
-    start = time.monotonic()
     try:
-        apply_batch(Target.from_dsn(server.dsn("bench_tighten_ready")), b3, RunSettings(stack="bench"))
-        outcome = "applied"
-    except Exception as err:  # noqa: BLE001
-        outcome = f"failed: {err}"
-    end = time.monotonic()
-    time.sleep(TAIL_S)
-    samples = writers.stop()
-    drop(server, "bench_tighten_ready", "bench_tighten")
+        time.sleep(LEAD_IN_S)
+        start = time.monotonic()
+        try:
+            apply_batch(Target.from_dsn(server.dsn("bench_tighten_ready")), b3, RunSettings(stack="bench"))
+            outcome = "applied"
+        except Exception as err:  # noqa: BLE001
+            outcome = f"failed: {err}"
+        end = time.monotonic()
+        time.sleep(TAIL_S)
+    finally:
+        samples = writers.stop()
+        drop(server, "bench_tighten_ready", "bench_tighten")
     return Result("tighten-0003", samples, t0, start, end, 0, 0.0, outcome)
 
 

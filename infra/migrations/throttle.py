@@ -11,8 +11,9 @@ Within it, it sizes chunks from the measured cost per row, and it backs off on t
 - otherwise: aim at the budget from the cost per row of the recent full chunks, at most doubling per chunk,
   with no pause (a pause would not shorten any wait; it would only lengthen the run).
 
-The cost per row is a moving average over full chunks only: a chunk that came back short (the end of a
-pass, a sweep finding a few rows) is mostly fixed cost and would make the next chunks needlessly small.
+The cost per row is a moving average over the full chunks of the current part (each part has its own):
+a chunk that came back short (the end of a pass, a sweep finding a few rows) is mostly fixed cost and would
+make the next chunks needlessly small. A chunk over the target is not noise: its cost replaces the average.
 
 `FixedThrottle` is the comparison point (pgroll's fixed 1,000-row batches, no delay).
 """
@@ -97,6 +98,9 @@ class AdaptiveThrottle:
         if seen.rows == 0:
             return Decision(self.chunk_rows, 0.0)
         if seen.duration_ms > s.target_write_latency_ms:
+            # Not noise: the cost per row has risen, so it replaces the average (the next chunks must not grow
+            # back from the old, cheaper cost).
+            self._ms_per_row = max(seen.duration_ms, 1.0) / seen.rows
             scaled = int(self.chunk_rows * s.chunk_budget_ms / seen.duration_ms)
             return Decision(self._clamp(scaled), seen.duration_ms,
                             f"chunk of {seen.rows} rows took {seen.duration_ms:.0f} ms (target {s.target_write_latency_ms} ms)")

@@ -93,3 +93,27 @@ def test_the_fixed_throttle_never_changes_size_or_pauses_except_on_lock_waits() 
     assert fixed.next(Observation(rows=1_000, duration_ms=900)).pause_ms == 0
     assert fixed.next(Observation(0, 100, lock_wait=True)).pause_ms > 0
     assert fixed.chunk_rows == 1_000
+
+
+def test_when_rows_get_dearer_the_chunks_after_an_over_target_one_stay_within_the_target() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    for _ in range(20):  # 10 rows per ms
+        throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=throttle.chunk_rows / 10))
+    durations = []
+    for _ in range(10):  # each row now costs four times as much
+        duration = throttle.chunk_rows * 0.4
+        durations.append(duration)
+        throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=duration))
+    assert durations[0] > 100  # the first chunk at the old size could not know
+    assert max(durations[1:]) <= 70
+
+
+def test_a_full_chunk_after_a_lock_wait_counts_and_a_replica_poll_does_not() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    throttle.next(Observation(0, 100, lock_wait=True))  # halved to 500
+    throttle.next(Observation(0, 0.0, replay_lag_ms=100))  # a poll: no rows, no cost
+    decision = throttle.next(Observation(rows=500, duration_ms=25))  # 20 rows per ms
+    assert decision.chunk_rows == 1_000  # growth capped at twice; the budget would allow 1,400
+    for _ in range(5):
+        decision = throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=throttle.chunk_rows / 20))
+    assert decision.chunk_rows == 1_400
