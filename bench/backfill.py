@@ -41,7 +41,7 @@ from infra.migrations.runner import RunSettings, apply_batch
 from infra.migrations.target import Target
 
 from . import legacy
-from .server import FAST_LOAD, bench_server, configure, machine, make_durable
+from .server import FAST_LOAD, bench_server, checkpoints_requested, configure, machine, make_durable
 from .backfill_report import slowest_during
 from .stats import window_stats
 from .writer import Sample, Writers
@@ -81,6 +81,8 @@ class Result:
     max_lag_ms: float | None = None
     lag_series: list[tuple[float, float]] = field(default_factory=list)
     phases: list[tuple[float, str]] = field(default_factory=list)  # (when, "part phase") at every progress event
+    wal_checkpoints: int | None = None  # checkpoints the WAL volume forced during the scenario
+    wall_offset: float = field(default_factory=lambda: time.time() - time.monotonic())  # monotonic -> epoch s
 
     def doing_at(self, when: float) -> str:
         """What the backfill was doing at `when`: the part and phase of the first progress event after it
@@ -166,7 +168,9 @@ def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Act
         time.sleep(LEAD_IN_S)
         start = time.monotonic()
         phases: list[tuple[float, str]] = []
+        checkpoints = checkpoints_requested(server)
         rows, longest, outcome = action(dsn, phases)
+        checkpoints = checkpoints_requested(server) - checkpoints
         end = time.monotonic()
         time.sleep(TAIL_S)
     finally:
@@ -177,7 +181,7 @@ def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Act
     series = sampler.series if sampler else []
     inside = [v for t, v in series if start <= t <= end + TAIL_S]
     return Result(name, samples, t0, start, end, rows, longest, outcome,
-                  max(inside) if inside else (0.0 if replica else None), series, phases)
+                  max(inside) if inside else (0.0 if replica else None), series, phases, checkpoints)
 
 
 def adaptive(batch: Batch, fixed: int | None = None) -> Action:
@@ -316,17 +320,19 @@ def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch) -> R
     try:
         time.sleep(LEAD_IN_S)
         start = time.monotonic()
+        checkpoints = checkpoints_requested(server)
         try:
             apply_batch(Target.from_dsn(server.dsn("bench_tighten_ready")), b3, RunSettings(stack="bench"))
             outcome = "applied"
         except Exception as err:  # noqa: BLE001
             outcome = f"failed: {err}"
+        checkpoints = checkpoints_requested(server) - checkpoints
         end = time.monotonic()
         time.sleep(TAIL_S)
     finally:
         samples = writers.stop()
         drop(server, "bench_tighten_ready", "bench_tighten")
-    return Result("tighten-0003", samples, t0, start, end, 0, 0.0, outcome)
+    return Result("tighten-0003", samples, t0, start, end, 0, 0.0, outcome, wal_checkpoints=checkpoints)
 
 
 def _print(r: Result) -> None:
@@ -334,7 +340,7 @@ def _print(r: Result) -> None:
     lag = f", max replay lag {r.max_lag_ms / 1000:.2f} s" if r.max_lag_ms is not None else ""
     print(f"  {r.name}: {r.outcome}; {r.end - r.start:.1f} s, {r.rows / max(r.end - r.start, 1e-9):,.0f} rows/s, "
           f"writes max {w.max_ms:.0f} ms p99 {w.p99_ms:.0f} ms, failed {w.failed}, longest lock {r.longest_lock_ms:.0f} ms{lag}"
-          f"; slowest write during: {slowest_during(r)}",
+          f"; slowest write during: {slowest_during(r)}; WAL-forced checkpoints {r.wal_checkpoints}",
           flush=True)
 
 

@@ -29,16 +29,17 @@ def write(out: Path, leads: int, entries: int, seed_s: float, info: Any, load: f
         "Writers: 4 processes, each transaction inserts a customer and its lead (customer_id set) and updates a random job.",
         "Rows = rows the keyset passes went through, summed over the four parts. Longest lock = the longest chunk transaction",
         "(its row locks are held that long); for naive, the one transaction. Slowest write during = what the backfill",
-        "was doing when the slowest write began (the part and phase of the next progress event).", "",
-        "| scenario | outcome | time | rows/s | writes | failed | p99 ms | max ms | slowest write during | longest lock ms | max replay lag |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+        "was doing when the slowest write began (the part and phase of the next progress event), and when (UTC, to",
+        "match the server log). WAL checkpoints = checkpoints the WAL volume forced (max_wal_size reached) meanwhile.", "",
+        "| scenario | outcome | time | rows/s | writes | failed | p99 ms | max ms | slowest write during | longest lock ms | WAL checkpoints | max replay lag |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     for r in results:
         w = window_stats(r.samples, r.start, r.end)
         secs = r.end - r.start
         lag = f"{r.max_lag_ms / 1000:.2f} s" if r.max_lag_ms is not None else "—"
         lines.append(f"| {r.name} | {r.outcome[:120]} | {secs:.1f} s | {r.rows / secs if secs else 0:,.0f} | {w.writes} | "
-                     f"{w.failed} | {w.p99_ms:.1f} | {w.max_ms:.1f} | {slowest_during(r)} | {r.longest_lock_ms:.0f} | {lag} |")
+                     f"{w.failed} | {w.p99_ms:.1f} | {w.max_ms:.1f} | {slowest_during(r)} | {r.longest_lock_ms:.0f} | {_count(r.wal_checkpoints)} | {lag} |")
     lines += ["", "| target | measured | met |", "|---|---|---|", *_targets(by), "",
               f"![write latency during the backfills]({plot_name})"]
     section = "\n".join(lines)
@@ -57,7 +58,13 @@ def slowest_during(r: Any) -> str:
     inside = [s for s in r.samples if s.start <= r.end and s.end >= r.start]
     if not inside:
         return "—"
-    return r.doing_at(max(inside, key=lambda s: s.latency).start)
+    slowest = max(inside, key=lambda s: s.latency)
+    at = datetime.fromtimestamp(slowest.start + r.wall_offset, timezone.utc).strftime("%H:%M:%S")
+    return f"{r.doing_at(slowest.start)} ({at})"
+
+
+def _count(value: int | None) -> str:
+    return "—" if value is None else str(value)
 
 
 def _targets(by: dict[str, Any]) -> list[str]:

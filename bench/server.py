@@ -88,3 +88,13 @@ def _cpu_model() -> str:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown"
+
+
+def checkpoints_requested(server: LocalServer) -> int:
+    """Checkpoints the server started because the WAL reached max_wal_size (not on checkpoint_timeout) so far:
+    pg_stat_checkpointer from PostgreSQL 17, pg_stat_bgwriter before."""
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        newer = conn.execute("SELECT to_regclass('pg_catalog.pg_stat_checkpointer') IS NOT NULL").fetchone()[0]
+        query = ("SELECT num_requested FROM pg_stat_checkpointer" if newer
+                 else "SELECT checkpoints_req FROM pg_stat_bgwriter")
+        return int(conn.execute(query).fetchone()[0])
