@@ -41,8 +41,8 @@ from infra.migrations.runner import RunSettings, apply_batch
 from infra.migrations.target import Target
 
 from . import legacy
-from .server import FAST_LOAD, bench_server, checkpoints_requested, configure, machine, make_durable
-from .backfill_report import slowest_during
+from .server import FAST_LOAD, bench_server, checkpoints_requested, clone, configure, drop, machine, make_durable
+from .backfill_report import slowest_during, write
 from .stats import window_stats
 from .writer import Sample, Writers
 
@@ -138,27 +138,12 @@ def seed(server: LocalServer, batches: Sequence[Batch], leads: int) -> tuple[lis
     return job_ids, entries
 
 
-def drop(server: LocalServer, *names: str) -> None:
-    """A scenario's databases once measured: the next ones (and the replica's base backup) need the disk."""
-    with psycopg.connect(server.dsn(), autocommit=True) as admin:
-        for name in names:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def clone(server: LocalServer, name: str) -> str:
-    with psycopg.connect(server.dsn(), autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(sql.Identifier(name), sql.Identifier(TEMPLATE)))
-        admin.execute("CHECKPOINT")
-    return server.dsn(name)
-
-
 Action = Callable[[str, list[tuple[float, str]]], tuple[int, float, str]]
 
 
 def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Action, replica: bool) -> Result:
     database = f"bench_{name.replace('-', '_').replace('+', '_')}"
-    dsn = clone(server, database)
+    dsn = clone(server, TEMPLATE, database)
     writers = Writers(dsn, job_ids, write=write_linked, max_seconds=WRITERS_MAX_S)
     sampler = LagSampler(dsn) if replica else None
     try:
@@ -270,7 +255,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             """Print it, and rewrite the report with every scenario so far (a run cut short keeps its figures)."""
             results.append(result)
             _print(result)
-            from .backfill_report import write
             write(args.out, args.leads, entries, seed_s, info, load, results, quiet=True)
 
         plain = (("writers-alone", writers_alone), ("adaptive", adaptive(b2)), ("fixed-1000", adaptive(b2, 1000)))
@@ -304,7 +288,7 @@ def writers_alone(_dsn: str, _phases: list[tuple[float, str]]) -> tuple[int, flo
 
 def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch) -> Result:
     """0003 on a database where 0002 has been applied (with the writers stopped), measured with writers on."""
-    dsn = clone(server, "bench_tighten")
+    dsn = clone(server, TEMPLATE, "bench_tighten")
     apply_batch(Target.from_dsn(dsn), b2,
                 RunSettings(stack="bench", backfill=BackfillRun(fixed_chunk_rows=PREPARE_CHUNK_ROWS)))
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -312,8 +296,8 @@ def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch) -> R
         # running holds SHARE UPDATE EXCLUSIVE and is only cancelled after deadlock_timeout, 1 s, which is longer
         # than lock_timeout: 0003 would retry until it gives up.)
         conn.execute("VACUUM ANALYZE")
+    drop(server, "bench_tighten_ready")
     with psycopg.connect(server.dsn(), autocommit=True) as admin:
-        admin.execute("DROP DATABASE IF EXISTS bench_tighten_ready WITH (FORCE)")
         admin.execute("CREATE DATABASE bench_tighten_ready TEMPLATE bench_tighten STRATEGY FILE_COPY")
     writers = Writers(server.dsn("bench_tighten_ready"), job_ids, write=write_linked, max_seconds=WRITERS_MAX_S)
     t0 = writers.start()

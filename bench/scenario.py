@@ -18,6 +18,7 @@ from infra.migrations.errors import MigrationError
 
 from . import seed
 from .seed import Template
+from .server import clone, drop
 from .stats import WindowStats, window_stats
 from .writer import Sample, Writers
 
@@ -88,12 +89,12 @@ def run_scenario(server: LocalServer, template: Template, name: str, apply: Appl
                  timing: Timing = Timing(), window_s: float = 0.0, blocker_hold_s: float | None = None) -> ScenarioRun:
     """Run one scenario on its own copy of the template; with apply=None the writers run alone for window_s."""
     database = f"bench_{name.replace('-', '_')}"
-    dsn = seed.clone(server, template, database)
+    dsn = clone(server, template.name, database)
     try:
         run = _drive(name, dsn, template, apply, timing, window_s, blocker_hold_s)
         catalog = _inspect(dsn, template, batch, run.applied) if apply else "untouched (no apply)"
     finally:
-        seed.drop(server, database)
+        drop(server, database)
     return replace(run, catalog=catalog)
 
 

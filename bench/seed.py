@@ -64,21 +64,6 @@ def build_template(server: LocalServer, baseline: Batch, rows: int) -> Template:
     return Template(TEMPLATE, rows, time.monotonic() - started, job_ids, catalog)
 
 
-def clone(server: LocalServer, template: Template, name: str) -> str:
-    """A fresh, identical copy of the template (a file copy, not a replay of WAL)."""
-    with psycopg.connect(server.dsn(), autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY")
-                      .format(sql.Identifier(name), sql.Identifier(template.name)))
-        admin.execute("CHECKPOINT")
-    return server.dsn(name)
-
-
-def drop(server: LocalServer, name: str) -> None:
-    with psycopg.connect(server.dsn(), autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
 def catalog_of(conn: psycopg.Connection) -> frozenset[str]:
     return frozenset(row[0] for row in conn.execute(CATALOG))
 

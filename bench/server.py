@@ -70,6 +70,23 @@ def make_durable(server: LocalServer) -> None:
         conn.execute("CHECKPOINT")
 
 
+def clone(server: LocalServer, template: str, name: str) -> str:
+    """A fresh, identical copy of a template database (a file copy, not a replay of WAL), after a checkpoint."""
+    drop(server, name)
+    with psycopg.connect(server.dsn(), autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY")
+                      .format(sql.Identifier(name), sql.Identifier(template)))
+        admin.execute("CHECKPOINT")
+    return server.dsn(name)
+
+
+def drop(server: LocalServer, *names: str) -> None:
+    """Databases a scenario is done with (the next ones, and a replica's base backup, need the disk)."""
+    with psycopg.connect(server.dsn(), autocommit=True) as admin:
+        for name in names:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 def machine(server: LocalServer) -> Machine:
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
         version = conn.execute("SELECT version()").fetchone()[0]

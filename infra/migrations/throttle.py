@@ -53,6 +53,10 @@ class Observation:
     lock_wait: bool = False
     replay_lag_ms: float | None = None
 
+    @property
+    def ms_per_row(self) -> float:
+        return max(self.duration_ms, 1.0) / self.rows
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -100,7 +104,7 @@ class AdaptiveThrottle:
         if seen.duration_ms > s.target_write_latency_ms:
             # Not noise: the cost per row has risen, so it replaces the average (the next chunks must not grow
             # back from the old, cheaper cost).
-            self._ms_per_row = max(seen.duration_ms, 1.0) / seen.rows
+            self._ms_per_row = seen.ms_per_row
             scaled = int(self.chunk_rows * s.chunk_budget_ms / seen.duration_ms)
             return Decision(self._clamp(scaled), seen.duration_ms,
                             f"chunk of {seen.rows} rows took {seen.duration_ms:.0f} ms (target {s.target_write_latency_ms} ms)")
@@ -123,7 +127,7 @@ class AdaptiveThrottle:
 
     def _cost_per_row(self, seen: Observation) -> float:
         """ms per row: the moving average over full chunks (a short chunk only counts while there is none)."""
-        cost = max(seen.duration_ms, 1.0) / seen.rows
+        cost = seen.ms_per_row
         if seen.rows >= self.chunk_rows:
             self._ms_per_row = cost if self._ms_per_row is None else (
                 COST_SMOOTHING * cost + (1 - COST_SMOOTHING) * self._ms_per_row)
