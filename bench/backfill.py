@@ -9,7 +9,7 @@ lead with customer_id, a random job's status update), runs:
 - adaptive: the engine's backfill (apply_batch of 0002), the throttle sized by the stack defaults;
 - fixed: the same chunks at a fixed 1,000 rows, no pause (pgroll's default);
 - each of adaptive and fixed again with a streaming replica (pg_basebackup -R), reporting its replay lag;
-- tighten: batch 0003 after the adaptive backfill;
+- tighten: batch 0003 on the adaptive scenario's database, as in production (0002 applied under traffic);
 - naive, last (the contrast, and the longest to run): every part as one set-based statement over the whole
   table, all in one transaction.
 Each scenario's database is dropped once measured.
@@ -141,8 +141,14 @@ def seed(server: LocalServer, batches: Sequence[Batch], leads: int) -> tuple[lis
 Action = Callable[[str, list[tuple[float, str]]], tuple[int, float, str]]
 
 
-def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Action, replica: bool) -> Result:
-    database = f"bench_{name.replace('-', '_').replace('+', '_')}"
+def database_of(scenario: str) -> str:
+    return f"bench_{scenario.replace('-', '_').replace('+', '_')}"
+
+
+def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Action, replica: bool,
+                 *, keep: bool = False) -> Result:
+    """One scenario on a fresh copy of the template, dropped once measured unless `keep` (a later one needs it)."""
+    database = database_of(name)
     dsn = clone(server, TEMPLATE, database)
     writers = Writers(dsn, job_ids, write=write_linked, max_seconds=WRITERS_MAX_S)
     sampler = LagSampler(dsn) if replica else None
@@ -162,7 +168,8 @@ def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Act
         samples = writers.stop()
         if sampler:
             sampler.__exit__()
-        drop(server, database)
+        if not keep:
+            drop(server, database)
     series = sampler.series if sampler else []
     inside = [v for t, v in series if start <= t <= end + TAIL_S]
     return Result(name, samples, t0, start, end, rows, longest, outcome,
@@ -258,10 +265,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             write(args.out, args.leads, entries, seed_s, info, load, results, quiet=True)
 
         plain = (("writers-alone", writers_alone), ("adaptive", adaptive(b2)), ("fixed-1000", adaptive(b2, 1000)))
+        tightened = False
         for name, action in plain:
             if chosen(name):
                 print(f"scenario {name} ...", flush=True)
-                record(run_scenario(server, name, job_ids, action, replica=False))
+                keep = name == "adaptive" and chosen("tighten-0003")
+                result = run_scenario(server, name, job_ids, action, replica=False, keep=keep)
+                record(result)
+                if keep:  # 0003 right away, on the database the adaptive backfill left (dropped after)
+                    print("scenario tighten-0003 ...", flush=True)
+                    applied = result.outcome == "applied and validated"
+                    if not applied:
+                        drop(server, database_of(name))
+                    record(_tighten(server, job_ids, b2, b3, database_of(name) if applied else None))
+                    tightened = True
         if not args.no_replica and (chosen("adaptive+replica") or chosen("fixed-1000+replica")):
             replica = start_replica(server, Path(tmp))
             try:
@@ -271,9 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         record(run_scenario(server, name, job_ids, action, replica=True))
             finally:
                 replica.stop()
-        if chosen("tighten-0003"):
+        if chosen("tighten-0003") and not tightened:
             print("scenario tighten-0003 ...", flush=True)
-            record(_tighten(server, job_ids, b2, b3))
+            record(_tighten(server, job_ids, b2, b3, None))
         if chosen("naive"):  # last: the contrast, and the longest to run
             print("scenario naive ...", flush=True)
             record(run_scenario(server, "naive", job_ids, naive(b2), replica=False))
@@ -286,27 +303,30 @@ def writers_alone(_dsn: str, _phases: list[tuple[float, str]]) -> tuple[int, flo
     return 0, 0.0, "no backfill (writers alone)"
 
 
-def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch) -> Result:
-    """0003 on a database where 0002 has been applied (with the writers stopped), measured with writers on."""
-    dsn = clone(server, TEMPLATE, "bench_tighten")
-    apply_batch(Target.from_dsn(dsn), b2,
-                RunSettings(stack="bench", backfill=BackfillRun(fixed_chunk_rows=PREPARE_CHUNK_ROWS)))
+def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch, applied: str | None) -> Result:
+    """0003, measured with writers on, on a database where 0002 has been applied: the adaptive scenario's when
+    it ran (0002 applied under traffic, as in production), else a copy of the template where 0002 is applied
+    first with the writers stopped."""
+    if applied:
+        dsn = server.dsn(applied)
+    else:
+        dsn = clone(server, TEMPLATE, "bench_tighten")
+        apply_batch(Target.from_dsn(dsn), b2,
+                    RunSettings(stack="bench", backfill=BackfillRun(fixed_chunk_rows=PREPARE_CHUNK_ROWS)))
     with psycopg.connect(dsn, autocommit=True) as conn:
         # As in production some time after 0002: autovacuum has processed the rewritten rows. (An autovacuum still
         # running holds SHARE UPDATE EXCLUSIVE and is only cancelled after deadlock_timeout, 1 s, which is longer
         # than lock_timeout: 0003 would retry until it gives up.)
         conn.execute("VACUUM ANALYZE")
-    drop(server, "bench_tighten_ready")
-    with psycopg.connect(server.dsn(), autocommit=True) as admin:
-        admin.execute("CREATE DATABASE bench_tighten_ready TEMPLATE bench_tighten STRATEGY FILE_COPY")
-    writers = Writers(server.dsn("bench_tighten_ready"), job_ids, write=write_linked, max_seconds=WRITERS_MAX_S)
+        conn.execute("CHECKPOINT")  # every scenario starts right after a checkpoint
+    writers = Writers(dsn, job_ids, write=write_linked, max_seconds=WRITERS_MAX_S)
     t0 = writers.start()
     try:
         time.sleep(LEAD_IN_S)
         start = time.monotonic()
         checkpoints = checkpoints_requested(server)
         try:
-            apply_batch(Target.from_dsn(server.dsn("bench_tighten_ready")), b3, RunSettings(stack="bench"))
+            apply_batch(Target.from_dsn(dsn), b3, RunSettings(stack="bench"))
             outcome = "applied"
         except Exception as err:  # noqa: BLE001
             outcome = f"failed: {err}"
@@ -315,7 +335,7 @@ def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch) -> R
         time.sleep(TAIL_S)
     finally:
         samples = writers.stop()
-        drop(server, "bench_tighten_ready", "bench_tighten")
+        drop(server, applied or "bench_tighten")
     return Result("tighten-0003", samples, t0, start, end, 0, 0.0, outcome, wal_checkpoints=checkpoints)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 import tomllib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -37,6 +37,8 @@ VALIDATION_ROUNDS = 3
 LOCK_CHECK_S = 1.0  # how often a running backfill checks that the migration lock is still held
 FRESH_LAG_S = 0.1  # before a chunk, a replay-lag measure this recent (after the previous chunk) is reused
 MAX_REPLICA_WAIT_S = 600.0
+PROBE_LOCK_TIMEOUT_MS = 1_000
+BACKEND_FLUSH_AFTER = "256kB"  # PostgreSQL's own default for checkpoint_flush_after on Linux
 
 Sleep = Callable[[float], None]
 
@@ -121,6 +123,8 @@ def run_backfill(conn: psycopg.Connection, target: Target, batch: Batch, run: Ba
             conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON schema_ledger.backfill_progress TO {}")
                          .format(sql.Identifier(role)))
     with target.connect(autocommit=True) as monitor:
+        # The commit probe waits this long at most for its row (someone holding the progress row is a stall too).
+        monitor.execute("SELECT set_config('lock_timeout', %s, false)", (f"{PROBE_LOCK_TIMEOUT_MS}ms",))
         filler = _Filler(conn, monitor, batch, spec, run, verify_lock)
         with _chunk_settings(conn, run.throttle.target_write_latency_ms):
             for part in spec.parts:
@@ -134,16 +138,24 @@ def _chunk_settings(conn: psycopg.Connection, lock_timeout_ms: int) -> Iterator[
     - lock_timeout: a chunk waits at most the write-latency target for a row or table lock;
     - synchronous_commit off: a chunk's commit does not wait for its WAL to reach the disk, so its row locks are
       released sooner. Safe here: a chunk's rows and its progress row commit together, so a crash loses at most
-      the last chunks, all of them, and the next run does them again (the chunk functions are idempotent)."""
-    before = conn.execute("SELECT current_setting('lock_timeout'), current_setting('synchronous_commit')").fetchone()
-    conn.execute("SELECT set_config('lock_timeout', %s, false), set_config('synchronous_commit', 'off', false)",
-                 (f"{int(lock_timeout_ms)}ms",))
+      the last chunks, all of them, and the next run does them again (the chunk functions are idempotent);
+    - backend_flush_after: the pages this session evicts from shared_buffers are handed to the disk as it goes
+      (default: left dirty in the kernel's page cache, which then writes them back in bursts that stall every
+      other session's commit for hundreds of milliseconds)."""
+    names = ("lock_timeout", "synchronous_commit", "backend_flush_after")
+    before = conn.execute("SELECT current_setting('lock_timeout'), current_setting('synchronous_commit'), "
+                          "current_setting('backend_flush_after')").fetchone()
+    _set(conn, names, (f"{int(lock_timeout_ms)}ms", "off", BACKEND_FLUSH_AFTER))
     try:
         yield
     finally:
         if not conn.broken and not conn.closed:
-            conn.execute("SELECT set_config('lock_timeout', %s, false), set_config('synchronous_commit', %s, false)",
-                         before)
+            _set(conn, names, before)
+
+
+def _set(conn: psycopg.Connection, names: Sequence[str], values: Sequence[str]) -> None:
+    conn.execute("SELECT set_config(name, value, false) FROM unnest(%s::text[], %s::text[]) AS s(name, value)",
+                 (list(names), list(values)))
 
 
 @contextmanager
@@ -166,6 +178,8 @@ class _Filler:
         self.lag = ReplayLag(monitor)
         self.throttle: AdaptiveThrottle | FixedThrottle = (
             FixedThrottle(run.fixed_chunk_rows) if run.fixed_chunk_rows else AdaptiveThrottle(run.throttle))
+        # Fixed chunks (the comparison point) do not listen to the database, so they pay for no probe either.
+        self.commits = None if run.fixed_chunk_rows else CommitProbe(monitor, batch.name)
         self._rate = _Rate()
         self._lock_verified_at = time.monotonic()
 
@@ -213,7 +227,9 @@ class _Filler:
         held_ms, state = _ms(started), advanced
         if phase == "pass":
             self._rate.add(count)
-        self._after(part, state, total, Observation(count, held_ms, replay_lag_ms=self.lag.measure()), phase)
+        commit_ms = self.commits.measure(part.name) if self.commits else None
+        self._after(part, state, total, Observation(count, held_ms, replay_lag_ms=self.lag.measure(), commit_ms=commit_ms),
+                    phase)
         return _Chunk(state, count, size, changed)
 
     def _apply(self, part: Part, keys: _Keys) -> tuple[int, int, str | None]:
@@ -373,6 +389,27 @@ class ReplayLag:
         oldest_unreplayed = next((t for t, lsn in self.samples if lsn > behind), None)
         tracked = (now - oldest_unreplayed) * 1000 if oldest_unreplayed is not None else 0.0
         return max(tracked, float(server_lag or 0.0))
+
+
+class CommitProbe:
+    """How long a small durable write takes to commit right now, in ms: what the application's next write pays.
+
+    A commit waits until the WAL before it is on disk, the backfill's own included, and a server short of I/O
+    stalls every commit at once, a stall no row lock and no chunk duration shows. So after every chunk, the
+    monitor connection rewrites the part's progress row in its own transaction (synchronous_commit as the
+    server has it) and times it. A probe that waits for the row longer than its lock_timeout counts as that long."""
+
+    def __init__(self, monitor: psycopg.Connection, batch: str) -> None:
+        self.monitor, self.batch = monitor, batch
+
+    def measure(self, part: str) -> float:
+        started = time.monotonic()
+        try:
+            with self.monitor.transaction():
+                progress.touch(self.monitor, self.batch, part)
+        except pg_errors.LockNotAvailable:
+            pass
+        return _ms(started)
 
 
 class _Rate:

@@ -7,6 +7,9 @@ Within it, it sizes chunks from the measured cost per row, and it backs off on t
 
 - the chunk took longer than the target: shrink in proportion, pause as long as it took (waiters drain);
 - the chunk could not take a lock in time (lock_timeout): halve, pause with exponential backoff;
+- a one-row write committed after the chunk (the commit probe) took over half the target: every write is
+  stalling on the disk (WAL flushes queued behind the backfill's writes), which no lock shows. Halve, pause with
+  exponential backoff; over a fifth of the target, do not grow;
 - a streaming replica replays too far behind: halve, and wait until the lag is back under half the limit;
 - otherwise: aim at the budget from the cost per row of the recent full chunks, at most doubling per chunk,
   with no pause (a pause would not shorten any wait; it would only lengthen the run).
@@ -25,6 +28,8 @@ from dataclasses import dataclass
 CHUNK_BUDGET = 0.7  # a chunk may last this fraction of the write-latency target; the rest is the write's own
 MAX_GROWTH = 2.0  # at most double the chunk from one chunk to the next
 COST_SMOOTHING = 0.3  # weight of the newest full chunk in the moving average of the cost per row
+COMMIT_STALL = 0.5  # a probe commit over this fraction of the target: writes are stalling, back off
+COMMIT_BUSY = 0.2  # over this fraction: the disk is busy, do not grow
 MAX_BACKOFF_MS = 5_000.0
 LAG_POLL_MS = 250.0
 
@@ -46,12 +51,14 @@ class ThrottleSettings:
 
 @dataclass(frozen=True)
 class Observation:
-    """What one chunk (or one wait) showed. rows=0 with lock_wait=False is a replica-lag poll."""
+    """What one chunk (or one wait) showed. rows=0 with lock_wait=False is a replica-lag poll. commit_ms: how long
+    a one-row write took to commit right after the chunk (None: not probed)."""
 
     rows: int
     duration_ms: float
     lock_wait: bool = False
     replay_lag_ms: float | None = None
+    commit_ms: float | None = None
 
     @property
     def ms_per_row(self) -> float:
@@ -94,6 +101,11 @@ class AdaptiveThrottle:
             self._backoff_ms = min(max(self._backoff_ms * 2, float(s.target_write_latency_ms)), MAX_BACKOFF_MS)
             return Decision(self._clamp(self.chunk_rows // 2), self._backoff_ms,
                             f"lock wait: the chunk could not take its locks within {s.target_write_latency_ms} ms")
+        if seen.commit_ms is not None and seen.commit_ms > s.target_write_latency_ms * COMMIT_STALL:
+            self._backoff_ms = min(max(self._backoff_ms * 2, float(s.target_write_latency_ms)), MAX_BACKOFF_MS)
+            return Decision(self._clamp(self.chunk_rows // 2), self._backoff_ms,
+                            f"commits stalling: a one-row write took {seen.commit_ms:.0f} ms to commit "
+                            f"(target {s.target_write_latency_ms} ms)")
         self._backoff_ms = 0.0
         if seen.replay_lag_ms is not None and seen.replay_lag_ms > s.max_replay_lag_ms / 2 and (
                 seen.rows == 0 or seen.replay_lag_ms > s.max_replay_lag_ms):
@@ -116,11 +128,14 @@ class AdaptiveThrottle:
         ideal = int(s.chunk_budget_ms / ms_per_row)
         size = min(ideal, int(self.chunk_rows * MAX_GROWTH))
         lag_near = seen.replay_lag_ms is not None and seen.replay_lag_ms > s.max_replay_lag_ms / 2
-        if lag_near:
+        commits_slow = seen.commit_ms is not None and seen.commit_ms > s.target_write_latency_ms * COMMIT_BUSY
+        if lag_near or commits_slow:
             size = min(size, self.chunk_rows)
         reason = None
         if size < self.chunk_rows:
             reason = f"chunk of {seen.rows} rows took {seen.duration_ms:.0f} ms (budget {s.chunk_budget_ms:.0f} ms)"
+        if commits_slow:
+            reason = f"commits slowing: a one-row write took {seen.commit_ms:.0f} ms to commit"
         if lag_near:
             reason = f"replica replay lag {seen.replay_lag_ms / 1000:.1f} s is over half the limit"
         return Decision(self._clamp(size), 0.0, reason)

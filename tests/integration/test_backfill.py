@@ -82,6 +82,19 @@ def test_a_customer_the_application_created_is_reused_not_duplicated(db_target: 
     assert counts(db)[0] == 1
 
 
+def test_chunks_commit_asynchronously_wait_at_most_the_target_for_locks_and_write_back_what_they_evict(
+        legacy_db: Target, db: psycopg.Connection) -> None:
+    """Seen from inside the chunk's own transaction: a statement trigger on "Lead" notes the session's settings."""
+    db.execute("CREATE TABLE seen (synchronous_commit text, lock_timeout text, backend_flush_after text)")
+    db.execute("""CREATE FUNCTION note_settings() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+                      INSERT INTO seen VALUES (current_setting('synchronous_commit'), current_setting('lock_timeout'),
+                                               current_setting('backend_flush_after'));
+                      RETURN NULL; END $$""")
+    db.execute('CREATE TRIGGER note_settings AFTER UPDATE ON "Lead" FOR EACH STATEMENT EXECUTE FUNCTION note_settings()')
+    apply_batch(legacy_db, BACKFILL, settings())
+    assert set(db.execute("SELECT * FROM seen").fetchall()) == {("off", "100ms", "256kB")}
+
+
 def test_a_crash_between_chunks_resumes_after_the_last_committed_chunk_without_duplicates(
         legacy_db: Target, db: psycopg.Connection) -> None:
     chunks: list[BackfillProgress] = []
