@@ -306,36 +306,39 @@ def writers_alone(_dsn: str, _phases: list[tuple[float, str]]) -> tuple[int, flo
 def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch, applied: str | None) -> Result:
     """0003, measured with writers on, on a database where 0002 has been applied: the adaptive scenario's when
     it ran (0002 applied under traffic, as in production), else a copy of the template where 0002 is applied
-    first with the writers stopped."""
-    if applied:
-        dsn = server.dsn(applied)
-    else:
-        dsn = clone(server, TEMPLATE, "bench_tighten")
-        apply_batch(Target.from_dsn(dsn), b2,
-                    RunSettings(stack="bench", backfill=BackfillRun(fixed_chunk_rows=PREPARE_CHUNK_ROWS)))
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        # As in production some time after 0002: autovacuum has processed the rewritten rows. (An autovacuum still
-        # running holds SHARE UPDATE EXCLUSIVE and is only cancelled after deadlock_timeout, 1 s, which is longer
-        # than lock_timeout: 0003 would retry until it gives up.)
-        conn.execute("VACUUM ANALYZE")
-        conn.execute("CHECKPOINT")  # every scenario starts right after a checkpoint
-    writers = Writers(dsn, job_ids, write=write_linked, max_seconds=WRITERS_MAX_S)
-    t0 = writers.start()
+    first with the writers stopped. The outcome says which. The database is dropped after, whatever happens."""
+    database = applied or "bench_tighten"
     try:
-        time.sleep(LEAD_IN_S)
-        start = time.monotonic()
-        checkpoints = checkpoints_requested(server)
+        if applied:
+            dsn, on = server.dsn(applied), "after the adaptive scenario's 0002"
+        else:
+            dsn, on = clone(server, TEMPLATE, database), "after 0002 applied with no writers"
+            apply_batch(Target.from_dsn(dsn), b2,
+                        RunSettings(stack="bench", backfill=BackfillRun(fixed_chunk_rows=PREPARE_CHUNK_ROWS)))
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            # As in production some time after 0002: autovacuum has processed the rewritten rows. (An autovacuum
+            # still running holds SHARE UPDATE EXCLUSIVE and is only cancelled after deadlock_timeout, 1 s, which is
+            # longer than lock_timeout: 0003 would retry until it gives up.)
+            conn.execute("VACUUM ANALYZE")
+            conn.execute("CHECKPOINT")  # every scenario starts right after a checkpoint
+        writers = Writers(dsn, job_ids, write=write_linked, max_seconds=WRITERS_MAX_S)
+        t0 = writers.start()
         try:
-            apply_batch(Target.from_dsn(dsn), b3, RunSettings(stack="bench"))
-            outcome = "applied"
-        except Exception as err:  # noqa: BLE001
-            outcome = f"failed: {err}"
-        checkpoints = checkpoints_requested(server) - checkpoints
-        end = time.monotonic()
-        time.sleep(TAIL_S)
+            time.sleep(LEAD_IN_S)
+            start = time.monotonic()
+            checkpoints = checkpoints_requested(server)
+            try:
+                apply_batch(Target.from_dsn(dsn), b3, RunSettings(stack="bench"))
+                outcome = f"applied ({on})"
+            except Exception as err:  # noqa: BLE001
+                outcome = f"failed ({on}): {err}"
+            checkpoints = checkpoints_requested(server) - checkpoints
+            end = time.monotonic()
+            time.sleep(TAIL_S)
+        finally:
+            samples = writers.stop()
     finally:
-        samples = writers.stop()
-        drop(server, applied or "bench_tighten")
+        drop(server, database)
     return Result("tighten-0003", samples, t0, start, end, 0, 0.0, outcome, wal_checkpoints=checkpoints)
 
 

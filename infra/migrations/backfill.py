@@ -123,7 +123,7 @@ def run_backfill(conn: psycopg.Connection, target: Target, batch: Batch, run: Ba
             conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON schema_ledger.backfill_progress TO {}")
                          .format(sql.Identifier(role)))
     with target.connect(autocommit=True) as monitor:
-        # The commit probe waits this long at most for its row (someone holding the progress row is a stall too).
+        # The commit probe never waits long for its row (a session holding it is a stall too).
         monitor.execute("SELECT set_config('lock_timeout', %s, false)", (f"{PROBE_LOCK_TIMEOUT_MS}ms",))
         filler = _Filler(conn, monitor, batch, spec, run, verify_lock)
         with _chunk_settings(conn, run.throttle.target_write_latency_ms):
@@ -227,9 +227,9 @@ class _Filler:
         held_ms, state = _ms(started), advanced
         if phase == "pass":
             self._rate.add(count)
-        commit_ms = self.commits.measure(part.name) if self.commits else None
-        self._after(part, state, total, Observation(count, held_ms, replay_lag_ms=self.lag.measure(), commit_ms=commit_ms),
-                    phase)
+        waited = self.commits.measure(part.name) if self.commits else None
+        self._after(part, state, total,
+                    Observation(count, held_ms, replay_lag_ms=self.lag.measure(), commit_wait_ms=waited), phase)
         return _Chunk(state, count, size, changed)
 
     def _apply(self, part: Part, keys: _Keys) -> tuple[int, int, str | None]:
@@ -392,24 +392,30 @@ class ReplayLag:
 
 
 class CommitProbe:
-    """How long a small durable write takes to commit right now, in ms: what the application's next write pays.
+    """How much longer than usual a small durable write takes to commit right now, in ms.
 
     A commit waits until the WAL before it is on disk, the backfill's own included, and a server short of I/O
-    stalls every commit at once, a stall no row lock and no chunk duration shows. So after every chunk, the
-    monitor connection rewrites the part's progress row in its own transaction (synchronous_commit as the
-    server has it) and times it. A probe that waits for the row longer than its lock_timeout counts as that long."""
+    stalls every session's commits at once: no row lock and no chunk duration shows it. So after every chunk, the
+    monitor connection rewrites the part's progress row unchanged (one autocommit statement, one round trip,
+    synchronous_commit as the server has it) and times it. The fastest probe of the run is the usual cost (round
+    trip and disk flush); what goes beyond it is the stall. A probe that waits for its row until the monitor's
+    lock_timeout counts as that long."""
 
     def __init__(self, monitor: psycopg.Connection, batch: str) -> None:
         self.monitor, self.batch = monitor, batch
+        self.fastest_ms: float | None = None
 
-    def measure(self, part: str) -> float:
+    def measure(self, part: str) -> float | None:
+        """The wait beyond the fastest probe so far; None when there was nothing to write (no progress row yet)."""
         started = time.monotonic()
         try:
-            with self.monitor.transaction():
-                progress.touch(self.monitor, self.batch, part)
+            if not progress.touch(self.monitor, self.batch, part):
+                return None
         except pg_errors.LockNotAvailable:
             pass
-        return _ms(started)
+        took = _ms(started)
+        self.fastest_ms = took if self.fastest_ms is None else min(self.fastest_ms, took)
+        return took - self.fastest_ms
 
 
 class _Rate:

@@ -7,9 +7,10 @@ Within it, it sizes chunks from the measured cost per row, and it backs off on t
 
 - the chunk took longer than the target: shrink in proportion, pause as long as it took (waiters drain);
 - the chunk could not take a lock in time (lock_timeout): halve, pause with exponential backoff;
-- a one-row write committed after the chunk (the commit probe) took over half the target: every write is
-  stalling on the disk (WAL flushes queued behind the backfill's writes), which no lock shows. Halve, pause with
-  exponential backoff; over a fifth of the target, do not grow;
+- a one-row write committed after the chunk (the commit probe) waited over half the target longer than the
+  run's fastest probe: every write is stalling on the disk (WAL flushes queued behind the backfill's writes), which
+  no lock shows. Halve (or less, if the chunk also ran over the target), pause with exponential backoff; over a
+  fifth of the target, do not grow;
 - a streaming replica replays too far behind: halve, and wait until the lag is back under half the limit;
 - otherwise: aim at the budget from the cost per row of the recent full chunks, at most doubling per chunk,
   with no pause (a pause would not shorten any wait; it would only lengthen the run).
@@ -51,14 +52,15 @@ class ThrottleSettings:
 
 @dataclass(frozen=True)
 class Observation:
-    """What one chunk (or one wait) showed. rows=0 with lock_wait=False is a replica-lag poll. commit_ms: how long
-    a one-row write took to commit right after the chunk (None: not probed)."""
+    """What one chunk (or one wait) showed. rows=0 with lock_wait=False is a replica-lag poll. commit_wait_ms: how
+    much longer than the fastest probe of the run a one-row write took to commit right after the chunk (None: not
+    probed)."""
 
     rows: int
     duration_ms: float
     lock_wait: bool = False
     replay_lag_ms: float | None = None
-    commit_ms: float | None = None
+    commit_wait_ms: float | None = None
 
     @property
     def ms_per_row(self) -> float:
@@ -98,14 +100,18 @@ class AdaptiveThrottle:
     def _decide(self, seen: Observation) -> Decision:
         s = self.settings
         if seen.lock_wait:
-            self._backoff_ms = min(max(self._backoff_ms * 2, float(s.target_write_latency_ms)), MAX_BACKOFF_MS)
-            return Decision(self._clamp(self.chunk_rows // 2), self._backoff_ms,
-                            f"lock wait: the chunk could not take its locks within {s.target_write_latency_ms} ms")
-        if seen.commit_ms is not None and seen.commit_ms > s.target_write_latency_ms * COMMIT_STALL:
-            self._backoff_ms = min(max(self._backoff_ms * 2, float(s.target_write_latency_ms)), MAX_BACKOFF_MS)
-            return Decision(self._clamp(self.chunk_rows // 2), self._backoff_ms,
-                            f"commits stalling: a one-row write took {seen.commit_ms:.0f} ms to commit "
-                            f"(target {s.target_write_latency_ms} ms)")
+            return self._back_off(self.chunk_rows // 2, 0.0,
+                                  f"lock wait: the chunk could not take its locks within {s.target_write_latency_ms} ms")
+        over = seen.rows > 0 and seen.duration_ms > s.target_write_latency_ms
+        if over:
+            # Not noise: the cost per row has risen, so it replaces the average (the next chunks must not grow
+            # back from the old, cheaper cost).
+            self._ms_per_row = seen.ms_per_row
+        scaled = int(self.chunk_rows * s.chunk_budget_ms / seen.duration_ms) if over else self.chunk_rows
+        if seen.commit_wait_ms is not None and seen.commit_wait_ms > s.target_write_latency_ms * COMMIT_STALL:
+            return self._back_off(min(self.chunk_rows // 2, scaled), seen.duration_ms if over else 0.0,
+                                  f"commits stalling: a one-row write waited {seen.commit_wait_ms:.0f} ms longer than "
+                                  f"usual to commit (target {s.target_write_latency_ms} ms)")
         self._backoff_ms = 0.0
         if seen.replay_lag_ms is not None and seen.replay_lag_ms > s.max_replay_lag_ms / 2 and (
                 seen.rows == 0 or seen.replay_lag_ms > s.max_replay_lag_ms):
@@ -113,14 +119,15 @@ class AdaptiveThrottle:
                             f"replica replay lag {seen.replay_lag_ms / 1000:.1f} s (limit {s.max_replay_lag_ms / 1000:.1f} s)")
         if seen.rows == 0:
             return Decision(self.chunk_rows, 0.0)
-        if seen.duration_ms > s.target_write_latency_ms:
-            # Not noise: the cost per row has risen, so it replaces the average (the next chunks must not grow
-            # back from the old, cheaper cost).
-            self._ms_per_row = seen.ms_per_row
-            scaled = int(self.chunk_rows * s.chunk_budget_ms / seen.duration_ms)
+        if over:
             return Decision(self._clamp(scaled), seen.duration_ms,
                             f"chunk of {seen.rows} rows took {seen.duration_ms:.0f} ms (target {s.target_write_latency_ms} ms)")
         return self._aim(seen)
+
+    def _back_off(self, rows: int, at_least_ms: float, reason: str) -> Decision:
+        """Smaller chunks and an exponential pause (from the target up to MAX_BACKOFF_MS) while the signal lasts."""
+        self._backoff_ms = min(max(self._backoff_ms * 2, float(self.settings.target_write_latency_ms)), MAX_BACKOFF_MS)
+        return Decision(self._clamp(rows), max(self._backoff_ms, at_least_ms), reason)
 
     def _aim(self, seen: Observation) -> Decision:
         s = self.settings
@@ -128,15 +135,15 @@ class AdaptiveThrottle:
         ideal = int(s.chunk_budget_ms / ms_per_row)
         size = min(ideal, int(self.chunk_rows * MAX_GROWTH))
         lag_near = seen.replay_lag_ms is not None and seen.replay_lag_ms > s.max_replay_lag_ms / 2
-        commits_slow = seen.commit_ms is not None and seen.commit_ms > s.target_write_latency_ms * COMMIT_BUSY
-        if lag_near or commits_slow:
-            size = min(size, self.chunk_rows)
+        commits_slow = seen.commit_wait_ms is not None and seen.commit_wait_ms > s.target_write_latency_ms * COMMIT_BUSY
         reason = None
         if size < self.chunk_rows:
             reason = f"chunk of {seen.rows} rows took {seen.duration_ms:.0f} ms (budget {s.chunk_budget_ms:.0f} ms)"
-        if commits_slow:
-            reason = f"commits slowing: a one-row write took {seen.commit_ms:.0f} ms to commit"
+        elif commits_slow and size > self.chunk_rows:
+            size = self.chunk_rows
+            reason = f"commits slowing: a one-row write waited {seen.commit_wait_ms:.0f} ms longer than usual to commit"
         if lag_near:
+            size = min(size, self.chunk_rows)
             reason = f"replica replay lag {seen.replay_lag_ms / 1000:.1f} s is over half the limit"
         return Decision(self._clamp(size), 0.0, reason)
 

@@ -8,12 +8,14 @@ import psycopg
 import pytest
 
 from bench.legacy import LegacyShape, generate
+from infra.migrations import progress
 from infra.migrations.backfill import BackfillProgress, BackfillRun, run_backfill
 from infra.migrations.backfill_errors import BackfillPaused
 from infra.migrations.gate import gate_status
 from infra.migrations.plan import load_batches
 from infra.migrations.runner import RunSettings, apply_batch, rollback_batch
 from infra.migrations.target import Target
+from infra.migrations.throttle import ThrottleSettings
 from infra.migrations.validation import CheckResult, run_checks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,6 +156,31 @@ def test_a_held_lock_makes_the_throttle_back_off_and_the_backfill_finishes_once_
     backed_off = [e for e in seen if e.slowed_because and e.slowed_because.startswith("lock wait")]
     assert backed_off and backed_off[0].part == "jobs"
     assert counts(db)[3] == 0
+
+
+def test_commits_stalling_after_the_chunks_make_the_throttle_back_off_though_no_lock_is_held(
+        legacy_db: Target, db: psycopg.Connection) -> None:
+    """A server short of I/O stalls every commit, which none of the chunk's own measures shows. Here the stall is
+    injected into the one-row write the throttle's commit probe makes after each chunk (it rewrites its part's
+    progress row unchanged): none for the first chunk's probe (the usual cost), then 150 ms, over half the 100 ms
+    target."""
+    progress.ensure(db)
+    db.execute("""CREATE FUNCTION stall_unchanged_rewrites() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+                      IF NEW IS NOT DISTINCT FROM OLD AND OLD.chunks >= 2 THEN PERFORM pg_sleep(0.15); END IF;
+                      RETURN NEW; END $$""")
+    db.execute("""CREATE TRIGGER stall BEFORE UPDATE ON schema_ledger.backfill_progress
+                  FOR EACH ROW EXECUTE FUNCTION stall_unchanged_rewrites()""")
+    seen: list[BackfillProgress] = []
+    small = ThrottleSettings(initial_chunk_rows=100, min_chunk_rows=10)
+
+    apply_batch(legacy_db, BACKFILL, RunSettings(stack="test", backfill=BackfillRun(
+        throttle=small, on_progress=seen.append, sleep=lambda _s: None)))
+
+    chunks = [e for e in seen if e.part == "customers" and e.phase == "pass"]
+    assert not chunks[0].slowed_because
+    assert (chunks[1].slowed_because or "").startswith("commits stalling: a one-row write waited")
+    assert chunks[1].chunk_rows == chunks[0].chunk_rows // 2  # the size the second chunk had, halved
+    assert counts(db)[3] == 0  # and it finished
 
 
 def test_rollback_removes_what_the_backfill_made_and_keeps_what_the_application_wrote(

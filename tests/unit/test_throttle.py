@@ -117,3 +117,44 @@ def test_a_full_chunk_after_a_lock_wait_counts_and_a_replica_poll_does_not() -> 
     for _ in range(5):
         decision = throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=throttle.chunk_rows / 20))
     assert decision.chunk_rows == 1_400
+
+
+def test_commits_stalling_after_a_chunk_halve_the_next_and_back_off_exponentially_while_they_last() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    stalled = [throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=20, commit_wait_ms=80)) for _ in range(3)]
+    assert [d.chunk_rows for d in stalled] == [500, 250, 125]
+    assert [d.pause_ms for d in stalled] == [100, 200, 400]
+    assert stalled[0].slowed_because == "commits stalling: a one-row write waited 80 ms longer than usual to commit (target 100 ms)"
+    healthy = throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=10, commit_wait_ms=2))
+    assert healthy.pause_ms == 0 and healthy.chunk_rows == 250  # grows again, at most twofold
+    again = throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=20, commit_wait_ms=80))
+    assert again.pause_ms == 100  # the backoff starts over
+
+
+def test_a_chunk_over_the_target_while_commits_stall_shrinks_and_pauses_as_much_as_either_signal_asks() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    decision = throttle.next(Observation(rows=1_000, duration_ms=400, commit_wait_ms=80))
+    assert decision.chunk_rows == 175  # the 70 ms budget at 2.5 rows per ms (halving would give 500)
+    assert decision.pause_ms == 400  # as long as the chunk took (the backoff alone would give 100)
+    after = throttle.next(Observation(rows=175, duration_ms=30))  # its cost per row replaced the average
+    assert after.chunk_rows <= 350 and after.pause_ms == 0
+
+
+def test_commits_slowing_but_not_stalling_stop_growth_without_a_pause() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    decision = throttle.next(Observation(rows=1_000, duration_ms=5, commit_wait_ms=30))  # the chunk alone would double
+    assert decision.chunk_rows == 1_000
+    assert decision.pause_ms == 0
+    assert decision.slowed_because == "commits slowing: a one-row write waited 30 ms longer than usual to commit"
+
+
+def test_commits_slowing_are_not_named_when_the_chunk_budget_already_stopped_growth() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    decision = throttle.next(Observation(rows=1_000, duration_ms=90, commit_wait_ms=30))
+    assert decision.chunk_rows < 1_000
+    assert (decision.slowed_because or "").startswith("chunk of 1000 rows took 90 ms")
+
+
+def test_a_commit_about_as_fast_as_usual_is_no_signal() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    assert throttle.next(Observation(rows=1_000, duration_ms=5, commit_wait_ms=19)).chunk_rows == 2_000
