@@ -9,8 +9,8 @@ Within it, it sizes chunks from the measured cost per row, and it backs off on t
 - the chunk could not take a lock in time (lock_timeout): halve, pause with exponential backoff;
 - a one-row write committed after the chunk (the commit probe) waited over half the target longer than the
   run's fastest probe: every write is stalling on the disk (WAL flushes queued behind the backfill's writes), which
-  no lock shows. Halve (or less, if the chunk also ran over the target), pause with exponential backoff; over a
-  fifth of the target, do not grow;
+  no lock shows. Pause with exponential backoff, keeping the size (smaller chunks would write the same WAL in
+  more commits; the pause is what lets the disk catch up); over a fifth of the target, do not grow;
 - a streaming replica replays too far behind: halve, and wait until the lag is back under half the limit;
 - otherwise: aim at the budget from the cost per row of the recent full chunks, at most doubling per chunk,
   with no pause (a pause would not shorten any wait; it would only lengthen the run).
@@ -109,7 +109,7 @@ class AdaptiveThrottle:
             self._ms_per_row = seen.ms_per_row
         scaled = int(self.chunk_rows * s.chunk_budget_ms / seen.duration_ms) if over else self.chunk_rows
         if seen.commit_wait_ms is not None and seen.commit_wait_ms > s.target_write_latency_ms * COMMIT_STALL:
-            return self._back_off(min(self.chunk_rows // 2, scaled), seen.duration_ms if over else 0.0,
+            return self._back_off(scaled, seen.duration_ms if over else 0.0,
                                   f"commits stalling: a one-row write waited {seen.commit_wait_ms:.0f} ms longer than "
                                   f"usual to commit (target {s.target_write_latency_ms} ms)")
         self._backoff_ms = 0.0
@@ -125,7 +125,7 @@ class AdaptiveThrottle:
         return self._aim(seen)
 
     def _back_off(self, rows: int, at_least_ms: float, reason: str) -> Decision:
-        """Smaller chunks and an exponential pause (from the target up to MAX_BACKOFF_MS) while the signal lasts."""
+        """A pause that doubles (from the target up to MAX_BACKOFF_MS) while the signal lasts, before `rows`."""
         self._backoff_ms = min(max(self._backoff_ms * 2, float(self.settings.target_write_latency_ms)), MAX_BACKOFF_MS)
         return Decision(self._clamp(rows), max(self._backoff_ms, at_least_ms), reason)
 

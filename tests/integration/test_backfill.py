@@ -170,16 +170,19 @@ def test_commits_stalling_after_the_chunks_make_the_throttle_back_off_though_no_
                       RETURN NEW; END $$""")
     db.execute("""CREATE TRIGGER stall BEFORE UPDATE ON schema_ledger.backfill_progress
                   FOR EACH ROW EXECUTE FUNCTION stall_unchanged_rewrites()""")
-    seen: list[BackfillProgress] = []
+    seen: list[BackfillProgress | float] = []  # progress events and pauses (s), in order
     small = ThrottleSettings(initial_chunk_rows=100, min_chunk_rows=10)
 
     apply_batch(legacy_db, BACKFILL, RunSettings(stack="test", backfill=BackfillRun(
-        throttle=small, on_progress=seen.append, sleep=lambda _s: None)))
+        throttle=small, on_progress=seen.append, sleep=seen.append)))
 
-    chunks = [e for e in seen if e.part == "customers" and e.phase == "pass"]
-    assert not chunks[0].slowed_because
-    assert (chunks[1].slowed_because or "").startswith("commits stalling: a one-row write waited")
-    assert chunks[1].chunk_rows == chunks[0].chunk_rows // 2  # the size the second chunk had, halved
+    customers = seen[:next(i for i, e in enumerate(seen) if isinstance(e, BackfillProgress) and e.part != "customers")]
+    first, second, pause = customers[0], customers[1], customers[2]
+    assert isinstance(first, BackfillProgress) and not first.slowed_because
+    assert isinstance(second, BackfillProgress)
+    assert (second.slowed_because or "").startswith("commits stalling: a one-row write waited")
+    assert pause == 0.1  # the backoff's first pause: the target
+    assert second.chunk_rows == first.chunk_rows  # the size stays; the pause lets the disk catch up
     assert counts(db)[3] == 0  # and it finished
 
 

@@ -119,22 +119,22 @@ def test_a_full_chunk_after_a_lock_wait_counts_and_a_replica_poll_does_not() -> 
     assert decision.chunk_rows == 1_400
 
 
-def test_commits_stalling_after_a_chunk_halve_the_next_and_back_off_exponentially_while_they_last() -> None:
+def test_commits_stalling_after_a_chunk_pause_the_next_with_exponential_backoff_at_the_same_size() -> None:
     throttle = AdaptiveThrottle(SETTINGS)
     stalled = [throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=20, commit_wait_ms=80)) for _ in range(3)]
-    assert [d.chunk_rows for d in stalled] == [500, 250, 125]
+    assert [d.chunk_rows for d in stalled] == [1_000, 1_000, 1_000]
     assert [d.pause_ms for d in stalled] == [100, 200, 400]
     assert stalled[0].slowed_because == "commits stalling: a one-row write waited 80 ms longer than usual to commit (target 100 ms)"
-    healthy = throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=10, commit_wait_ms=2))
-    assert healthy.pause_ms == 0 and healthy.chunk_rows == 250  # grows again, at most twofold
-    again = throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=20, commit_wait_ms=80))
+    healthy = throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=20, commit_wait_ms=2))
+    assert healthy.pause_ms == 0 and healthy.chunk_rows == 2_000  # grows again, at most twofold
+    again = throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=40, commit_wait_ms=80))
     assert again.pause_ms == 100  # the backoff starts over
 
 
 def test_a_chunk_over_the_target_while_commits_stall_shrinks_and_pauses_as_much_as_either_signal_asks() -> None:
     throttle = AdaptiveThrottle(SETTINGS)
     decision = throttle.next(Observation(rows=1_000, duration_ms=400, commit_wait_ms=80))
-    assert decision.chunk_rows == 175  # the 70 ms budget at 2.5 rows per ms (halving would give 500)
+    assert decision.chunk_rows == 175  # the 70 ms budget at 2.5 rows per ms
     assert decision.pause_ms == 400  # as long as the chunk took (the backoff alone would give 100)
     after = throttle.next(Observation(rows=175, duration_ms=30))  # its cost per row replaced the average
     assert after.chunk_rows <= 350 and after.pause_ms == 0
