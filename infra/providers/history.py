@@ -128,7 +128,7 @@ class SchemaHistoryProvider(ResourceProvider):
                 rollback_batches(p.target, p.run, {**checkout_batches(), **p.files}, start=p.roll_back_from)
             if p.corrections or p.pending:
                 forget_catalog()
-                apply_batches(p.target, (*p.corrections, *p.pending), p.run, adopted=p.adopted)
+            apply_batches(p.target, (*p.corrections, *p.pending), p.run, adopted=p.adopted)
             outs = {**props, **ledger_outputs(p.target)}
         return CreateResult(id_="schema-history", outs=outs)
 
