@@ -10,8 +10,8 @@ lead with customer_id, a random job's status update), runs:
 - fixed: the same chunks at a fixed 1,000 rows, no pause (pgroll's default);
 - each of adaptive and fixed again with a streaming replica (pg_basebackup -R), reporting its replay lag;
 - tighten: batch 0003 on the adaptive scenario's database, as in production (0002 applied under traffic);
-- naive, last (the contrast, and the longest to run): every part as one set-based statement over the whole
-  table, all in one transaction.
+- naive, last (the contrast, and the longest to run): every part set-based over its whole table, all in one
+  transaction (statements of at most NAIVE_KEYS_PER_STATEMENT keys: one jsonb value is limited to 256 MB).
 Each scenario's database is dropped once measured.
 Writes bench/BACKFILL-RESULTS section into bench/RESULTS.md and bench/backfill-latency-N.png.
 """
@@ -41,7 +41,8 @@ from infra.migrations.runner import RunSettings, apply_batch
 from infra.migrations.target import Target
 
 from . import legacy
-from .server import FAST_LOAD, bench_server, checkpoints_requested, clone, configure, drop, machine, make_durable
+from .server import (BENCH_SETTINGS, FAST_LOAD, bench_server, checkpoints_requested, clone, configure, drop, machine,
+                     make_durable, quarter_of_ram, settings_in_effect)
 from .backfill_report import slowest_during, write
 from .stats import window_stats
 from .writer import Sample, Writers
@@ -54,6 +55,14 @@ BASELINE_S = 30.0
 WRITERS_MAX_S = 4 * 3600.0  # a safety net only: at 2M leads a scenario runs for tens of minutes
 # 0003's scenario needs 0002 applied first, with no writers and nothing measured: the largest fixed chunks.
 PREPARE_CHUNK_ROWS = 20_000
+# shared_buffers at a quarter of RAM, where PostgreSQL's documentation starts a dedicated server: the tables and
+# indexes the backfill walks (about 3.3 GB at 2M leads) fit. With 1 GB they did not, and the pages the backfill
+# dirtied were evicted by every session, the writers' included, then written back by the kernel in bursts that
+# stalled every commit for up to 323 ms (RESULTS.md, "Backfill"); no throttle inside the backfill sees that coming.
+SERVER_SETTINGS = BENCH_SETTINGS | {"shared_buffers": quarter_of_ram()}
+# Naive: at most this many keys per statement. One statement cannot build a jsonb value over 256 MB, and at 2M
+# leads one part's legacy history is more than that; every statement still runs in the one transaction.
+NAIVE_KEYS_PER_STATEMENT = 250_000
 
 
 def write_linked(conn: psycopg.Connection, rng: random.Random, job_ids: list[str]) -> None:
@@ -201,23 +210,32 @@ def adaptive(batch: Batch, fixed: int | None = None) -> Action:
 
 
 def naive(batch: Batch) -> Action:
-    """migration.sql through the engine, then every part over its whole table in ONE transaction."""
+    """migration.sql through the engine, then every part over its whole table in ONE transaction: each part's chunk
+    function handed the table's keys in order, NAIVE_KEYS_PER_STATEMENT at a time, every row lock held to the end."""
     def action(dsn: str, phases: list[tuple[float, str]]) -> tuple[int, float, str]:
         target = Target.from_dsn(dsn)
         machinery = Batch(batch.name, batch.migration, "SELECT 'x' AS check_name, true AS ok, '' AS detail;", batch.rollback)
         apply_batch(target, machinery, RunSettings(stack="bench"))
-        rows = 0
+        rows = statements = 0
         started = time.monotonic()
         try:
             with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
                 for part in load_spec(batch).parts:
                     table, key, fn = (sql.Identifier(*part.table.split(".")), sql.Identifier(part.key),
                                       sql.Identifier(*part.chunk.split(".")))
-                    conn.execute(sql.SQL("SELECT {f}(array(SELECT {k}::text FROM {t}))").format(f=fn, k=key, t=table))
-                    rows += conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()[0]
+                    after: str | None = None
+                    while True:
+                        where = sql.SQL("") if after is None else sql.SQL(" WHERE {k} > %(after)s").format(k=key)
+                        count, after = conn.execute(sql.SQL(
+                            "SELECT cardinality(k), k[cardinality(k)], {f}(k) FROM (SELECT array("
+                            "SELECT {k}::text FROM {t}{w} ORDER BY {k} LIMIT %(n)s) AS k) AS page").format(
+                                f=fn, k=key, t=table, w=where), {"after": after, "n": NAIVE_KEYS_PER_STATEMENT}).fetchone()[:2]
+                        rows, statements = rows + count, statements + 1
+                        if count < NAIVE_KEYS_PER_STATEMENT:
+                            break
                     phases.append((time.monotonic(), f"{part.name} (one transaction)"))
-            outcome = "one transaction, committed"
-        except psycopg.Error as err:  # e.g. a part's whole table is more than one statement can hold
+            outcome = f"one transaction ({statements} statements), committed"
+        except psycopg.Error as err:
             outcome = f"failed after {time.monotonic() - started:.0f} s, rolled back: {type(err).__name__}: {err}".splitlines()[0]
         return rows, (time.monotonic() - started) * 1000, outcome
     return action
@@ -254,20 +272,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     b2, b3 = batches[2], batches[3]
     load = os.getloadavg()[0]
     results: list[Result] = []
-    with bench_server() as server, tempfile.TemporaryDirectory(prefix="jq-replica-") as tmp:
+    with bench_server(SERVER_SETTINGS) as server, tempfile.TemporaryDirectory(prefix="jq-replica-") as tmp:
         configure(server, FAST_LOAD, reload=True)
         t = time.monotonic()
         job_ids, entries = seed(server, batches, args.leads)
         make_durable(server)
         seed_s = time.monotonic() - t
         print(f"seeded {args.leads:,} leads, {entries:,} legacy entries in {seed_s:.0f} s", flush=True)
-        info = machine(server)
+        info, settings = machine(server), settings_in_effect(server)
 
         def record(result: Result) -> None:
             """Print it, and rewrite the report with every scenario so far (a run cut short keeps its figures)."""
             results.append(result)
             _print(result)
-            write(args.out, args.leads, entries, seed_s, info, load, results, quiet=True)
+            write(args.out, args.leads, entries, seed_s, info, settings, load, results, quiet=True)
 
         plain = (("writers-alone", writers_alone), ("adaptive", adaptive(b2)), ("fixed-1000", adaptive(b2, 1000)))
         for name, action in plain:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,9 @@ BENCH_SETTINGS = {
     "checkpoint_timeout": "30min",
     "max_connections": "40",
 }
+# The settings a report shows, read back from the server.
+SHOWN_SETTINGS = ("shared_buffers", "max_wal_size", "checkpoint_timeout", "wal_compression", "backend_flush_after",
+                  "synchronous_commit", "full_page_writes")
 FAST_LOAD = {"fsync": "off", "full_page_writes": "off", "synchronous_commit": "off"}
 DURABLE = {"fsync": "on", "full_page_writes": "on", "synchronous_commit": "on"}
 
@@ -40,13 +43,13 @@ class Machine:
 
 
 @contextmanager
-def bench_server() -> Iterator[LocalServer]:
+def bench_server(settings: Mapping[str, str] = BENCH_SETTINGS) -> Iterator[LocalServer]:
     """A tuned throwaway server on a free port; stopped and its data removed on exit, whatever happens."""
     with tempfile.TemporaryDirectory(prefix="jq-bench-") as tmp:
         server = LocalServer(Path(tmp) / "data", free_port())
         try:
             server.start()
-            configure(server, BENCH_SETTINGS)
+            configure(server, dict(settings))
             server.stop()
             server.start()
             yield server
@@ -91,6 +94,19 @@ def machine(server: LocalServer) -> Machine:
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
         version = conn.execute("SELECT version()").fetchone()[0]
     return Machine(cores=os.cpu_count() or 0, ram_gib=_ram_gib(), cpu_model=_cpu_model(), postgres=version)
+
+
+def quarter_of_ram() -> str:
+    """shared_buffers as PostgreSQL's documentation starts a dedicated server with: 25 % of its memory."""
+    return f"{int(_ram_gib() * 1024 / 4)}MB"
+
+
+def settings_in_effect(server: LocalServer) -> str:
+    """SHOWN_SETTINGS as the server runs them, e.g. "shared_buffers 6016MB, max_wal_size 4GB, ..."."""
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        values = conn.execute("SELECT array_agg(current_setting(n) ORDER BY i) FROM unnest(%s::text[]) "
+                              "WITH ORDINALITY AS s(n, i)", (list(SHOWN_SETTINGS),)).fetchone()[0]
+    return ", ".join(f"{n} {v}" for n, v in zip(SHOWN_SETTINGS, values))
 
 
 def _ram_gib() -> float:

@@ -7,7 +7,9 @@ function; no per-row round trip. Then the part's `sweep` until it comes back sho
 cursor, rows skipped because another transaction held them); a sweep's keys are read before its chunk's
 transaction, since a sweep query may scan the whole table. The throttle (throttle.py) sizes every chunk
 and the pause before it from the chunk's duration (the longest any of its row locks is held), lock waits
-(lock_timeout) and streaming replicas' replay lag. Then validation.sql, through the runner's checks (with
+(lock_timeout), a commit probe and streaming replicas' replay lag. An adaptive chunk's statements also carry
+a statement timeout just under the write-latency target: a chunk that a sudden stall would keep running
+past it is cancelled and rolled back (then retried smaller), so no row lock is held longer. Then validation.sql, through the runner's checks (with
 their retries); when checks fail, the sweeps run again (a write may have landed after them) before giving
 up with BackfillIncomplete, which keeps everything done so far: the next run continues."""
 
@@ -26,7 +28,7 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from . import progress
-from .backfill_errors import BackfillDeclarationInvalid, BackfillIncomplete, BackfillPaused, ReplicaLagging
+from .backfill_errors import BackfillDeclarationInvalid, BackfillIncomplete, BackfillPaused, ChunkTooSlow, ReplicaLagging
 from .plan import Batch, sha256_text
 from .progress import PartProgress
 from .target import Target
@@ -39,6 +41,7 @@ FRESH_LAG_S = 0.1  # before a chunk, a replay-lag measure this recent (after the
 MAX_REPLICA_WAIT_S = 600.0
 PROBE_LOCK_TIMEOUT_MS = 1_000
 BACKEND_FLUSH_AFTER = "256kB"  # PostgreSQL's own default for checkpoint_flush_after on Linux
+CANCELLED_AT_MIN_LIMIT = 8  # chunks of the smallest size cancelled in a row before the backfill gives up
 
 Sleep = Callable[[float], None]
 
@@ -126,7 +129,7 @@ def run_backfill(conn: psycopg.Connection, target: Target, batch: Batch, run: Ba
         # The commit probe never waits long for its row (a session holding it is a stall too).
         monitor.execute("SELECT set_config('lock_timeout', %s, false)", (f"{PROBE_LOCK_TIMEOUT_MS}ms",))
         filler = _Filler(conn, monitor, batch, spec, run, verify_lock)
-        with _chunk_settings(conn, run.throttle.target_write_latency_ms):
+        with _chunk_settings(conn, run.throttle.lock_timeout_ms):
             for part in spec.parts:
                 filler.fill(part)
             return filler.validate(checks)
@@ -135,7 +138,8 @@ def run_backfill(conn: psycopg.Connection, target: Target, batch: Batch, run: Ba
 @contextmanager
 def _chunk_settings(conn: psycopg.Connection, lock_timeout_ms: int) -> Iterator[None]:
     """Set once for every chunk of the run, restored after:
-    - lock_timeout: a chunk waits at most the write-latency target for a row or table lock;
+    - lock_timeout: a chunk waits at most its budget (70 % of the write-latency target) for a row or table lock,
+      under its statement timeout, so that a lock wait is told apart from a slow chunk;
     - synchronous_commit off: a chunk's commit does not wait for its WAL to reach the disk, so its row locks are
       released sooner. Safe here: a chunk's rows and its progress row commit together, so a crash loses at most
       the last chunks, all of them, and the next run does them again (the chunk functions are idempotent);
@@ -178,8 +182,11 @@ class _Filler:
         self.lag = ReplayLag(monitor)
         self.throttle: AdaptiveThrottle | FixedThrottle = (
             FixedThrottle(run.fixed_chunk_rows) if run.fixed_chunk_rows else AdaptiveThrottle(run.throttle))
-        # Fixed chunks (the comparison point) do not listen to the database, so they pay for no probe either.
+        # Fixed chunks (the comparison point) do not listen to the database, so they pay for no probe either,
+        # and run to the end however long they take.
         self.commits = None if run.fixed_chunk_rows else CommitProbe(monitor, batch.name)
+        self.timeout_ms = None if run.fixed_chunk_rows else run.throttle.chunk_timeout_ms
+        self._cancelled_at_min = 0
         self._rate = _Rate()
         self._lock_verified_at = time.monotonic()
 
@@ -209,7 +216,8 @@ class _Filler:
     def _chunk(self, part: Part, state: PartProgress, total: int, phase: str, pick: Callable[[int], _Keys]) -> _Chunk:
         """One chunk: the keys `pick` selects for the chunk size, handed to the part's chunk function in ONE
         set-based statement, saved with the part's progress row in one short transaction. Its duration is the
-        longest any row lock of the chunk was held."""
+        longest any row lock of the chunk was held; past the statement timeout it is cancelled, and nothing of it
+        is kept."""
         self._stop_if_paused(part, state, total)
         self._wait_for_replicas(part, state, total)
         size = self.throttle.chunk_rows
@@ -218,12 +226,22 @@ class _Filler:
         try:
             # Pipelined: BEGIN goes with the chunk's statement, the progress row with COMMIT (two round trips).
             with self.conn.pipeline(), self.conn.transaction():
+                if self.timeout_ms is not None:
+                    self.conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{self.timeout_ms}ms",))
                 changed, count, last = self._apply(part, keys)
                 advanced = _advance(state, phase, count, last, size, changed)
                 progress.save(self.conn, advanced)
         except pg_errors.LockNotAvailable:
             self._after(part, state, total, Observation(0, _ms(started), lock_wait=True), phase)
             return _Chunk(state, 0, size, None)
+        except pg_errors.QueryCanceled:
+            took = _ms(started)
+            if self.timeout_ms is None or took < self.timeout_ms:
+                raise  # not the chunk's timeout: someone cancelled the backfill
+            self._count_cancelled(part, size)
+            self._after(part, state, total, Observation(size, took, cancelled=True), phase)
+            return _Chunk(state, 0, size, None)
+        self._cancelled_at_min = 0
         held_ms, state = _ms(started), advanced
         if phase == "pass":
             self._rate.add(count)
@@ -231,6 +249,17 @@ class _Filler:
         self._after(part, state, total,
                     Observation(count, held_ms, replay_lag_ms=self.lag.measure(), commit_wait_ms=waited), phase)
         return _Chunk(state, count, size, changed)
+
+    def _count_cancelled(self, part: Part, size: int) -> None:
+        """A chunk of the smallest size allowed that keeps running into its timeout cannot shrink further: after
+        CANCELLED_AT_MIN_LIMIT in a row (their backoff pauses between them), stop and say so."""
+        if size > self.run.throttle.min_chunk_rows:
+            self._cancelled_at_min = 0
+            return
+        self._cancelled_at_min += 1
+        if self._cancelled_at_min >= CANCELLED_AT_MIN_LIMIT:
+            assert self.timeout_ms is not None
+            raise ChunkTooSlow(self.batch.name, part.name, size, self.timeout_ms, self._cancelled_at_min)
 
     def _apply(self, part: Part, keys: _Keys) -> tuple[int, int, str | None]:
         """(rows changed, keys handed over, the last of them) for one statement: the keys in order, as an

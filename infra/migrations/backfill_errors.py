@@ -60,3 +60,20 @@ class BackfillPaused(MigrationError):
     def message(self, say: Actions) -> str:
         return (f"backfill of batch '{self.batch}' paused ({say.pause_setting}) before a chunk of part '{self.part}' "
                 f"({self.rows_done:,}/{self.rows_total:,} rows of it done and kept); {say.unpause} to continue")
+
+
+@dataclass(eq=False)
+class ChunkTooSlow(MigrationError):
+    """Chunks of the smallest size allowed kept running past their statement timeout; each was rolled back."""
+
+    batch: str
+    part: str
+    rows: int
+    timeout_ms: int
+    attempts: int
+
+    def message(self, say: Actions) -> str:
+        return (f"backfill of batch '{self.batch}' stopped in part '{self.part}': {self.attempts} chunks in a row of "
+                f"{self.rows} rows (the smallest allowed) ran past {self.timeout_ms} ms and were rolled back, "
+                f"everything before them is kept; check what slows the server (locks, I/O), or raise "
+                f"{say.throttle_setting} if writes may wait longer, then {say.apply} again to continue from here")

@@ -25,6 +25,7 @@ class Actions:
     settings: str = "the settings"  # where the connection is configured
     pause_setting: str = "by the stack's backfill pause setting"  # what paused a running backfill
     unpause: str = "unpause it and apply again"
+    throttle_setting: str = "the stack's backfill target write latency"  # what bounds a chunk's duration
 
 
 ENGINE_WORDS = Actions()

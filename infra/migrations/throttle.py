@@ -6,6 +6,9 @@ the per-stack write-latency target minus a share left for the write's own work (
 Within it, it sizes chunks from the measured cost per row, and it backs off on the signals the database gives:
 
 - the chunk took longer than the target: shrink in proportion, pause as long as it took (waiters drain);
+- the chunk ran into its statement timeout (CHUNK_TIMEOUT of the target; the engine cancels it there, so no row
+  lock is ever held longer, whatever the disk does meanwhile) and was rolled back: halve, pause with exponential
+  backoff; its cost per row was at least the timeout over the rows it was given;
 - the chunk could not take a lock in time (lock_timeout): halve, pause with exponential backoff;
 - a one-row write committed after the chunk (the commit probe) waited over half the target longer than the
   run's fastest probe: every write is stalling on the disk (WAL flushes queued behind the backfill's writes), which
@@ -27,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 CHUNK_BUDGET = 0.7  # a chunk may last this fraction of the write-latency target; the rest is the write's own
+CHUNK_TIMEOUT = 0.9  # a chunk still running at this fraction of the target is cancelled (and retried smaller)
 MAX_GROWTH = 2.0  # at most double the chunk from one chunk to the next
 COST_SMOOTHING = 0.3  # weight of the newest full chunk in the moving average of the cost per row
 COMMIT_STALL = 0.5  # a probe commit over this fraction of the target: writes are stalling, back off
@@ -49,16 +53,26 @@ class ThrottleSettings:
     def chunk_budget_ms(self) -> float:
         return self.target_write_latency_ms * CHUNK_BUDGET
 
+    @property
+    def chunk_timeout_ms(self) -> int:
+        return max(1, int(self.target_write_latency_ms * CHUNK_TIMEOUT))
+
+    @property
+    def lock_timeout_ms(self) -> int:
+        """How long a chunk waits for a lock: its budget, under its timeout, so a lock wait is told as one."""
+        return max(1, int(self.chunk_budget_ms))
+
 
 @dataclass(frozen=True)
 class Observation:
-    """What one chunk (or one wait) showed. rows=0 with lock_wait=False is a replica-lag poll. commit_wait_ms: how
-    much longer than the fastest probe of the run a one-row write took to commit right after the chunk (None: not
-    probed)."""
+    """What one chunk (or one wait) showed. rows=0 with lock_wait=False is a replica-lag poll. cancelled: the chunk
+    of `rows` rows hit its statement timeout after duration_ms and changed nothing. commit_wait_ms: how much longer
+    than the fastest probe of the run a one-row write took to commit right after the chunk (None: not probed)."""
 
     rows: int
     duration_ms: float
     lock_wait: bool = False
+    cancelled: bool = False
     replay_lag_ms: float | None = None
     commit_wait_ms: float | None = None
 
@@ -101,7 +115,12 @@ class AdaptiveThrottle:
         s = self.settings
         if seen.lock_wait:
             return self._back_off(self.chunk_rows // 2, 0.0,
-                                  f"lock wait: the chunk could not take its locks within {s.target_write_latency_ms} ms")
+                                  f"lock wait: the chunk could not take its locks within {s.lock_timeout_ms} ms")
+        if seen.cancelled:
+            self._ms_per_row = max(self._ms_per_row or 0.0, seen.ms_per_row)  # at least; it did not finish
+            return self._back_off(self.chunk_rows // 2, seen.duration_ms,
+                                  f"chunk of {seen.rows} rows cancelled at {seen.duration_ms:.0f} ms (limit "
+                                  f"{s.chunk_timeout_ms} ms) and retried smaller")
         over = seen.rows > 0 and seen.duration_ms > s.target_write_latency_ms
         if over:
             # Not noise: the cost per row has risen, so it replaces the average (the next chunks must not grow

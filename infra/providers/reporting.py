@@ -25,6 +25,7 @@ PULUMI_ACTIONS = Actions(
     roll_back="run `pulumi destroy`",
     pause_setting="by junkquote-db:backfill.paused",
     unpause="set it to false and run `pulumi up`",
+    throttle_setting="junkquote-db:backfill.targetWriteLatency",
     set_password="set the right one with `pulumi config set --secret junkquote-db:password`",
     apply_baseline="set junkquote-db:migrations.baseline to apply on an empty one",
     list_drift="`pulumi refresh`",

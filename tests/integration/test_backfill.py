@@ -10,7 +10,7 @@ import pytest
 from bench.legacy import LegacyShape, generate
 from infra.migrations import progress
 from infra.migrations.backfill import BackfillProgress, BackfillRun, run_backfill
-from infra.migrations.backfill_errors import BackfillPaused
+from infra.migrations.backfill_errors import BackfillPaused, ChunkTooSlow
 from infra.migrations.gate import gate_status
 from infra.migrations.plan import load_batches
 from infra.migrations.runner import RunSettings, apply_batch, rollback_batch
@@ -87,14 +87,65 @@ def test_a_customer_the_application_created_is_reused_not_duplicated(db_target: 
 def test_chunks_commit_asynchronously_wait_at_most_the_target_for_locks_and_write_back_what_they_evict(
         legacy_db: Target, db: psycopg.Connection) -> None:
     """Seen from inside the chunk's own transaction: a statement trigger on "Lead" notes the session's settings."""
-    db.execute("CREATE TABLE seen (synchronous_commit text, lock_timeout text, backend_flush_after text)")
+    db.execute("CREATE TABLE seen (synchronous_commit text, lock_timeout text, backend_flush_after text, "
+               "statement_timeout text)")
     db.execute("""CREATE FUNCTION note_settings() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
                       INSERT INTO seen VALUES (current_setting('synchronous_commit'), current_setting('lock_timeout'),
-                                               current_setting('backend_flush_after'));
+                                               current_setting('backend_flush_after'), current_setting('statement_timeout'));
                       RETURN NULL; END $$""")
     db.execute('CREATE TRIGGER note_settings AFTER UPDATE ON "Lead" FOR EACH STATEMENT EXECUTE FUNCTION note_settings()')
     apply_batch(legacy_db, BACKFILL, settings())
-    assert set(db.execute("SELECT * FROM seen").fetchall()) == {("off", "100ms", "256kB")}
+    assert set(db.execute("SELECT * FROM seen").fetchall()) == {("off", "70ms", "256kB", "90ms")}
+
+
+def slow_job_updates(db: psycopg.Connection, times: int | None) -> None:
+    """The next `times` statements updating "Job" (every one: None) take 150 ms, as under a sudden I/O stall; a
+    sequence counts them, since a cancelled statement's own writes are rolled back."""
+    db.execute("CREATE SEQUENCE slow_updates")
+    db.execute(f"""CREATE FUNCTION slow_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+                      IF {'true' if times is None else f"nextval('slow_updates') <= {times}"} THEN
+                          PERFORM pg_sleep(0.15); END IF;
+                      RETURN NULL; END $$""")
+    db.execute('CREATE TRIGGER slow_update BEFORE UPDATE ON "Job" FOR EACH STATEMENT EXECUTE FUNCTION slow_update()')
+
+
+def test_a_chunk_still_running_at_90_percent_of_the_target_is_cancelled_and_retried_smaller_holding_no_lock_longer(
+        legacy_db: Target, db: psycopg.Connection) -> None:
+    slow_job_updates(db, times=2)
+    seen: list[BackfillProgress | float] = []  # progress events and pauses (s), in order
+
+    apply_batch(legacy_db, BACKFILL, RunSettings(stack="test", backfill=BackfillRun(
+        throttle=ThrottleSettings(initial_chunk_rows=100, min_chunk_rows=10), on_progress=seen.append, sleep=seen.append)))
+
+    jobs = [e for e in seen if isinstance(e, BackfillProgress) and e.part == "jobs"]
+    first, second, third = jobs[:3]
+    for cancelled in (first, second):
+        assert " cancelled at " in (cancelled.slowed_because or "")
+        assert cancelled.chunk_ms < 150  # its locks went before the slow statement would have ended
+        assert cancelled.rows_done == 0  # and nothing of it was kept
+    assert second.chunk_rows == first.chunk_rows // 2
+    assert third.rows_done > 0
+    assert db.execute('SELECT count(*) FROM "Job" WHERE "customer_id" IS NULL').fetchone()[0] == 0
+    assert db.execute("SELECT count(*) = count(DISTINCT job_id) FROM customer_backfill.job_link").fetchone()[0]
+
+
+def test_chunks_of_the_smallest_size_that_keep_running_past_the_timeout_stop_the_backfill_with_what_to_do(
+        legacy_db: Target, db: psycopg.Connection) -> None:
+    slow_job_updates(db, times=None)
+    pauses: list[float] = []
+
+    with pytest.raises(ChunkTooSlow) as stopped:
+        apply_batch(legacy_db, BACKFILL, RunSettings(stack="test", backfill=BackfillRun(
+            throttle=ThrottleSettings(initial_chunk_rows=40, min_chunk_rows=10), sleep=pauses.append)))
+
+    assert str(stopped.value) == (
+        "backfill of batch '0002_backfill_customers' stopped in part 'jobs': 8 chunks in a row of 10 rows (the smallest "
+        "allowed) ran past 90 ms and were rolled back, everything before them is kept; check what slows the server "
+        "(locks, I/O), or raise the stack's backfill target write latency if writes may wait longer, then apply again "
+        "to continue from here")
+    assert pauses[-1] == 5.0  # backed off in between, up to the longest pause
+    assert counts(db)[3] == 0  # the customers part before it is kept
+    assert db.execute("SELECT count(*) FROM customer_backfill.job_link").fetchone()[0] == 0
 
 
 def test_a_crash_between_chunks_resumes_after_the_last_committed_chunk_without_duplicates(

@@ -158,3 +158,20 @@ def test_commits_slowing_are_not_named_when_the_chunk_budget_already_stopped_gro
 def test_a_commit_about_as_fast_as_usual_is_no_signal() -> None:
     throttle = AdaptiveThrottle(SETTINGS)
     assert throttle.next(Observation(rows=1_000, duration_ms=5, commit_wait_ms=19)).chunk_rows == 2_000
+
+
+def test_a_chunk_cancelled_at_its_timeout_halves_the_next_and_backs_off_at_least_as_long_as_it_ran() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    assert SETTINGS.chunk_timeout_ms == 90
+    cancelled = [throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=95, cancelled=True)) for _ in range(3)]
+    assert [d.chunk_rows for d in cancelled] == [500, 250, 125]
+    assert [d.pause_ms for d in cancelled] == [100, 200, 400]
+    assert cancelled[0].slowed_because == "chunk of 1000 rows cancelled at 95 ms (limit 90 ms) and retried smaller"
+
+
+def test_after_a_cancelled_chunk_the_size_grows_back_from_its_cost_not_from_the_cheaper_average() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    throttle.next(Observation(rows=1_000, duration_ms=10))  # 0.01 ms per row: would aim at 7,000
+    throttle.next(Observation(rows=2_000, duration_ms=95, cancelled=True))  # at least 0.0475 ms per row
+    after = throttle.next(Observation(rows=1_000, duration_ms=10))
+    assert after.chunk_rows < 2_000 and after.pause_ms == 0
