@@ -5,7 +5,7 @@
 Seeds N leads (one job each) with legacy conversation data (bench/legacy.py) in a template, then on fresh
 copies, with 4 writer processes running the application's post-deploy transaction (a new customer and its
 lead with customer_id, a random job's status update), runs:
-- writers-alone: no backfill for 30 s, the latency the writers see by themselves on this machine;
+- writers-alone: no backfill for 10 min (--floor-seconds), the latency the writers see by themselves here;
 - adaptive: the engine's backfill (apply_batch of 0002), the throttle sized by the stack defaults;
 - fixed: the same chunks at a fixed 1,000 rows, no pause (pgroll's default);
 - each of adaptive and fixed again with a streaming replica (pg_basebackup -R), reporting its replay lag;
@@ -51,18 +51,23 @@ REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = "backfill_seeded"
 LEAD_IN_S, TAIL_S = 3.0, 2.0
 PROGRESS_EVERY_S = 60.0
-BASELINE_S = 30.0
+# The floor: the writers alone, long enough that its slowest write is comparable with a scenario's (at 30 s it
+# missed the machine's own rare stalls, which a 30-minute backfill run meets anyway).
+FLOOR_S = 600.0
 WRITERS_MAX_S = 4 * 3600.0  # a safety net only: at 2M leads a scenario runs for tens of minutes
 # 0003's scenario needs 0002 applied first, with no writers and nothing measured: the largest fixed chunks.
 PREPARE_CHUNK_ROWS = 20_000
-# shared_buffers at a quarter of RAM, where PostgreSQL's documentation starts a dedicated server: the tables and
-# indexes the backfill walks (about 3.3 GB at 2M leads) fit. With 1 GB they did not, and the pages the backfill
-# dirtied were evicted by every session, the writers' included, then written back by the kernel in bursts that
-# stalled every commit for up to 323 ms (RESULTS.md, "Backfill"); no throttle inside the backfill sees that coming.
-SERVER_SETTINGS = BENCH_SETTINGS | {"shared_buffers": quarter_of_ram()}
 # Naive: at most this many keys per statement. One statement cannot build a jsonb value over 256 MB, and at 2M
 # leads one part's legacy history is more than that; every statement still runs in the one transaction.
 NAIVE_KEYS_PER_STATEMENT = 250_000
+
+
+def server_settings() -> dict[str, str]:
+    """shared_buffers at a quarter of RAM, where PostgreSQL's documentation starts a dedicated server: the tables
+    and indexes the backfill walks (about 3.3 GB at 2M leads) fit. With 1 GB they did not: the pages the backfill
+    dirtied were evicted by every session, the writers' included, then written back by the kernel in bursts that
+    stalled every commit for up to 323 ms (RESULTS.md, "Backfill")."""
+    return BENCH_SETTINGS | {"shared_buffers": quarter_of_ram()}
 
 
 def write_linked(conn: psycopg.Connection, rng: random.Random, job_ids: list[str]) -> None:
@@ -260,6 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--leads", type=int, default=2_000_000)
     parser.add_argument("--out", type=Path, default=REPO / "bench")
     parser.add_argument("--no-replica", action="store_true")
+    parser.add_argument("--floor-seconds", type=float, default=FLOOR_S, help="how long writers-alone measures")
     parser.add_argument("--only", default="", help="comma-separated scenarios to run (default: all), e.g. adaptive,fixed-1000")
     args = parser.parse_args(argv)
     # Stopped from outside (kill, timeout): leave as on Ctrl-C, so the servers stop and their data is removed.
@@ -272,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     b2, b3 = batches[2], batches[3]
     load = os.getloadavg()[0]
     results: list[Result] = []
-    with bench_server(SERVER_SETTINGS) as server, tempfile.TemporaryDirectory(prefix="jq-replica-") as tmp:
+    with bench_server(server_settings()) as server, tempfile.TemporaryDirectory(prefix="jq-replica-") as tmp:
         configure(server, FAST_LOAD, reload=True)
         t = time.monotonic()
         job_ids, entries = seed(server, batches, args.leads)
@@ -287,7 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print(result)
             write(args.out, args.leads, entries, seed_s, info, settings, load, results, quiet=True)
 
-        plain = (("writers-alone", writers_alone), ("adaptive", adaptive(b2)), ("fixed-1000", adaptive(b2, 1000)))
+        plain = (("writers-alone", writers_alone(args.floor_seconds)), ("adaptive", adaptive(b2)),
+                 ("fixed-1000", adaptive(b2, 1000)))
         for name, action in plain:
             if chosen(name):
                 print(f"scenario {name} ...", flush=True)
@@ -318,10 +325,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def writers_alone(_dsn: str, _phases: list[tuple[float, str]]) -> tuple[int, float, str]:
+def writers_alone(seconds: float) -> Action:
     """No backfill: what the writers see on this machine by themselves (the floor of every other scenario)."""
-    time.sleep(BASELINE_S)
-    return 0, 0.0, "no backfill (writers alone)"
+    def action(_dsn: str, _phases: list[tuple[float, str]]) -> tuple[int, float, str]:
+        time.sleep(seconds)  # the measuring window itself: the writers run meanwhile
+        return 0, 0.0, "no backfill (writers alone)"
+    return action
 
 
 def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch, applied: str | None) -> Result:

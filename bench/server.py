@@ -98,7 +98,7 @@ def machine(server: LocalServer) -> Machine:
 
 def quarter_of_ram() -> str:
     """shared_buffers as PostgreSQL's documentation starts a dedicated server with: 25 % of its memory."""
-    return f"{int(_ram_gib() * 1024 / 4)}MB"
+    return f"{max(int(_ram_gib() * 1024 / 4), 128)}MB"
 
 
 def settings_in_effect(server: LocalServer) -> str:

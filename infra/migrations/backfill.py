@@ -9,9 +9,10 @@ transaction, since a sweep query may scan the whole table. The throttle (throttl
 and the pause before it from the chunk's duration (the longest any of its row locks is held), lock waits
 (lock_timeout), a commit probe and streaming replicas' replay lag. An adaptive chunk's statements also carry
 a statement timeout just under the write-latency target: a chunk that a sudden stall would keep running
-past it is cancelled and rolled back (then retried smaller), so no row lock is held longer. Then validation.sql, through the runner's checks (with
-their retries); when checks fail, the sweeps run again (a write may have landed after them) before giving
-up with BackfillIncomplete, which keeps everything done so far: the next run continues."""
+past it is cancelled and rolled back (then retried smaller), instead of holding its row locks to the end.
+Then validation.sql, through the runner's checks (with their retries); when checks fail, the sweeps run again
+(a write may have landed after them) before giving up with BackfillIncomplete, which keeps everything done so
+far: the next run continues."""
 
 from __future__ import annotations
 
@@ -216,15 +217,15 @@ class _Filler:
     def _chunk(self, part: Part, state: PartProgress, total: int, phase: str, pick: Callable[[int], _Keys]) -> _Chunk:
         """One chunk: the keys `pick` selects for the chunk size, handed to the part's chunk function in ONE
         set-based statement, saved with the part's progress row in one short transaction. Its duration is the
-        longest any row lock of the chunk was held; past the statement timeout it is cancelled, and nothing of it
-        is kept."""
+        longest any row lock of the chunk was held. Its statements carry a statement timeout (adaptive runs): the
+        server cancels one at its first check for interrupts past it, and nothing of the chunk is kept."""
         self._stop_if_paused(part, state, total)
         self._wait_for_replicas(part, state, total)
         size = self.throttle.chunk_rows
         keys = pick(size)
         started = time.monotonic()
         try:
-            # Pipelined: BEGIN goes with the chunk's statement, the progress row with COMMIT (two round trips).
+            # Pipelined: BEGIN goes with the chunk's statement, the progress row with COMMIT (a few round trips).
             with self.conn.pipeline(), self.conn.transaction():
                 if self.timeout_ms is not None:
                     self.conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{self.timeout_ms}ms",))
@@ -232,14 +233,20 @@ class _Filler:
                 advanced = _advance(state, phase, count, last, size, changed)
                 progress.save(self.conn, advanced)
         except pg_errors.LockNotAvailable:
+            self._cancelled_at_min = 0
             self._after(part, state, total, Observation(0, _ms(started), lock_wait=True), phase)
             return _Chunk(state, 0, size, None)
-        except pg_errors.QueryCanceled:
+        except pg_errors.QueryCanceled as err:
             took = _ms(started)
-            if self.timeout_ms is None or took < self.timeout_ms:
-                raise  # not the chunk's timeout: someone cancelled the backfill
-            self._count_cancelled(part, size)
-            self._after(part, state, total, Observation(size, took, cancelled=True), phase)
+            if not self._timed_out(err, took):
+                raise  # someone cancelled the backfill's statement: not a reason to try again
+            seen = Observation(size, took, cancelled=True)
+            if self._too_slow(size):
+                self.throttle.next(seen)
+                self._emit(part, state, total, phase, chunk_ms=took)
+                raise ChunkTooSlow(self.batch.name, part.name, size, took, self._cancelled_at_min, phase,
+                                   state.last_key) from None
+            self._after(part, state, total, seen, phase)
             return _Chunk(state, 0, size, None)
         self._cancelled_at_min = 0
         held_ms, state = _ms(started), advanced
@@ -250,16 +257,18 @@ class _Filler:
                     Observation(count, held_ms, replay_lag_ms=self.lag.measure(), commit_wait_ms=waited), phase)
         return _Chunk(state, count, size, changed)
 
-    def _count_cancelled(self, part: Part, size: int) -> None:
-        """A chunk of the smallest size allowed that keeps running into its timeout cannot shrink further: after
-        CANCELLED_AT_MIN_LIMIT in a row (their backoff pauses between them), stop and say so."""
-        if size > self.run.throttle.min_chunk_rows:
-            self._cancelled_at_min = 0
-            return
-        self._cancelled_at_min += 1
-        if self._cancelled_at_min >= CANCELLED_AT_MIN_LIMIT:
-            assert self.timeout_ms is not None
-            raise ChunkTooSlow(self.batch.name, part.name, size, self.timeout_ms, self._cancelled_at_min)
+    def _timed_out(self, err: pg_errors.QueryCanceled, took_ms: float) -> bool:
+        """The chunk's own statement timeout cancelled it, not someone else (pg_cancel_backend says "user
+        request"; with the server's messages in another language, a cancel before the timeout is not ours)."""
+        if self.timeout_ms is None or "user request" in (err.diag.message_primary or ""):
+            return False
+        return took_ms >= self.timeout_ms
+
+    def _too_slow(self, size: int) -> bool:
+        """Chunks of the smallest size allowed cannot shrink further: CANCELLED_AT_MIN_LIMIT of them cancelled in
+        a row (with the backoff's pauses in between) stop the backfill, with what to do."""
+        self._cancelled_at_min = self._cancelled_at_min + 1 if size <= self.run.throttle.min_chunk_rows else 0
+        return self._cancelled_at_min >= CANCELLED_AT_MIN_LIMIT
 
     def _apply(self, part: Part, keys: _Keys) -> tuple[int, int, str | None]:
         """(rows changed, keys handed over, the last of them) for one statement: the keys in order, as an

@@ -69,11 +69,15 @@ class ChunkTooSlow(MigrationError):
     batch: str
     part: str
     rows: int
-    timeout_ms: int
+    took_ms: float
     attempts: int
+    phase: str = "pass"  # "pass" or "sweep"
+    after_key: str | None = None  # where the part's pass stands (None: at its start)
 
     def message(self, say: Actions) -> str:
-        return (f"backfill of batch '{self.batch}' stopped in part '{self.part}': {self.attempts} chunks in a row of "
-                f"{self.rows} rows (the smallest allowed) ran past {self.timeout_ms} ms and were rolled back, "
-                f"everything before them is kept; check what slows the server (locks, I/O), or raise "
-                f"{say.throttle_setting} if writes may wait longer, then {say.apply} again to continue from here")
+        where = ("in its sweep" if self.phase != "pass" else
+                 f"after key '{self.after_key}'" if self.after_key else "at the start of its pass")
+        return (f"backfill of batch '{self.batch}' stopped in part '{self.part}' {where}: {self.attempts} chunks in "
+                f"a row of {self.rows} rows, the smallest allowed, ran past their limit ({self.took_ms:.0f} ms the "
+                f"last; 90 % of {say.throttle_setting}) and were rolled back; all earlier chunks are kept; check "
+                f"what slows the server (locks, I/O) or those rows, or raise the target, then {say.apply} to continue")

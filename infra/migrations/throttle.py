@@ -6,9 +6,9 @@ the per-stack write-latency target minus a share left for the write's own work (
 Within it, it sizes chunks from the measured cost per row, and it backs off on the signals the database gives:
 
 - the chunk took longer than the target: shrink in proportion, pause as long as it took (waiters drain);
-- the chunk ran into its statement timeout (CHUNK_TIMEOUT of the target; the engine cancels it there, so no row
-  lock is ever held longer, whatever the disk does meanwhile) and was rolled back: halve, pause with exponential
-  backoff; its cost per row was at least the timeout over the rows it was given;
+- the chunk ran into its statement timeout (CHUNK_TIMEOUT of the target: the server cancels it at its first check
+  for interrupts past it, instead of letting a stall keep its row locks) and was rolled back: halve, pause with
+  exponential backoff; its cost per row was at least the time it ran over the rows it was given;
 - the chunk could not take a lock in time (lock_timeout): halve, pause with exponential backoff;
 - a one-row write committed after the chunk (the commit probe) waited over half the target longer than the
   run's fastest probe: every write is stalling on the disk (WAL flushes queued behind the backfill's writes), which
@@ -120,7 +120,7 @@ class AdaptiveThrottle:
             self._ms_per_row = max(self._ms_per_row or 0.0, seen.ms_per_row)  # at least; it did not finish
             return self._back_off(self.chunk_rows // 2, seen.duration_ms,
                                   f"chunk of {seen.rows} rows cancelled at {seen.duration_ms:.0f} ms (limit "
-                                  f"{s.chunk_timeout_ms} ms) and retried smaller")
+                                  f"{s.chunk_timeout_ms} ms) and rolled back")
         over = seen.rows > 0 and seen.duration_ms > s.target_write_latency_ms
         if over:
             # Not noise: the cost per row has risen, so it replaces the average (the next chunks must not grow

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.migrations.backfill_errors import BackfillIncomplete, ReplicaLagging
+from infra.migrations.backfill_errors import BackfillIncomplete, ChunkTooSlow, ReplicaLagging
 from infra.migrations.errors import (
     AdoptionRefused,
     AuthenticationFailed,
@@ -49,6 +49,11 @@ CASES = [
     (BackfillIncomplete("0002_x", [("orphans", "3")]), "then apply again", "then run `pulumi up` again"),
     (ReplicaLagging("0002_x", "leads", 9000.0, 2000),
      "apply again to continue from here", "run `pulumi up` again to continue from here"),
+    (ChunkTooSlow("0002_x", "jobs", 100, 93.0, 8, "pass", "a1"),
+     "90 % of the stack's backfill target write latency) and were rolled back; all earlier chunks are kept; check "
+     "what slows the server (locks, I/O) or those rows, or raise the target, then apply to continue",
+     "90 % of junkquote-db:backfill.targetWriteLatency) and were rolled back; all earlier chunks are kept; check "
+     "what slows the server (locks, I/O) or those rows, or raise the target, then run `pulumi up` to continue"),
 ]
 
 
