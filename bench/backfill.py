@@ -35,7 +35,7 @@ import psycopg
 from psycopg import sql
 
 from infra.localdb import LocalServer, free_port
-from infra.migrations.backfill import BackfillProgress, BackfillRun, ReplayLag, load_spec
+from infra.migrations.backfill import BackfillProgress, BackfillRun, ReplayLag, apply_keys, load_spec, page
 from infra.migrations.plan import Batch, load_batches
 from infra.migrations.runner import RunSettings, apply_batch
 from infra.migrations.target import Target
@@ -226,15 +226,9 @@ def naive(batch: Batch) -> Action:
         try:
             with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
                 for part in load_spec(batch).parts:
-                    table, key, fn = (sql.Identifier(*part.table.split(".")), sql.Identifier(part.key),
-                                      sql.Identifier(*part.chunk.split(".")))
                     after: str | None = None
                     while True:
-                        where = sql.SQL("") if after is None else sql.SQL(" WHERE {k} > %(after)s").format(k=key)
-                        count, after = conn.execute(sql.SQL(
-                            "SELECT cardinality(k), k[cardinality(k)], {f}(k) FROM (SELECT array("
-                            "SELECT {k}::text FROM {t}{w} ORDER BY {k} LIMIT %(n)s) AS k) AS page").format(
-                                f=fn, k=key, t=table, w=where), {"after": after, "n": NAIVE_KEYS_PER_STATEMENT}).fetchone()[:2]
+                        _changed, count, after = apply_keys(conn, part, page(part, after, NAIVE_KEYS_PER_STATEMENT))
                         rows, statements = rows + count, statements + 1
                         if count < NAIVE_KEYS_PER_STATEMENT:
                             break

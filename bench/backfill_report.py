@@ -55,13 +55,18 @@ def write(out: Path, leads: int, entries: int, seed_s: float, info: Any, setting
         print("\n".join(lines))
 
 
+def _during(r: Any) -> list[Any]:
+    """The writes that overlapped the scenario's window."""
+    return [s for s in r.samples if s.start <= r.end and s.end >= r.start]
+
+
 def over_target(r: Any) -> int:
     """Writes during the scenario that took longer than the target."""
-    return sum(1 for s in r.samples if s.start <= r.end and s.end >= r.start and s.latency * 1000 > TARGET_MS)
+    return sum(1 for s in _during(r) if s.latency * 1000 > TARGET_MS)
 
 
 def slowest_during(r: Any) -> str:
-    inside = [s for s in r.samples if s.start <= r.end and s.end >= r.start]
+    inside = _during(r)
     if not inside:
         return "—"
     slowest = max(inside, key=lambda s: s.latency)

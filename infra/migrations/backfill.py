@@ -199,7 +199,7 @@ class _Filler:
         self.throttle.start_part()
         while not state.pass_done:
             after = state.last_key
-            state = self._chunk(part, state, total, "pass", lambda size: _page(part, after, size)).state
+            state = self._chunk(part, state, total, "pass", lambda size: page(part, after, size)).state
         self._sweep(part, state, total)
 
     def _count(self, part: Part) -> int:
@@ -229,7 +229,7 @@ class _Filler:
             with self.conn.pipeline(), self.conn.transaction():
                 if self.timeout_ms is not None:
                     self.conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{self.timeout_ms}ms",))
-                changed, count, last = self._apply(part, keys)
+                changed, count, last = apply_keys(self.conn, part, keys)
                 advanced = _advance(state, phase, count, last, size, changed)
                 progress.save(self.conn, advanced)
         except pg_errors.LockNotAvailable:
@@ -242,8 +242,7 @@ class _Filler:
                 raise  # someone cancelled the backfill's statement: not a reason to try again
             seen = Observation(size, took, cancelled=True)
             if self._too_slow(size):
-                self.throttle.next(seen)
-                self._emit(part, state, total, phase, chunk_ms=took)
+                self._emit(part, state, total, phase, self.throttle.next(seen), took)
                 raise ChunkTooSlow(self.batch.name, part.name, size, took, self._cancelled_at_min, phase,
                                    state.last_key) from None
             self._after(part, state, total, seen, phase)
@@ -269,14 +268,6 @@ class _Filler:
         a row (with the backoff's pauses in between) stop the backfill, with what to do."""
         self._cancelled_at_min = self._cancelled_at_min + 1 if size <= self.run.throttle.min_chunk_rows else 0
         return self._cancelled_at_min >= CANCELLED_AT_MIN_LIMIT
-
-    def _apply(self, part: Part, keys: _Keys) -> tuple[int, int, str | None]:
-        """(rows changed, keys handed over, the last of them) for one statement: the keys in order, as an
-        array, passed to the chunk function."""
-        query = sql.SQL("SELECT {fn}(k), cardinality(k), k[cardinality(k)] FROM (SELECT array({keys}) AS k) AS page").format(
-            fn=sql.Identifier(*part.chunk.split(".")), keys=keys.query)
-        changed, count, last = self.conn.execute(query, keys.params).fetchone()
-        return int(changed or 0), int(count), last
 
     # -- sweeps -----------------------------------------------------------------------------------------
     def _sweep(self, part: Part, state: PartProgress, total: int) -> None:
@@ -379,7 +370,16 @@ class _Keys:
     params: dict[str, Any]
 
 
-def _page(part: Part, after: str | None, size: int) -> _Keys:
+def apply_keys(conn: psycopg.Connection, part: Part, keys: _Keys) -> tuple[int, int, str | None]:
+    """(rows changed, keys handed over, the last of them) for one statement: the keys in order, as an array,
+    passed to the part's chunk function."""
+    query = sql.SQL("SELECT {fn}(k), cardinality(k), k[cardinality(k)] FROM (SELECT array({keys}) AS k) AS page").format(
+        fn=sql.Identifier(*part.chunk.split(".")), keys=keys.query)
+    changed, count, last = conn.execute(query, keys.params).fetchone()
+    return int(changed or 0), int(count), last
+
+
+def page(part: Part, after: str | None, size: int) -> _Keys:
     """The pass's next keys: keyset pagination on the part's key (an index range scan), after the cursor."""
     key = sql.Identifier(part.key)
     where = sql.SQL("") if after is None else sql.SQL(" WHERE {k} > %(after)s").format(k=key)
