@@ -42,7 +42,7 @@ from infra.migrations.target import Target
 
 from . import legacy
 from .server import (BENCH_SETTINGS, FAST_LOAD, bench_server, checkpoints_requested, clone, configure, drop, machine,
-                     make_durable, quarter_of_ram, settings_in_effect)
+                     host_settings, make_durable, quarter_of_ram, settings_in_effect)
 from .backfill_report import slowest_during, write
 from .stats import window_stats
 from .writer import Sample, Writers
@@ -279,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         make_durable(server)
         seed_s = time.monotonic() - t
         print(f"seeded {args.leads:,} leads, {entries:,} legacy entries in {seed_s:.0f} s", flush=True)
-        info, settings = machine(server), settings_in_effect(server)
+        info, settings = machine(server), f"{settings_in_effect(server)}; host: {host_settings()}"
 
         def record(result: Result) -> None:
             """Print it, and rewrite the report with every scenario so far (a run cut short keeps its figures)."""

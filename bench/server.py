@@ -22,11 +22,16 @@ BENCH_SETTINGS = {
     "effective_cache_size": "16GB",
     "maintenance_work_mem": "256MB",
     "max_wal_size": "4GB",
+    # Old WAL segments are recycled at each checkpoint up to this much, instead of removed: with less, a backfill's
+    # WAL outruns the recycled ones and whoever needs the next segment, an application commit included, first
+    # writes 16 MB of zeros and fsyncs them (IO:WalInitWrite/WalInitSync, 50-60 ms here). The documentation's
+    # own use for it: "spikes in WAL usage, for example when running large batch jobs".
+    "min_wal_size": "2GB",
     "checkpoint_timeout": "30min",
     "max_connections": "40",
 }
 # The settings a report shows, read back from the server.
-SHOWN_SETTINGS = ("shared_buffers", "max_wal_size", "checkpoint_timeout", "wal_compression", "backend_flush_after",
+SHOWN_SETTINGS = ("shared_buffers", "max_wal_size", "min_wal_size", "checkpoint_timeout", "wal_compression", "backend_flush_after",
                   "synchronous_commit", "full_page_writes")
 FAST_LOAD = {"fsync": "off", "full_page_writes": "off", "synchronous_commit": "off"}
 DURABLE = {"fsync": "on", "full_page_writes": "on", "synchronous_commit": "on"}
@@ -107,6 +112,21 @@ def settings_in_effect(server: LocalServer) -> str:
         values = conn.execute("SELECT array_agg(current_setting(n) ORDER BY i) FROM unnest(%s::text[]) "
                               "WITH ORDINALITY AS s(n, i)", (list(SHOWN_SETTINGS),)).fetchone()[0]
     return ", ".join(f"{n} {v}" for n, v in zip(SHOWN_SETTINGS, values))
+
+
+# The host's page-cache writeback: how much dirty data the kernel lets build up before it writes it back, and how
+# old it lets it get. Data PostgreSQL writes without flushing it itself (new relation pages when a table grows)
+# stays dirty until then, and a large writeback at once queues every WAL fsync behind it.
+HOST_SETTINGS = ("vm.dirty_background_bytes", "vm.dirty_background_ratio", "vm.dirty_expire_centisecs")
+
+
+def host_settings() -> str:
+    """HOST_SETTINGS as the kernel has them, e.g. "vm.dirty_background_bytes 16777216, ..." (Linux only)."""
+    values = []
+    for name in HOST_SETTINGS:
+        path = Path("/proc/sys") / name.replace(".", "/")
+        values.append(f"{name} {path.read_text().strip() if path.exists() else 'unknown'}")
+    return ", ".join(values)
 
 
 def _ram_gib() -> float:
