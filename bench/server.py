@@ -24,10 +24,11 @@ BENCH_SETTINGS = {
     # Fewer checkpoints forced by the backfill's WAL volume: at 4 GB there were 21 in a 30-minute backfill, each
     # writing out most of the pages the backfill walks again, and each restarting the full-page images in the WAL.
     "max_wal_size": "16GB",
-    # Old WAL segments are recycled at each checkpoint up to this much, instead of removed: with less, a backfill's
-    # WAL outruns the recycled ones and whoever needs the next segment, an application commit included, first
-    # writes 16 MB of zeros and fsyncs them (IO:WalInitWrite/WalInitSync, 50-60 ms here). The documentation's
-    # own use for it: "spikes in WAL usage, for example when running large batch jobs".
+    # At each checkpoint, old WAL segments are kept for reuse up to at least this much (counted from the checkpoint)
+    # instead of removed: with fewer, the backfill's WAL outruns them, and whoever needs the next segment, an
+    # application commit included, first writes 16 MB of zeros and flushes them (IO:WalInitWrite/WalInitSync,
+    # 50-60 ms here). The documentation's own use for it: "spikes in WAL usage, for example when running large
+    # batch jobs".
     "min_wal_size": "4GB",
     "checkpoint_timeout": "30min",
     "max_connections": "40",
