@@ -66,8 +66,16 @@ def server_settings() -> dict[str, str]:
     """shared_buffers at a quarter of RAM, where PostgreSQL's documentation starts a dedicated server: the tables
     and indexes the backfill walks (about 3.3 GB at 2M leads) fit. With 1 GB they did not: the pages the backfill
     dirtied were evicted by every session, the writers' included, then written back by the kernel in bursts that
-    stalled every commit for up to 323 ms (RESULTS.md, "Backfill")."""
-    return BENCH_SETTINGS | {"shared_buffers": quarter_of_ram()}
+    stalled every commit for up to 323 ms (RESULTS.md, "Backfill").
+
+    max_wal_size: fewer checkpoints forced by the backfill's WAL volume (at 4 GB, 21 in a 30-minute backfill, each
+    writing out again most of the pages the backfill walks, and each restarting the full-page images in the WAL).
+    min_wal_size: at each checkpoint, old WAL segments are kept for reuse up to at least this much (counted from the
+    checkpoint) instead of removed; with fewer, the backfill's WAL outruns them, and whoever needs the next segment,
+    an application commit included, first writes 16 MB of zeros and flushes them (IO:WalInitWrite/WalInitSync,
+    50-60 ms here). The documentation's own use for it: "spikes in WAL usage, for example when running large batch
+    jobs"."""
+    return BENCH_SETTINGS | {"shared_buffers": quarter_of_ram(), "max_wal_size": "16GB", "min_wal_size": "4GB"}
 
 
 def write_linked(conn: psycopg.Connection, rng: random.Random, job_ids: list[str]) -> None:
@@ -279,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         make_durable(server)
         seed_s = time.monotonic() - t
         print(f"seeded {args.leads:,} leads, {entries:,} legacy entries in {seed_s:.0f} s", flush=True)
-        info, settings = machine(server), f"{settings_in_effect(server)}; host: {host_settings()}"
+        info, settings = machine(server), f"server: {settings_in_effect(server)}; host: {host_settings()}"
 
         def record(result: Result) -> None:
             """Print it, and rewrite the report with every scenario so far (a run cut short keeps its figures)."""

@@ -21,21 +21,13 @@ BENCH_SETTINGS = {
     "shared_buffers": "1GB",
     "effective_cache_size": "16GB",
     "maintenance_work_mem": "256MB",
-    # Fewer checkpoints forced by the backfill's WAL volume: at 4 GB there were 21 in a 30-minute backfill, each
-    # writing out most of the pages the backfill walks again, and each restarting the full-page images in the WAL.
-    "max_wal_size": "16GB",
-    # At each checkpoint, old WAL segments are kept for reuse up to at least this much (counted from the checkpoint)
-    # instead of removed: with fewer, the backfill's WAL outruns them, and whoever needs the next segment, an
-    # application commit included, first writes 16 MB of zeros and flushes them (IO:WalInitWrite/WalInitSync,
-    # 50-60 ms here). The documentation's own use for it: "spikes in WAL usage, for example when running large
-    # batch jobs".
-    "min_wal_size": "4GB",
+    "max_wal_size": "4GB",
     "checkpoint_timeout": "30min",
     "max_connections": "40",
 }
 # The settings a report shows, read back from the server.
-SHOWN_SETTINGS = ("shared_buffers", "max_wal_size", "min_wal_size", "checkpoint_timeout", "wal_compression", "backend_flush_after",
-                  "synchronous_commit", "full_page_writes")
+SHOWN_SETTINGS = ("shared_buffers", "max_wal_size", "min_wal_size", "checkpoint_timeout", "wal_compression",
+                  "backend_flush_after", "synchronous_commit", "full_page_writes")
 FAST_LOAD = {"fsync": "off", "full_page_writes": "off", "synchronous_commit": "off"}
 DURABLE = {"fsync": "on", "full_page_writes": "on", "synchronous_commit": "on"}
 
@@ -120,7 +112,8 @@ def settings_in_effect(server: LocalServer) -> str:
 # The host's page-cache writeback: how much dirty data the kernel lets build up before it writes it back, and how
 # old it lets it get. Data PostgreSQL writes without flushing it itself (new relation pages when a table grows)
 # stays dirty until then, and a large writeback at once queues every WAL fsync behind it.
-HOST_SETTINGS = ("vm.dirty_background_bytes", "vm.dirty_background_ratio", "vm.dirty_expire_centisecs")
+HOST_SETTINGS = ("vm.dirty_background_bytes", "vm.dirty_background_ratio", "vm.dirty_expire_centisecs",
+                 "vm.dirty_writeback_centisecs")
 
 
 def host_settings() -> str:
