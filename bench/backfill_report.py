@@ -23,9 +23,9 @@ def write(out: Path, leads: int, entries: int, seed_s: float, info: Any, setting
     by = {r.name: r for r in results}
     lines = [
         f"## Backfill (batch 0002) and tighten (0003): {leads:,} leads, {leads:,} jobs, {entries:,} legacy entries", "",
-        f"Written {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, after the last scenario below, on {info.cores} cores ({info.cpu_model}), "
+        f"Written {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, on {info.cores} cores ({info.cpu_model}), "
         f"{info.ram_gib:.1f} GiB RAM, load average {load:.2f} before the run and {os.getloadavg()[0]:.2f} after the last "
-        f"scenario below; {info.postgres}. Seeding took {seed_s:.0f} s.",
+        f"scenario below (the report is rewritten after each); {info.postgres}. Seeding took {seed_s:.0f} s.",
         f"Settings while measured: {settings}.",
         "Writers: 4 processes, each transaction inserts a customer and its lead (customer_id set) and updates a random job.",
         "Rows = rows the keyset passes went through, summed over the four parts. Longest lock = the longest chunk transaction",

@@ -7,9 +7,10 @@ function; no per-row round trip. Then the part's `sweep` until it comes back sho
 cursor, rows skipped because another transaction held them); a sweep's keys are read before its chunk's
 transaction, since a sweep query may scan the whole table. The throttle (throttle.py) sizes every chunk
 and the pause before it from the chunk's duration (the longest any of its row locks is held), lock waits
-(lock_timeout), a commit probe and streaming replicas' replay lag. An adaptive chunk's statements also carry
-a statement timeout just under the write-latency target: a chunk that a sudden stall would keep running
-past it is cancelled and rolled back (then retried smaller), instead of holding its row locks to the end.
+(lock_timeout), how long durable commits take meanwhile (commit_watch.py, timed beside the chunks, off their
+path) and streaming replicas' replay lag. An adaptive chunk's statements also carry a statement timeout just
+under the write-latency target: a chunk that a sudden stall would keep running past it is cancelled and
+rolled back (then retried smaller), instead of holding its row locks to the end.
 Then validation.sql, through the runner's checks (with their retries); when checks fail, the sweeps run again
 (a write may have landed after them) before giving up with BackfillIncomplete, which keeps everything done so
 far: the next run continues."""
@@ -21,7 +22,7 @@ import tomllib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 
 import psycopg
@@ -29,6 +30,7 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from . import progress
+from .commit_watch import CommitWatch
 from .backfill_errors import BackfillDeclarationInvalid, BackfillIncomplete, BackfillPaused, ChunkTooSlow, ReplicaLagging
 from .plan import Batch, sha256_text
 from .progress import PartProgress
@@ -40,7 +42,6 @@ VALIDATION_ROUNDS = 3
 LOCK_CHECK_S = 1.0  # how often a running backfill checks that the migration lock is still held
 FRESH_LAG_S = 0.1  # before a chunk, a replay-lag measure this recent (after the previous chunk) is reused
 MAX_REPLICA_WAIT_S = 600.0
-PROBE_LOCK_TIMEOUT_MS = 1_000
 BACKEND_FLUSH_AFTER = "256kB"  # PostgreSQL's own default for checkpoint_flush_after on Linux
 CANCELLED_AT_MIN_LIMIT = 8  # chunks of the smallest size cancelled in a row before the backfill gives up
 
@@ -126,10 +127,10 @@ def run_backfill(conn: psycopg.Connection, target: Target, batch: Batch, run: Ba
         if role:
             conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON schema_ledger.backfill_progress TO {}")
                          .format(sql.Identifier(role)))
-    with target.connect(autocommit=True) as monitor:
-        # The commit probe never waits long for its row (a session holding it is a stall too).
-        monitor.execute("SELECT set_config('lock_timeout', %s, false)", (f"{PROBE_LOCK_TIMEOUT_MS}ms",))
-        filler = _Filler(conn, monitor, batch, spec, run, verify_lock)
+    # Fixed chunks (the comparison point) do not listen to the database, so they pay for no commit watch either.
+    watch = nullcontext() if run.fixed_chunk_rows else CommitWatch(lambda: target.connect(autocommit=True))
+    with target.connect(autocommit=True) as monitor, watch as commits:
+        filler = _Filler(conn, monitor, commits, batch, spec, run, verify_lock)
         with _chunk_settings(conn, run.throttle.lock_timeout_ms):
             for part in spec.parts:
                 filler.fill(part)
@@ -176,16 +177,15 @@ def _as_session_user(conn: psycopg.Connection, role: str | None) -> Iterator[Non
 
 
 class _Filler:
-    def __init__(self, conn: psycopg.Connection, monitor: psycopg.Connection, batch: Batch, spec: BackfillSpec,
-                 run: BackfillRun, verify_lock: Callable[[], None]) -> None:
+    def __init__(self, conn: psycopg.Connection, monitor: psycopg.Connection, commits: CommitWatch | None,
+                 batch: Batch, spec: BackfillSpec, run: BackfillRun, verify_lock: Callable[[], None]) -> None:
         self.conn, self.batch, self.spec, self.run = conn, batch, spec, run
         self.verify_lock = verify_lock
         self.lag = ReplayLag(monitor)
+        self.commits = commits
         self.throttle: AdaptiveThrottle | FixedThrottle = (
             FixedThrottle(run.fixed_chunk_rows) if run.fixed_chunk_rows else AdaptiveThrottle(run.throttle))
-        # Fixed chunks (the comparison point) do not listen to the database, so they pay for no probe either,
-        # and run to the end however long they take.
-        self.commits = None if run.fixed_chunk_rows else CommitProbe(monitor, batch.name)
+        # Fixed chunks run to the end however long they take.
         self.timeout_ms = None if run.fixed_chunk_rows else run.throttle.chunk_timeout_ms
         self._cancelled_at_min = 0
         self._rate = _Rate()
@@ -251,7 +251,7 @@ class _Filler:
         held_ms, state = _ms(started), advanced
         if phase == "pass":
             self._rate.add(count)
-        waited = self.commits.measure(part.name) if self.commits else None
+        waited = self.commits.stall_ms() if self.commits else None
         self._after(part, state, total,
                     Observation(count, held_ms, replay_lag_ms=self.lag.measure(), commit_wait_ms=waited), phase)
         return _Chunk(state, count, size, changed)
@@ -427,33 +427,6 @@ class ReplayLag:
         oldest_unreplayed = next((t for t, lsn in self.samples if lsn > behind), None)
         tracked = (now - oldest_unreplayed) * 1000 if oldest_unreplayed is not None else 0.0
         return max(tracked, float(server_lag or 0.0))
-
-
-class CommitProbe:
-    """How much longer than usual a small durable write takes to commit right now, in ms.
-
-    A commit waits until the WAL before it is on disk, the backfill's own included, and a server short of I/O
-    stalls every session's commits at once: no row lock and no chunk duration shows it. So after every chunk, the
-    monitor connection rewrites the part's progress row unchanged (one autocommit statement, one round trip,
-    synchronous_commit as the server has it) and times it. The fastest probe of the run is the usual cost (round
-    trip and disk flush); what goes beyond it is the stall. A probe that waits for its row until the monitor's
-    lock_timeout counts as that long."""
-
-    def __init__(self, monitor: psycopg.Connection, batch: str) -> None:
-        self.monitor, self.batch = monitor, batch
-        self.fastest_ms: float | None = None
-
-    def measure(self, part: str) -> float | None:
-        """The wait beyond the fastest probe so far; None when there was nothing to write (no progress row yet)."""
-        started = time.monotonic()
-        try:
-            if not progress.touch(self.monitor, self.batch, part):
-                return None
-        except pg_errors.LockNotAvailable:
-            pass
-        took = _ms(started)
-        self.fastest_ms = took if self.fastest_ms is None else min(self.fastest_ms, took)
-        return took - self.fastest_ms
 
 
 class _Rate:

@@ -78,14 +78,6 @@ def save(conn: psycopg.Connection, p: PartProgress) -> None:
         (p.batch, p.part, p.spec_sha256, p.last_key, p.pass_done, p.rows_done, p.rows_changed, p.chunks))
 
 
-def touch(conn: psycopg.Connection, batch: str, part: str) -> bool:
-    """Rewrite the part's progress row unchanged: the smallest durable write there is (a new row version and
-    its WAL), which the commit probe times. Nothing a reader sees changes. False if the row does not exist."""
-    cur = conn.execute("UPDATE schema_ledger.backfill_progress SET updated_at = updated_at WHERE batch = %s AND part = %s",
-                       (batch, part))
-    return cur.rowcount == 1
-
-
 def forget(conn: psycopg.Connection, batch: str) -> None:
     """Drop a batch's progress (its rollback ran: a new apply starts from the beginning)."""
     row = conn.execute("SELECT to_regclass('schema_ledger.backfill_progress') IS NOT NULL").fetchone()

@@ -10,9 +10,9 @@ Within it, it sizes chunks from the measured cost per row, and it backs off on t
   for interrupts past it, instead of letting a stall keep its row locks) and was rolled back: halve, pause with
   exponential backoff; its cost per row was at least the time it ran over the rows it was given;
 - the chunk could not take a lock in time (lock_timeout): halve, pause with exponential backoff;
-- a one-row write committed after the chunk (the commit probe) waited over half the target longer than the
-  run's fastest probe: every write is stalling on the disk (WAL flushes queued behind the backfill's writes), which
-  no lock shows. Pause with exponential backoff, keeping the size (smaller chunks would write the same WAL in
+- a durable commit timed beside the backfill since the last chunk (commit_watch.py) waited over half the target
+  longer than the run's fastest: every write is stalling on the disk (WAL flushes queued behind the backfill's
+  writes) or on a synchronous standby, which no lock shows. Pause with exponential backoff, keeping the size (smaller chunks would write the same WAL in
   more commits; the pause is what lets the disk catch up); over a fifth of the target, do not grow;
 - a streaming replica replays too far behind: halve, and wait until the lag is back under half the limit;
 - otherwise: aim at the budget from the cost per row of the recent full chunks, at most doubling per chunk,
@@ -67,7 +67,8 @@ class ThrottleSettings:
 class Observation:
     """What one chunk (or one wait) showed. rows=0 with lock_wait=False is a replica-lag poll. cancelled: the chunk
     of `rows` rows hit its statement timeout after duration_ms and changed nothing. commit_wait_ms: how much longer
-    than the fastest probe of the run a one-row write took to commit right after the chunk (None: not probed)."""
+    than the fastest of the run the slowest durable commit timed since the last chunk took, or is taking so far
+    (None: not watched)."""
 
     rows: int
     duration_ms: float
@@ -129,8 +130,8 @@ class AdaptiveThrottle:
         scaled = int(self.chunk_rows * s.chunk_budget_ms / seen.duration_ms) if over else self.chunk_rows
         if seen.commit_wait_ms is not None and seen.commit_wait_ms > s.target_write_latency_ms * COMMIT_STALL:
             return self._back_off(scaled, seen.duration_ms if over else 0.0,
-                                  f"commits stalling: a one-row write waited {seen.commit_wait_ms:.0f} ms longer than "
-                                  f"usual to commit (target {s.target_write_latency_ms} ms)")
+                                  f"commits stalling: a commit waited {seen.commit_wait_ms:.0f} ms longer than "
+                                  f"usual (target {s.target_write_latency_ms} ms)")
         self._backoff_ms = 0.0
         if seen.replay_lag_ms is not None and seen.replay_lag_ms > s.max_replay_lag_ms / 2 and (
                 seen.rows == 0 or seen.replay_lag_ms > s.max_replay_lag_ms):
@@ -160,7 +161,7 @@ class AdaptiveThrottle:
             reason = f"chunk of {seen.rows} rows took {seen.duration_ms:.0f} ms (budget {s.chunk_budget_ms:.0f} ms)"
         elif commits_slow and size > self.chunk_rows:
             size = self.chunk_rows
-            reason = f"commits slowing: a one-row write waited {seen.commit_wait_ms:.0f} ms longer than usual to commit"
+            reason = f"commits slowing: a commit waited {seen.commit_wait_ms:.0f} ms longer than usual"
         if lag_near:
             size = min(size, self.chunk_rows)
             reason = f"replica replay lag {seen.replay_lag_ms / 1000:.1f} s is over half the limit"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from bench.legacy import LegacyShape, generate
-from infra.migrations import progress
 from infra.migrations.backfill import BackfillProgress, BackfillRun, run_backfill
 from infra.migrations.backfill_errors import BackfillPaused, ChunkTooSlow
 from infra.migrations.errors import MigrationError
@@ -18,6 +18,7 @@ from infra.migrations.runner import RunSettings, apply_batch, rollback_batch
 from infra.migrations.target import Target
 from infra.migrations.throttle import ThrottleSettings
 from infra.migrations.validation import CheckResult, run_checks
+from tests.support.waiting import commit_waits_on_standby, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 BATCHES = {b.name: b for b in load_batches(ROOT / "sql")}
@@ -229,31 +230,35 @@ def test_a_held_lock_makes_the_throttle_back_off_and_the_backfill_finishes_once_
     assert counts(db)[3] == 0
 
 
-def test_commits_stalling_after_the_chunks_make_the_throttle_back_off_though_no_lock_is_held(
-        legacy_db: Target, db: psycopg.Connection) -> None:
-    """A server short of I/O stalls every commit, which none of the chunk's own measures shows. Here the stall is
-    injected into the one-row write the throttle's commit probe makes after each chunk (it rewrites its part's
-    progress row unchanged): none for the first chunk's probe (the usual cost), then 150 ms, over half the 100 ms
-    target."""
-    progress.ensure(db)
-    db.execute("""CREATE FUNCTION stall_unchanged_rewrites() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
-                      IF NEW IS NOT DISTINCT FROM OLD AND OLD.chunks >= 2 THEN PERFORM pg_sleep(0.15); END IF;
-                      RETURN NEW; END $$""")
-    db.execute("""CREATE TRIGGER stall BEFORE UPDATE ON schema_ledger.backfill_progress
-                  FOR EACH ROW EXECUTE FUNCTION stall_unchanged_rewrites()""")
+def test_commits_stalling_on_a_standby_that_is_gone_make_the_throttle_back_off_though_no_lock_is_held(
+        legacy_db: Target, db: psycopg.Connection, standby_gone: Callable[[bool], None]) -> None:
+    """A stall of every durable commit shows in none of the chunk's own measures: the chunks commit without
+    waiting for their WAL, and hold no lock anyone waits for. After the first chunk, the server starts waiting
+    for a synchronous standby that is not there, and the test waits until the commit watch's probe has waited
+    over half the 100 ms target; the next chunk's decision backs off. Then commits go through again, and the
+    backfill finishes."""
     seen: list[BackfillProgress | float] = []  # progress events and pauses (s), in order
+    stalled = [False]
+
+    def on(event: BackfillProgress) -> None:
+        seen.append(event)
+        if not stalled[0]:
+            stalled[0] = True
+            standby_gone(True)
+            wait_until(lambda: commit_waits_on_standby(db, legacy_db.dbname, 60), "the commit watch to wait 60 ms")
+        elif (event.slowed_because or "").startswith("commits stalling"):
+            standby_gone(False)
     small = ThrottleSettings(initial_chunk_rows=100, min_chunk_rows=10)
 
     apply_batch(legacy_db, BACKFILL, RunSettings(stack="test", backfill=BackfillRun(
-        throttle=small, on_progress=seen.append, sleep=seen.append)))
+        throttle=small, on_progress=on, sleep=seen.append)))
 
-    customers = seen[:next(i for i, e in enumerate(seen) if isinstance(e, BackfillProgress) and e.part != "customers")]
-    first, second, pause = customers[0], customers[1], customers[2]
+    first, second, pause = seen[0], seen[1], seen[2]
     assert isinstance(first, BackfillProgress) and not first.slowed_because
     assert isinstance(second, BackfillProgress)
-    assert (second.slowed_because or "").startswith("commits stalling: a one-row write waited")
+    assert (second.slowed_because or "").startswith("commits stalling: a commit waited")
     assert pause == 0.1  # the backoff's first pause: the target
-    assert second.chunk_rows == first.chunk_rows  # the size stays; the pause lets the disk catch up
+    assert second.chunk_rows == first.chunk_rows  # the size stays; the pause lets the disk or standby catch up
     assert counts(db)[3] == 0  # and it finished
 
 

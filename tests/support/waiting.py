@@ -53,3 +53,11 @@ def lock_waits(conn: psycopg.Connection, dbname: str, query_like: str, locktype:
 
 def backend_gone(conn: psycopg.Connection, pid: int) -> bool:
     return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() == (0,)
+
+
+def commit_waits_on_standby(conn: psycopg.Connection, dbname: str, waited_ms: int) -> bool:
+    """A backend of dbname has waited at least waited_ms for a synchronous standby to confirm its commit."""
+    return conn.execute(
+        """SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = %s AND wait_event = 'SyncRep'
+             AND clock_timestamp() - query_start >= make_interval(secs => %s)""",
+        (dbname, waited_ms / 1000)).fetchone()[0]

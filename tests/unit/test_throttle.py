@@ -124,7 +124,7 @@ def test_commits_stalling_after_a_chunk_pause_the_next_with_exponential_backoff_
     stalled = [throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=20, commit_wait_ms=80)) for _ in range(3)]
     assert [d.chunk_rows for d in stalled] == [1_000, 1_000, 1_000]
     assert [d.pause_ms for d in stalled] == [100, 200, 400]
-    assert stalled[0].slowed_because == "commits stalling: a one-row write waited 80 ms longer than usual to commit (target 100 ms)"
+    assert stalled[0].slowed_because == "commits stalling: a commit waited 80 ms longer than usual (target 100 ms)"
     healthy = throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=20, commit_wait_ms=2))
     assert healthy.pause_ms == 0 and healthy.chunk_rows == 2_000  # grows again, at most twofold
     again = throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=40, commit_wait_ms=80))
@@ -145,7 +145,7 @@ def test_commits_slowing_but_not_stalling_stop_growth_without_a_pause() -> None:
     decision = throttle.next(Observation(rows=1_000, duration_ms=5, commit_wait_ms=30))  # the chunk alone would double
     assert decision.chunk_rows == 1_000
     assert decision.pause_ms == 0
-    assert decision.slowed_because == "commits slowing: a one-row write waited 30 ms longer than usual to commit"
+    assert decision.slowed_because == "commits slowing: a commit waited 30 ms longer than usual"
 
 
 def test_commits_slowing_are_not_named_when_the_chunk_budget_already_stopped_growth() -> None:
