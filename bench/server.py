@@ -67,19 +67,24 @@ def configure(server: LocalServer, settings: dict[str, str], *, reload: bool = F
 
 
 def make_durable(server: LocalServer) -> None:
-    """Turn fsync back on after seeding and flush everything the seed wrote."""
+    """Turn fsync back on after seeding and flush everything the seed wrote: the server's buffers (CHECKPOINT),
+    then the kernel's page cache (sync). The seed wrote with fsync off, so the checkpoint does not fsync those
+    files, and what the kernel still held was written back during the first scenario measured, whichever it was."""
     configure(server, DURABLE, reload=True)
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
         conn.execute("CHECKPOINT")
+    os.sync()
 
 
 def clone(server: LocalServer, template: str, name: str) -> str:
-    """A fresh, identical copy of a template database (a file copy, not a replay of WAL), after a checkpoint."""
+    """A fresh, identical copy of a template database (a file copy, not a replay of WAL), after a checkpoint and a
+    sync: nothing of the copy is left for the kernel to write back while a scenario is measured."""
     drop(server, name)
     with psycopg.connect(server.dsn(), autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY")
                       .format(sql.Identifier(name), sql.Identifier(template)))
         admin.execute("CHECKPOINT")
+    os.sync()
     return server.dsn(name)
 
 

@@ -41,6 +41,7 @@ from .validation import CheckResult
 VALIDATION_ROUNDS = 3
 LOCK_CHECK_S = 1.0  # how often a running backfill checks that the migration lock is still held
 FRESH_LAG_S = 0.1  # before a chunk, a replay-lag measure this recent (after the previous chunk) is reused
+NO_REPLICA_RECHECK_S = 1.0  # a measure that found no streaming replica holds this long
 MAX_REPLICA_WAIT_S = 600.0
 BACKEND_FLUSH_AFTER = "256kB"  # PostgreSQL's own default for checkpoint_flush_after on Linux
 CANCELLED_AT_MIN_LIMIT = 8  # chunks of the smallest size cancelled in a row before the backfill gives up
@@ -253,7 +254,7 @@ class _Filler:
             self._rate.add(count)
         waited = self.commits.stall_ms() if self.commits else None
         self._after(part, state, total,
-                    Observation(count, held_ms, replay_lag_ms=self.lag.measure(), commit_wait_ms=waited), phase)
+                    Observation(count, held_ms, replay_lag_ms=self.lag.recent(0.0), commit_wait_ms=waited), phase)
         return _Chunk(state, count, size, changed)
 
     def _timed_out(self, err: pg_errors.QueryCanceled, took_ms: float) -> bool:
@@ -410,9 +411,13 @@ class ReplayLag:
         self._last: tuple[float, float | None] | None = None
 
     def recent(self, max_age_s: float) -> float | None:
-        """The last measure when it is at most max_age_s old (taken right after the previous chunk), else a new one."""
-        if self._last is not None and time.monotonic() - self._last[0] <= max_age_s:
-            return self._last[1]
+        """The last measure when it is at most max_age_s old (taken right after the previous chunk), or at most
+        NO_REPLICA_RECHECK_S old when it found no streaming replica (one that connects is seen within that); else
+        a new one. Without replicas, most chunks then pay for no query."""
+        if self._last is not None:
+            age, lag = time.monotonic() - self._last[0], self._last[1]
+            if age <= max_age_s or (lag is None and age <= NO_REPLICA_RECHECK_S):
+                return lag
         return self.measure()
 
     def measure(self) -> float | None:

@@ -7,8 +7,10 @@ Within it, it sizes chunks from the measured cost per row, and it backs off on t
 
 - the chunk took longer than the target: shrink in proportion, pause as long as it took (waiters drain);
 - the chunk ran into its statement timeout (CHUNK_TIMEOUT of the target: the server cancels it at its first check
-  for interrupts past it, instead of letting a stall keep its row locks) and was rolled back: halve, pause with
-  exponential backoff; its cost per row was at least the time it ran over the rows it was given;
+  for interrupts past it, instead of letting a stall keep its row locks) and was rolled back: halve; its cost per
+  row was at least the time it ran over the rows it was given. No pause after one such chunk (its locks are
+  released, and a disk stall behind it shows in the commit watch); with exponential backoff when they follow
+  each other;
 - the chunk could not take a lock in time (lock_timeout): halve, pause with exponential backoff;
 - a durable commit timed beside the backfill since the last chunk (commit_watch.py) waited over half the target
   longer than the run's fastest: every write is stalling on the disk (WAL flushes queued behind the backfill's
@@ -99,6 +101,7 @@ class AdaptiveThrottle:
         self.chunk_rows = self._clamp(settings.initial_chunk_rows)
         self._backoff_ms = 0.0
         self._ms_per_row: float | None = None
+        self._cancelled = False  # the last chunk was cancelled at its timeout
         self.last_slowdown: str | None = None
 
     def start_part(self) -> None:
@@ -119,9 +122,13 @@ class AdaptiveThrottle:
                                   f"lock wait: the chunk could not take its locks within {s.lock_timeout_ms} ms")
         if seen.cancelled:
             self._ms_per_row = max(self._ms_per_row or 0.0, seen.ms_per_row)  # at least; it did not finish
-            return self._back_off(self.chunk_rows // 2, seen.duration_ms,
-                                  f"chunk of {seen.rows} rows cancelled at {seen.duration_ms:.0f} ms (limit "
-                                  f"{s.chunk_timeout_ms} ms) and rolled back")
+            reason = (f"chunk of {seen.rows} rows cancelled at {seen.duration_ms:.0f} ms (limit {s.chunk_timeout_ms} ms) "
+                      "and rolled back")
+            again, self._cancelled = self._cancelled, True
+            if not again:  # its locks are already released: a smaller chunk right away
+                return Decision(self._clamp(self.chunk_rows // 2), 0.0, reason)
+            return self._back_off(self.chunk_rows // 2, seen.duration_ms, reason)
+        self._cancelled = False
         over = seen.rows > 0 and seen.duration_ms > s.target_write_latency_ms
         if over:
             # Not noise: the cost per row has risen, so it replaces the average (the next chunks must not grow

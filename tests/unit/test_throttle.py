@@ -160,12 +160,14 @@ def test_a_commit_about_as_fast_as_usual_is_no_signal() -> None:
     assert throttle.next(Observation(rows=1_000, duration_ms=5, commit_wait_ms=19)).chunk_rows == 2_000
 
 
-def test_a_chunk_cancelled_at_its_timeout_halves_the_next_and_backs_off_at_least_as_long_as_it_ran() -> None:
+def test_a_chunk_cancelled_at_its_timeout_halves_the_next_and_cancellations_in_a_row_back_off() -> None:
     throttle = AdaptiveThrottle(SETTINGS)
     assert SETTINGS.chunk_timeout_ms == 90
-    cancelled = [throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=95, cancelled=True)) for _ in range(3)]
-    assert [d.chunk_rows for d in cancelled] == [500, 250, 125]
-    assert [d.pause_ms for d in cancelled] == [100, 200, 400]
+    cancelled = [throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=95, cancelled=True)) for _ in range(4)]
+    assert [d.chunk_rows for d in cancelled] == [500, 250, 125, 100]
+    assert [d.pause_ms for d in cancelled] == [0, 100, 200, 400]  # the second in a row waits at least as long as it ran
+    throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=60))
+    assert throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=95, cancelled=True)).pause_ms == 0
     assert cancelled[0].slowed_because == "chunk of 1000 rows cancelled at 95 ms (limit 90 ms) and rolled back"
 
 
