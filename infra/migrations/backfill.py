@@ -241,7 +241,7 @@ class _Filler:
             took = _ms(started)
             if not self._timed_out(err, took):
                 raise  # someone cancelled the backfill's statement: not a reason to try again
-            seen = Observation(size, took, cancelled=True)
+            seen = Observation(size, took, cancelled=True, commit_wait_ms=self.commits.stall_ms() if self.commits else None)
             if self._too_slow(size):
                 self._emit(part, state, total, phase, self.throttle.next(seen), took)
                 raise ChunkTooSlow(self.batch.name, part.name, size, took, self._cancelled_at_min, phase,

@@ -49,6 +49,17 @@ class ReplicaLagging(MigrationError):
 
 
 @dataclass(eq=False)
+class CommitWatchFailed(MigrationError):
+    """The connection that times commits beside the backfill failed; the backfill stopped between two chunks."""
+
+    reason: str
+
+    def message(self, say: Actions) -> str:
+        return (f"backfill stopped: the connection timing its commits failed ({self.reason}); everything done so far "
+                f"is kept; check the server, then {say.apply} again to continue from here")
+
+
+@dataclass(eq=False)
 class BackfillPaused(MigrationError):
     """An operator paused the backfill while it ran; it stopped between two chunks."""
 

@@ -3,15 +3,16 @@
 A commit waits until the WAL before it is on disk (the backfill's own included) and, with synchronous standbys,
 until they confirm it. A server short of I/O stalls every session's commits at once, and no row lock and no
 chunk duration shows it. So while a backfill runs, a thread of its own times the smallest durable write there is,
-every PROBE_EVERY_S on a connection of its own: it rewrites the one row of schema_ledger.commit_probe, a table
-nothing else writes (so it never waits for a lock). A transaction that writes no WAL before its commit record
-commits without waiting for the flush, so the probe must write a row.
+every PROBE_EVERY_S on a connection of its own (synchronous_commit on): it upserts the one row of
+schema_ledger.commit_probe, a table nothing else writes. A transaction that writes no WAL before its commit record
+commits without waiting for the flush, so the probe must write a row; a probe that cannot take the row within
+PROBE_LOCK_TIMEOUT_MS (a session left behind by a killed run still holding it) counts as a stall that long.
 
 The fastest probe of the run is the usual cost (round trip and flush); what goes beyond it is the stall. The
 throttle reads the worst stall since its last look, a probe still waiting counting for as long as it has waited
 so far. So the chunks never wait for a probe, a stall between two chunks is seen even when it is over by the end
 of the chunk, and a commit that never returns (a synchronous standby gone) reads as a stall that keeps growing,
-never as a backfill that hangs. On exit, a probe still waiting is cancelled.
+never as a backfill that hangs. On exit, a probe still waiting is cancelled; the thread closes its connection.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from types import TracebackType
 
 import psycopg
 
+from .backfill_errors import CommitWatchFailed
+
 _DDL = [
     "CREATE SCHEMA IF NOT EXISTS schema_ledger",
     """CREATE TABLE IF NOT EXISTS schema_ledger.commit_probe (
@@ -30,17 +33,17 @@ _DDL = [
         probed_at timestamptz NOT NULL DEFAULT now()
     )""",
     "COMMENT ON TABLE schema_ledger.commit_probe IS 'Rewritten every 100 ms while a backfill runs, to time a durable commit'",
-    "INSERT INTO schema_ledger.commit_probe DEFAULT VALUES ON CONFLICT (only_row) DO NOTHING",
 ]
-PROBE = "UPDATE schema_ledger.commit_probe SET probed_at = now()"
+PROBE = ("INSERT INTO schema_ledger.commit_probe DEFAULT VALUES "
+         "ON CONFLICT (only_row) DO UPDATE SET probed_at = now()")
 PROBE_EVERY_S = 0.1
+PROBE_LOCK_TIMEOUT_MS = 1_000
 STOP_TIMEOUT_S = 10.0
-JOIN_STEP_S = 0.1
 
 
 class CommitWatch:
-    """Started with `with`: times one durable commit right away (the baseline, and proof the probe works),
-    then one every `every_s` in a thread until exit."""
+    """Started with `with`: a thread times one durable commit right away (the baseline), then one every `every_s`
+    until exit. Its own failure is raised by stall_ms(), in the backfill's thread, as CommitWatchFailed."""
 
     def __init__(self, connect: Callable[[], psycopg.Connection], every_s: float = PROBE_EVERY_S) -> None:
         self._connect, self._every_s = connect, every_s
@@ -54,40 +57,45 @@ class CommitWatch:
         self._error: BaseException | None = None
 
     def __enter__(self) -> CommitWatch:
-        self._conn = self._connect()
-        self._conn.autocommit = True
+        conn = self._connect()
         try:
-            self._ensure_table()
+            conn.autocommit = True
+            conn.execute("SELECT set_config('synchronous_commit', 'on', false), set_config('lock_timeout', %s, false)",
+                         (f"{PROBE_LOCK_TIMEOUT_MS}ms",))
+            if not conn.execute("SELECT to_regclass('schema_ledger.commit_probe') IS NOT NULL").fetchone()[0]:
+                with conn.transaction():
+                    for ddl in _DDL:
+                        conn.execute(ddl)
+            self._conn = conn
+            self._thread = threading.Thread(target=self._run, name="backfill-commit-watch", daemon=True)
+            self._thread.start()
         except BaseException:
-            self._conn.close()
+            conn.close()
             raise
-        self._probe_once()
-        if self._error is not None:
-            self._conn.close()
-            raise self._error
-        self._thread = threading.Thread(target=self._loop, name="backfill-commit-watch", daemon=True)
-        self._thread.start()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        """Stop the thread; a probe still waiting (a commit that may never return) is cancelled. Never raises: an
+        error of the backfill's stays the one reported. A thread that does not stop in time closes its connection
+        itself when its probe returns."""
         self._stop.set()
-        assert self._conn is not None
-        give_up = time.monotonic() + STOP_TIMEOUT_S
-        while self._thread is not None and self._thread.is_alive() and time.monotonic() < give_up:
-            with self._lock:
-                in_flight = self._waiting_since is not None
-            if in_flight:  # a commit that may never return (a synchronous standby gone): cancel its wait
+        assert self._conn is not None and self._thread is not None
+        with self._lock:
+            in_flight = self._waiting_since is not None
+        if in_flight:
+            try:
                 self._conn.cancel_safe(timeout=STOP_TIMEOUT_S)
-            self._thread.join(JOIN_STEP_S)
-        self._conn.close()
+            except psycopg.Error:
+                pass  # the connection is gone: so is its wait
+        self._thread.join(STOP_TIMEOUT_S)
 
     def stall_ms(self) -> float:
         """How much longer than the fastest probe the slowest commit since the last call took, or the one in
-        flight has waited so far; the probe's own failure is raised here, in the backfill's thread."""
+        flight has waited so far."""
         now = time.monotonic()
         with self._lock:
             if self._error is not None:
-                raise self._error
+                raise CommitWatchFailed(f"{type(self._error).__name__}: {self._error}".splitlines()[0])
             worst = self._worst_ms
             if self._waiting_since is not None:
                 worst = max(worst, (now - self._waiting_since) * 1000)
@@ -95,18 +103,13 @@ class CommitWatch:
             fastest = self._fastest_ms or 0.0
         return max(0.0, worst - fastest)
 
-    def _ensure_table(self) -> None:
+    def _run(self) -> None:
         assert self._conn is not None
-        if self._conn.execute("SELECT to_regclass('schema_ledger.commit_probe') IS NOT NULL").fetchone()[0]:
-            return
-        with self._conn.transaction():
-            for ddl in _DDL:
-                self._conn.execute(ddl)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._every_s):
-            if not self._probe_once():
-                return
+        try:
+            while self._probe_once() and not self._stop.wait(self._every_s):
+                pass
+        finally:
+            self._conn.close()
 
     def _probe_once(self) -> bool:
         assert self._conn is not None
@@ -115,7 +118,9 @@ class CommitWatch:
             self._waiting_since = started
         try:
             self._conn.execute(PROBE)
-        except psycopg.Error as err:
+        except psycopg.errors.LockNotAvailable:
+            pass  # waited PROBE_LOCK_TIMEOUT_MS for the row: counted as a stall that long
+        except BaseException as err:  # noqa: BLE001 - handed to the backfill's thread by stall_ms()
             with self._lock:
                 self._waiting_since = None
                 if not self._stop.is_set():

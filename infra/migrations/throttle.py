@@ -9,8 +9,7 @@ Within it, it sizes chunks from the measured cost per row, and it backs off on t
 - the chunk ran into its statement timeout (CHUNK_TIMEOUT of the target: the server cancels it at its first check
   for interrupts past it, instead of letting a stall keep its row locks) and was rolled back: halve; its cost per
   row was at least the time it ran over the rows it was given. No pause after one such chunk (its locks are
-  released, and a disk stall behind it shows in the commit watch); with exponential backoff when they follow
-  each other;
+  released); with exponential backoff when they follow each other, or when commits are stalling meanwhile;
 - the chunk could not take a lock in time (lock_timeout): halve, pause with exponential backoff;
 - a durable commit timed beside the backfill since the last chunk (commit_watch.py) waited over half the target
   longer than the run's fastest: every write is stalling on the disk (WAL flushes queued behind the backfill's
@@ -125,7 +124,9 @@ class AdaptiveThrottle:
             reason = (f"chunk of {seen.rows} rows cancelled at {seen.duration_ms:.0f} ms (limit {s.chunk_timeout_ms} ms) "
                       "and rolled back")
             again, self._cancelled = self._cancelled, True
-            if not again:  # its locks are already released: a smaller chunk right away
+            if self._stalling(seen):
+                reason += f"; commits stalling: a commit waited {seen.commit_wait_ms:.0f} ms longer than usual"
+            elif not again:  # its locks are already released: a smaller chunk right away
                 return Decision(self._clamp(self.chunk_rows // 2), 0.0, reason)
             return self._back_off(self.chunk_rows // 2, seen.duration_ms, reason)
         self._cancelled = False
@@ -135,7 +136,7 @@ class AdaptiveThrottle:
             # back from the old, cheaper cost).
             self._ms_per_row = seen.ms_per_row
         scaled = int(self.chunk_rows * s.chunk_budget_ms / seen.duration_ms) if over else self.chunk_rows
-        if seen.commit_wait_ms is not None and seen.commit_wait_ms > s.target_write_latency_ms * COMMIT_STALL:
+        if self._stalling(seen):
             return self._back_off(scaled, seen.duration_ms if over else 0.0,
                                   f"commits stalling: a commit waited {seen.commit_wait_ms:.0f} ms longer than "
                                   f"usual (target {s.target_write_latency_ms} ms)")
@@ -150,6 +151,9 @@ class AdaptiveThrottle:
             return Decision(self._clamp(scaled), seen.duration_ms,
                             f"chunk of {seen.rows} rows took {seen.duration_ms:.0f} ms (target {s.target_write_latency_ms} ms)")
         return self._aim(seen)
+
+    def _stalling(self, seen: Observation) -> bool:
+        return seen.commit_wait_ms is not None and seen.commit_wait_ms > self.settings.target_write_latency_ms * COMMIT_STALL
 
     def _back_off(self, rows: int, at_least_ms: float, reason: str) -> Decision:
         """A pause that doubles (from the target up to MAX_BACKOFF_MS) while the signal lasts, before `rows`."""

@@ -32,6 +32,7 @@ def standby_gone(db_target: Target, db: psycopg.Connection) -> Iterator[Callable
         else:
             db.execute("ALTER SYSTEM RESET synchronous_standby_names")
         db.execute("SELECT pg_reload_conf()")
+    gone(False)  # in case a killed run left it on
     try:
         yield gone
     finally:

@@ -245,7 +245,7 @@ def test_commits_stalling_on_a_standby_that_is_gone_make_the_throttle_back_off_t
         if not stalled[0]:
             stalled[0] = True
             standby_gone(True)
-            wait_until(lambda: commit_waits_on_standby(db, legacy_db.dbname, 60), "the commit watch to wait 60 ms")
+            wait_until(lambda: commit_waits_on_standby(db, legacy_db.dbname, 100), "the commit watch to wait 100 ms")
         elif (event.slowed_because or "").startswith("commits stalling"):
             standby_gone(False)
     small = ThrottleSettings(initial_chunk_rows=100, min_chunk_rows=10)

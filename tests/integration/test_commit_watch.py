@@ -1,5 +1,6 @@
 """The backfill's commit watch on a real PostgreSQL: a commit that does not return reads as a stall that keeps
-growing, never as a hang; the watch's own failure reaches the backfill's thread."""
+growing, never as a hang; a session holding the probe's row is a stall too; the watch's own failure reaches the
+backfill's thread as an error that says what to do."""
 
 from __future__ import annotations
 
@@ -8,15 +9,34 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
-from infra.migrations.commit_watch import PROBE, CommitWatch
+from infra.migrations.backfill_errors import CommitWatchFailed
+from infra.migrations.commit_watch import PROBE, PROBE_LOCK_TIMEOUT_MS, CommitWatch
 from infra.migrations.target import Target
 from tests.support.waiting import commit_waits_on_standby, wait_until
 
 
+def watching(target: Target) -> CommitWatch:
+    return CommitWatch(lambda: target.connect(autocommit=True))
+
+
+def probe_backend(db: psycopg.Connection, target: Target) -> int:
+    return wait_until(lambda: db.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND query = %s",
+                                         (target.dbname, PROBE)).fetchone(), "the probe's backend")[0]
+
+
+def probe_waits_for_lock_since(db: psycopg.Connection, target: Target) -> object | None:
+    """When the probe's current wait for a lock began, if it is waiting for one."""
+    row = db.execute("""SELECT l.waitstart FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                        WHERE a.datname = %s AND a.query = %s AND NOT l.granted AND l.waitstart IS NOT NULL""",
+                     (target.dbname, PROBE)).fetchone()
+    return row[0] if row else None
+
+
 def test_a_commit_waiting_for_a_standby_that_is_gone_reads_as_a_growing_stall_and_is_cancelled_on_exit(
         db_target: Target, db: psycopg.Connection, standby_gone: Callable[[bool], None]) -> None:
-    with CommitWatch(lambda: db_target.connect(autocommit=True)) as watch:
-        assert watch.stall_ms() < 200  # the baseline, taken on entry
+    with watching(db_target) as watch:
+        probe_backend(db, db_target)
+        db.execute("DELETE FROM schema_ledger.commit_probe")  # the probe writes its row back: still a durable write
         standby_gone(True)
         wait_until(lambda: commit_waits_on_standby(db, db_target.dbname, 300), "the probe to wait 300 ms")
         assert watch.stall_ms() >= 200  # still waiting: counted for as long as it has waited so far
@@ -24,19 +44,32 @@ def test_a_commit_waiting_for_a_standby_that_is_gone_reads_as_a_growing_stall_an
     assert not commit_waits_on_standby(db, db_target.dbname, 0)
 
 
-def test_the_watch_connection_lost_is_raised_where_the_backfill_reads_the_stall(
+def test_a_session_holding_the_probe_row_reads_as_a_stall_and_the_watch_carries_on(
         db_target: Target, db: psycopg.Connection) -> None:
-    with CommitWatch(lambda: db_target.connect(autocommit=True)) as watch:
-        pid = wait_until(lambda: db.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND query = %s",
-                                            (db_target.dbname, PROBE)).fetchone(), "the probe's backend")[0]
-        db.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with watching(db_target) as watch:
+        probe_backend(db, db_target)
+        with db.transaction():
+            db.execute("SELECT * FROM schema_ledger.commit_probe FOR UPDATE")
+            first = wait_until(lambda: probe_waits_for_lock_since(db, db_target), "the probe to wait for the row")
+            # The probe gives up at its lock timeout and the next one waits again: the watch did not stop.
+            wait_until(lambda: (probe_waits_for_lock_since(db, db_target) or first) > first,
+                       "a later probe to wait for the row")
+        assert watch.stall_ms() >= PROBE_LOCK_TIMEOUT_MS * 0.9
 
-        def raised() -> BaseException | None:
+
+def test_the_watch_connection_lost_stops_the_backfill_with_what_to_do(
+        db_target: Target, db: psycopg.Connection) -> None:
+    with watching(db_target) as watch:
+        db.execute("SELECT pg_terminate_backend(%s)", (probe_backend(db, db_target),))
+
+        def raised() -> CommitWatchFailed | None:
             try:
                 watch.stall_ms()
-            except psycopg.Error as err:
+            except CommitWatchFailed as err:
                 return err
             return None
-        assert isinstance(wait_until(raised, "the probe to fail"), psycopg.OperationalError)
-        with pytest.raises(psycopg.OperationalError):
+        failed = wait_until(raised, "the probe to fail")
+        assert str(failed).startswith("backfill stopped: the connection timing its commits failed (")
+        assert str(failed).endswith("everything done so far is kept; check the server, then apply again to continue from here")
+        with pytest.raises(CommitWatchFailed):
             watch.stall_ms()  # and again, every time it is read

@@ -171,6 +171,14 @@ def test_a_chunk_cancelled_at_its_timeout_halves_the_next_and_cancellations_in_a
     assert cancelled[0].slowed_because == "chunk of 1000 rows cancelled at 95 ms (limit 90 ms) and rolled back"
 
 
+def test_a_chunk_cancelled_while_commits_stall_backs_off_at_once() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    decision = throttle.next(Observation(rows=1_000, duration_ms=95, cancelled=True, commit_wait_ms=80))
+    assert (decision.chunk_rows, decision.pause_ms) == (500, 100)
+    assert decision.slowed_because == ("chunk of 1000 rows cancelled at 95 ms (limit 90 ms) and rolled back; "
+                                       "commits stalling: a commit waited 80 ms longer than usual")
+
+
 def test_after_a_cancelled_chunk_the_size_grows_back_from_its_cost_not_from_the_cheaper_average() -> None:
     throttle = AdaptiveThrottle(SETTINGS)
     throttle.next(Observation(rows=1_000, duration_ms=10))  # 0.01 ms per row: would aim at 7,000
