@@ -129,7 +129,7 @@ def run_backfill(conn: psycopg.Connection, target: Target, batch: Batch, run: Ba
             conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON schema_ledger.backfill_progress TO {}")
                          .format(sql.Identifier(role)))
     # Fixed chunks (the comparison point) do not listen to the database, so they pay for no commit watch either.
-    watch = nullcontext() if run.fixed_chunk_rows else CommitWatch(lambda: target.connect(autocommit=True))
+    watch = nullcontext() if run.fixed_chunk_rows else CommitWatch(batch.name, lambda: target.connect(autocommit=True))
     with target.connect(autocommit=True) as monitor, watch as commits:
         filler = _Filler(conn, monitor, commits, batch, spec, run, verify_lock)
         with _chunk_settings(conn, run.throttle.lock_timeout_ms):

@@ -50,13 +50,16 @@ class ReplicaLagging(MigrationError):
 
 @dataclass(eq=False)
 class CommitWatchFailed(MigrationError):
-    """The connection that times commits beside the backfill failed; the backfill stopped between two chunks."""
+    """The probe that times commits beside the backfill failed (its connection lost, a right missing); the backfill
+    stopped between two chunks."""
 
+    batch: str
     reason: str
 
     def message(self, say: Actions) -> str:
-        return (f"backfill stopped: the connection timing its commits failed ({self.reason}); everything done so far "
-                f"is kept; check the server, then {say.apply} again to continue from here")
+        return (f"backfill of batch '{self.batch}' stopped: the probe that times commits beside it failed "
+                f"({self.reason}); everything done so far is kept; check the server and that the migration user owns "
+                f"schema_ledger, then {say.apply} again to continue from here")
 
 
 @dataclass(eq=False)

@@ -33,6 +33,7 @@ _DDL = [
         probed_at timestamptz NOT NULL DEFAULT now()
     )""",
     "COMMENT ON TABLE schema_ledger.commit_probe IS 'Rewritten every 100 ms while a backfill runs, to time a durable commit'",
+    "INSERT INTO schema_ledger.commit_probe DEFAULT VALUES ON CONFLICT (only_row) DO NOTHING",
 ]
 PROBE = ("INSERT INTO schema_ledger.commit_probe DEFAULT VALUES "
          "ON CONFLICT (only_row) DO UPDATE SET probed_at = now()")
@@ -45,8 +46,8 @@ class CommitWatch:
     """Started with `with`: a thread times one durable commit right away (the baseline), then one every `every_s`
     until exit. Its own failure is raised by stall_ms(), in the backfill's thread, as CommitWatchFailed."""
 
-    def __init__(self, connect: Callable[[], psycopg.Connection], every_s: float = PROBE_EVERY_S) -> None:
-        self._connect, self._every_s = connect, every_s
+    def __init__(self, batch: str, connect: Callable[[], psycopg.Connection], every_s: float = PROBE_EVERY_S) -> None:
+        self._batch, self._connect, self._every_s = batch, connect, every_s
         self._conn: psycopg.Connection | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -78,9 +79,9 @@ class CommitWatch:
         """Stop the thread; a probe still waiting (a commit that may never return) is cancelled. Never raises: an
         error of the backfill's stays the one reported. A thread that does not stop in time closes its connection
         itself when its probe returns."""
-        self._stop.set()
         assert self._conn is not None and self._thread is not None
-        with self._lock:
+        with self._lock:  # together with _probe_once's check: no probe starts after this unseen
+            self._stop.set()
             in_flight = self._waiting_since is not None
         if in_flight:
             try:
@@ -95,7 +96,8 @@ class CommitWatch:
         now = time.monotonic()
         with self._lock:
             if self._error is not None:
-                raise CommitWatchFailed(f"{type(self._error).__name__}: {self._error}".splitlines()[0])
+                reason = f"{type(self._error).__name__}: {self._error}".splitlines()[0]
+                raise CommitWatchFailed(self._batch, reason) from self._error
             worst = self._worst_ms
             if self._waiting_since is not None:
                 worst = max(worst, (now - self._waiting_since) * 1000)
@@ -113,13 +115,15 @@ class CommitWatch:
 
     def _probe_once(self) -> bool:
         assert self._conn is not None
-        started = time.monotonic()
         with self._lock:
-            self._waiting_since = started
+            if self._stop.is_set():
+                return False
+            started = self._waiting_since = time.monotonic()
+        timed_out = False
         try:
             self._conn.execute(PROBE)
         except psycopg.errors.LockNotAvailable:
-            pass  # waited PROBE_LOCK_TIMEOUT_MS for the row: counted as a stall that long
+            timed_out = True  # waited PROBE_LOCK_TIMEOUT_MS for the row: a stall that long, never the usual cost
         except BaseException as err:  # noqa: BLE001 - handed to the backfill's thread by stall_ms()
             with self._lock:
                 self._waiting_since = None
@@ -130,5 +134,6 @@ class CommitWatch:
         with self._lock:
             self._waiting_since = None
             self._worst_ms = max(self._worst_ms, took)
-            self._fastest_ms = took if self._fastest_ms is None else min(self._fastest_ms, took)
+            if not timed_out:
+                self._fastest_ms = took if self._fastest_ms is None else min(self._fastest_ms, took)
         return True

@@ -13,8 +13,9 @@ Within it, it sizes chunks from the measured cost per row, and it backs off on t
 - the chunk could not take a lock in time (lock_timeout): halve, pause with exponential backoff;
 - a durable commit timed beside the backfill since the last chunk (commit_watch.py) waited over half the target
   longer than the run's fastest: every write is stalling on the disk (WAL flushes queued behind the backfill's
-  writes) or on a synchronous standby, which no lock shows. Pause with exponential backoff, keeping the size (smaller chunks would write the same WAL in
-  more commits; the pause is what lets the disk catch up); over a fifth of the target, do not grow;
+  writes) or on a synchronous standby, which no lock shows. Pause with exponential backoff, keeping the size
+  (smaller chunks would write the same WAL in more commits; the pause is what lets the disk catch up; a chunk
+  cancelled meanwhile is still halved); over a fifth of the target, do not grow;
 - a streaming replica replays too far behind: halve, and wait until the lag is back under half the limit;
 - otherwise: aim at the budget from the cost per row of the recent full chunks, at most doubling per chunk,
   with no pause (a pause would not shorten any wait; it would only lengthen the run).

@@ -49,9 +49,9 @@ CASES = [
     (BackfillIncomplete("0002_x", [("orphans", "3")]), "then apply again", "then run `pulumi up` again"),
     (ReplicaLagging("0002_x", "leads", 9000.0, 2000),
      "apply again to continue from here", "run `pulumi up` again to continue from here"),
-    (CommitWatchFailed("OperationalError: server closed the connection unexpectedly"),
-     "everything done so far is kept; check the server, then apply again to continue from here",
-     "check the server, then run `pulumi up` again to continue from here"),
+    (CommitWatchFailed("0002_x", "OperationalError: server closed the connection unexpectedly"),
+     "everything done so far is kept; check the server and that the migration user owns schema_ledger, then apply "
+     "again to continue from here", "owns schema_ledger, then run `pulumi up` again to continue from here"),
     (ChunkTooSlow("0002_x", "jobs", 100, 93.0, 8, "pass", "a1"),
      "90 % of the stack's backfill target write latency) and were rolled back; all earlier chunks are kept; check "
      "what slows the server (locks, I/O) or those rows, or raise the target, then apply to continue",
