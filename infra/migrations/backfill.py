@@ -31,7 +31,8 @@ from psycopg import sql
 
 from . import progress
 from .commit_watch import CommitWatch
-from .backfill_errors import BackfillDeclarationInvalid, BackfillIncomplete, BackfillPaused, ChunkTooSlow, ReplicaLagging
+from .backfill_errors import (BackfillDeclarationInvalid, BackfillIncomplete, BackfillPaused, ChunkTooSlow, CommitsStalled,
+                              ReplicaLagging)
 from .plan import Batch, sha256_text
 from .progress import PartProgress
 from .target import Target
@@ -43,6 +44,10 @@ LOCK_CHECK_S = 1.0  # how often a running backfill checks that the migration loc
 FRESH_LAG_S = 0.1  # before a chunk, a replay-lag measure this recent (after the previous chunk) is reused
 NO_REPLICA_RECHECK_S = 1.0  # a measure that found no streaming replica holds this long
 MAX_REPLICA_WAIT_S = 600.0
+# A durable commit beside the backfill waiting this long: the server is not committing at all (a synchronous standby
+# gone, a disk that stopped), so are the application's writes; the backfill stops (CommitsStalled) rather than add
+# to what waits. Shorter stalls only make it back off.
+MAX_COMMIT_WAIT_S = 60.0
 BACKEND_FLUSH_AFTER = "256kB"  # PostgreSQL's own default for checkpoint_flush_after on Linux
 CANCELLED_AT_MIN_LIMIT = 8  # chunks of the smallest size cancelled in a row before the backfill gives up
 
@@ -301,6 +306,8 @@ class _Filler:
     def _after(self, part: Part, state: PartProgress, total: int, seen: Observation, phase: str) -> None:
         decision = self.throttle.next(seen)
         self._emit(part, state, total, phase, decision, seen.duration_ms)
+        if seen.commit_wait_ms is not None and seen.commit_wait_ms > MAX_COMMIT_WAIT_S * 1000:
+            raise CommitsStalled(self.batch.name, part.name, seen.commit_wait_ms, int(MAX_COMMIT_WAIT_S * 1000))
         self._verify_lock()
         if decision.pause_ms > 0:
             self.run.sleep(decision.pause_ms / 1000)

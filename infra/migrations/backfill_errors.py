@@ -63,6 +63,24 @@ class CommitWatchFailed(MigrationError):
 
 
 @dataclass(eq=False)
+class CommitsStalled(MigrationError):
+    """A durable commit beside the backfill waited longer than any healthy server makes one wait (a synchronous
+    standby gone, a disk that stopped); the backfill stopped after its last chunk instead of adding to the load."""
+
+    batch: str
+    part: str
+    waited_ms: float
+    limit_ms: int
+
+    def message(self, say: Actions) -> str:
+        return (f"backfill of batch '{self.batch}' stopped in part '{self.part}': a durable commit has waited "
+                f"{self.waited_ms / 1000:.0f} s (limit {self.limit_ms / 1000:.0f} s), so the application's commits "
+                f"are stalled too; everything done so far is kept; check synchronous_standby_names against the "
+                f"standbys connected (pg_stat_replication) and the server's disk, then {say.apply} again to continue "
+                f"from here")
+
+
+@dataclass(eq=False)
 class BackfillPaused(MigrationError):
     """An operator paused the backfill while it ran; it stopped between two chunks."""
 

@@ -10,7 +10,8 @@ import pytest
 
 from bench.legacy import LegacyShape, generate
 from infra.migrations.backfill import BackfillProgress, BackfillRun, run_backfill
-from infra.migrations.backfill_errors import BackfillPaused, ChunkTooSlow
+from infra.migrations import backfill
+from infra.migrations.backfill_errors import BackfillPaused, ChunkTooSlow, CommitsStalled
 from infra.migrations.errors import MigrationError
 from infra.migrations.gate import gate_status
 from infra.migrations.plan import load_batches
@@ -260,6 +261,34 @@ def test_commits_stalling_on_a_standby_that_is_gone_make_the_throttle_back_off_t
     assert pause == 0.1  # the backoff's first pause: the target
     assert second.chunk_rows == first.chunk_rows  # the size stays; the pause lets the disk or standby catch up
     assert counts(db)[3] == 0  # and it finished
+
+
+def test_a_commit_that_never_returns_stops_the_backfill_with_what_was_done_kept(
+        legacy_db: Target, db: psycopg.Connection, standby_gone: Callable[[bool], None],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A synchronous standby that stays gone: after the first chunk, the test waits until the commit watch's probe
+    has waited past the limit (lowered to 200 ms here). The next chunk's decision stops the backfill with
+    CommitsStalled; the chunks done so far are kept, and once commits go through again the next run finishes."""
+    monkeypatch.setattr(backfill, "MAX_COMMIT_WAIT_S", 0.2)
+    seen: list[BackfillProgress] = []
+
+    def on(event: BackfillProgress) -> None:
+        seen.append(event)
+        if len(seen) == 1:
+            standby_gone(True)
+            wait_until(lambda: commit_waits_on_standby(db, legacy_db.dbname, 300), "the commit watch to wait 300 ms")
+    small = ThrottleSettings(initial_chunk_rows=100, min_chunk_rows=10)
+
+    with pytest.raises(CommitsStalled) as stopped:
+        apply_batch(legacy_db, BACKFILL, RunSettings(stack="test", backfill=BackfillRun(
+            throttle=small, on_progress=on, sleep=lambda _s: None)))
+
+    assert stopped.value.part == "customers" and stopped.value.waited_ms >= 300
+    standby_gone(False)
+    kept = db.execute("SELECT rows_done FROM schema_ledger.backfill_progress WHERE part = 'customers'").fetchone()[0]
+    assert len(seen) == 2 and kept == seen[-1].rows_done > seen[0].rows_done  # both chunks before the stop are kept
+    apply_batch(legacy_db, BACKFILL, settings())
+    assert counts(db)[3] == 0
 
 
 def test_rollback_removes_what_the_backfill_made_and_keeps_what_the_application_wrote(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra.migrations.backfill_errors import BackfillIncomplete, ChunkTooSlow, CommitWatchFailed, ReplicaLagging
+from infra.migrations.backfill_errors import (BackfillIncomplete, ChunkTooSlow, CommitsStalled, CommitWatchFailed,
+                                              ReplicaLagging)
 from infra.migrations.errors import (
     AdoptionRefused,
     AuthenticationFailed,
@@ -52,6 +53,10 @@ CASES = [
     (CommitWatchFailed("0002_x", "OperationalError: server closed the connection unexpectedly"),
      "everything done so far is kept; check the server and that the migration user owns schema_ledger, then apply "
      "again to continue from here", "owns schema_ledger, then run `pulumi up` again to continue from here"),
+    (CommitsStalled("0002_x", "jobs", 61_200.0, 60_000),
+     "a durable commit has waited 61 s (limit 60 s), so the application's commits are stalled too; everything done "
+     "so far is kept; check synchronous_standby_names against the standbys connected (pg_stat_replication) and the "
+     "server's disk, then apply again to continue from here", "then run `pulumi up` again to continue from here"),
     (ChunkTooSlow("0002_x", "jobs", 100, 93.0, 8, "pass", "a1"),
      "90 % of the stack's backfill target write latency) and were rolled back; all earlier chunks are kept; check "
      "what slows the server (locks, I/O) or those rows, or raise the target, then apply to continue",
