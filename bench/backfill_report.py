@@ -60,9 +60,18 @@ def _during(r: Any) -> list[Any]:
     return [s for s in r.samples if s.start <= r.end and s.end >= r.start]
 
 
-def over_target(r: Any) -> int:
-    """Writes during the scenario that took longer than the target."""
-    return sum(1 for s in _during(r) if s.latency * 1000 > TARGET_MS)
+def over_target(r: Any) -> str:
+    """Writes during the scenario that took longer than the target, and what the backfill was doing when each
+    began (its phase: pass, sweep, checks, ...), e.g. "52 (pass 30, checks 22)"."""
+    slow = [s for s in _during(r) if s.latency * 1000 > TARGET_MS]
+    if not slow or not r.phases:
+        return str(len(slow))
+    by: dict[str, int] = {}
+    for s in slow:
+        doing = r.doing_at(s.start)
+        phase = "before the backfill" if doing.startswith("nothing yet") else doing.split(" (")[0].split()[-1]
+        by[phase] = by.get(phase, 0) + 1
+    return f"{len(slow)} ({', '.join(f'{k} {n}' for k, n in sorted(by.items(), key=lambda kv: -kv[1]))})"
 
 
 def slowest_during(r: Any) -> str:
