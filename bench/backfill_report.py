@@ -68,10 +68,20 @@ def over_target(r: Any) -> str:
         return str(len(slow))
     by: dict[str, int] = {}
     for s in slow:
-        doing = r.doing_at(s.start)
-        phase = "before the backfill" if doing.startswith("nothing yet") else doing.split(" (")[0].split()[-1]
+        phase = _phase(r.doing_at(s.start))
         by[phase] = by.get(phase, 0) + 1
     return f"{len(slow)} ({', '.join(f'{k} {n}' for k, n in sorted(by.items(), key=lambda kv: -kv[1]))})"
+
+
+def _phase(doing: str) -> str:
+    """The phase in a `Result.doing_at` label: "customers pass" -> "pass", "checks" -> "checks"."""
+    if doing.startswith("nothing yet"):
+        return "before the backfill"
+    if doing.startswith("migration.sql"):
+        return "migration.sql or first chunk"
+    if doing.endswith("(one transaction)"):
+        return "one transaction"
+    return doing.split()[-1]
 
 
 def slowest_during(r: Any) -> str:

@@ -226,6 +226,7 @@ class _Filler:
         longest any row lock of the chunk was held. Its statements carry a statement timeout (adaptive runs): the
         server cancels one at its first check for interrupts past it, and nothing of the chunk is kept."""
         self._stop_if_paused(part, state, total)
+        self._stop_if_commits_stalled(part)
         self._wait_for_replicas(part, state, total)
         size = self.throttle.chunk_rows
         keys = pick(size)
@@ -247,6 +248,7 @@ class _Filler:
             if not self._timed_out(err, took):
                 raise  # someone cancelled the backfill's statement: not a reason to try again
             seen = Observation(size, took, cancelled=True, commit_wait_ms=self.commits.stall_ms() if self.commits else None)
+            self._stop_if_commits_stalled(part)  # the cause, rather than ChunkTooSlow's "check the server"
             if self._too_slow(size):
                 self._emit(part, state, total, phase, self.throttle.next(seen), took)
                 raise ChunkTooSlow(self.batch.name, part.name, size, took, self._cancelled_at_min, phase,
@@ -306,8 +308,6 @@ class _Filler:
     def _after(self, part: Part, state: PartProgress, total: int, seen: Observation, phase: str) -> None:
         decision = self.throttle.next(seen)
         self._emit(part, state, total, phase, decision, seen.duration_ms)
-        if seen.commit_wait_ms is not None and seen.commit_wait_ms > MAX_COMMIT_WAIT_S * 1000:
-            raise CommitsStalled(self.batch.name, part.name, seen.commit_wait_ms, int(MAX_COMMIT_WAIT_S * 1000))
         self._verify_lock()
         if decision.pause_ms > 0:
             self.run.sleep(decision.pause_ms / 1000)
@@ -324,6 +324,13 @@ class _Filler:
             self._emit(part, state, total, "paused")
             raise BackfillPaused(self.batch.name, part.name, state.rows_done, max(total, state.rows_done))
 
+    def _stop_if_commits_stalled(self, part: Part) -> None:
+        """The commit watch's probe in flight has waited over MAX_COMMIT_WAIT_S: stop (CommitsStalled). Only a
+        commit still waiting counts, so a stall that is over stops nothing."""
+        waited = self.commits.waiting_ms() if self.commits else 0.0
+        if waited > MAX_COMMIT_WAIT_S * 1000:
+            raise CommitsStalled(self.batch.name, part.name, waited, int(MAX_COMMIT_WAIT_S * 1000))
+
     def _wait_for_replicas(self, part: Part, state: PartProgress, total: int) -> None:
         """Before a chunk: while a replica replays too far behind, wait (polling) instead of writing more."""
         deadline = time.monotonic() + MAX_REPLICA_WAIT_S
@@ -334,6 +341,7 @@ class _Filler:
             if time.monotonic() > deadline:
                 raise ReplicaLagging(self.batch.name, part.name, lag, self.run.throttle.max_replay_lag_ms)
             self._stop_if_paused(part, state, total)
+            self._stop_if_commits_stalled(part)
             decision = self.throttle.next(Observation(0, 0.0, replay_lag_ms=lag))
             self._emit(part, state, total, "waiting", decision)
             self._verify_lock()

@@ -105,6 +105,12 @@ class CommitWatch:
             fastest = self._fastest_ms or 0.0
         return max(0.0, worst - fastest)
 
+    def waiting_ms(self) -> float:
+        """How long the probe in flight has waited so far (0 when none is): a commit that has not returned yet."""
+        now = time.monotonic()
+        with self._lock:
+            return 0.0 if self._waiting_since is None else (now - self._waiting_since) * 1000
+
     def _run(self) -> None:
         assert self._conn is not None
         try:

@@ -267,26 +267,33 @@ def test_a_commit_that_never_returns_stops_the_backfill_with_what_was_done_kept(
         legacy_db: Target, db: psycopg.Connection, standby_gone: Callable[[bool], None],
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A synchronous standby that stays gone: after the first chunk, the test waits until the commit watch's probe
-    has waited past the limit (lowered to 200 ms here). The next chunk's decision stops the backfill with
-    CommitsStalled; the chunks done so far are kept, and once commits go through again the next run finishes."""
+    has waited past the limit (lowered to 200 ms here). The backfill stops with CommitsStalled before its next
+    chunk, without pausing first; the chunk done is kept, the waiting probe is cancelled, and once commits go
+    through again the next run finishes."""
     monkeypatch.setattr(backfill, "MAX_COMMIT_WAIT_S", 0.2)
     seen: list[BackfillProgress] = []
+    pauses: list[float] = []
 
     def on(event: BackfillProgress) -> None:
         seen.append(event)
         if len(seen) == 1:
             standby_gone(True)
             wait_until(lambda: commit_waits_on_standby(db, legacy_db.dbname, 300), "the commit watch to wait 300 ms")
+        else:  # it went on: let its commits through, or the ledger's would wait for the standby forever
+            standby_gone(False)
+            pytest.fail("the backfill ran another chunk while every commit was stalled")
     small = ThrottleSettings(initial_chunk_rows=100, min_chunk_rows=10)
 
     with pytest.raises(CommitsStalled) as stopped:
         apply_batch(legacy_db, BACKFILL, RunSettings(stack="test", backfill=BackfillRun(
-            throttle=small, on_progress=on, sleep=lambda _s: None)))
+            throttle=small, on_progress=on, sleep=pauses.append)))
 
-    assert stopped.value.part == "customers" and stopped.value.waited_ms >= 300
+    assert stopped.value.part == "customers" and stopped.value.waited_ms > 200
+    assert pauses == []  # stopped right away, not after a backoff
+    assert not commit_waits_on_standby(db, legacy_db.dbname, 0)  # the probe's wait was cancelled on the way out
     standby_gone(False)
     kept = db.execute("SELECT rows_done FROM schema_ledger.backfill_progress WHERE part = 'customers'").fetchone()[0]
-    assert len(seen) == 2 and kept == seen[-1].rows_done > seen[0].rows_done  # both chunks before the stop are kept
+    assert kept == seen[0].rows_done == 100
     apply_batch(legacy_db, BACKFILL, settings())
     assert counts(db)[3] == 0
 
