@@ -11,7 +11,10 @@ and the pause before it from the chunk's duration (the longest any of its row lo
 path) and streaming replicas' replay lag. An adaptive chunk's statements also carry a statement timeout just
 under the write-latency target: a chunk that a sudden stall would keep running past it is cancelled and
 rolled back (then retried smaller), instead of holding its row locks to the end.
-Then validation.sql, through the runner's checks (with their retries); when checks fail, the sweeps run again
+Then every page of the tables validation.sql reads is read once, page range by page range, sized and paced like
+chunks (settle.py): the first read of a page after a checkpoint writes WAL (hint bits, pruning), which the checks'
+unthrottled scans would otherwise write in one burst. Then validation.sql, through the runner's checks (with their
+retries); when checks fail, the sweeps run again
 (a write may have landed after them) before giving up with BackfillIncomplete, which keeps everything done so
 far: the next run continues."""
 
@@ -21,7 +24,7 @@ import time
 import tomllib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 
@@ -29,7 +32,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from . import progress
+from . import progress, settle
 from .commit_watch import CommitWatch
 from .backfill_errors import (BackfillDeclarationInvalid, BackfillIncomplete, BackfillPaused, ChunkTooSlow, CommitsStalled,
                               ReplicaLagging)
@@ -37,7 +40,7 @@ from .plan import Batch, sha256_text
 from .progress import PartProgress
 from .target import Target
 from .throttle import AdaptiveThrottle, Decision, FixedThrottle, Observation, ThrottleSettings
-from .validation import CheckResult
+from .validation import CheckResult, tables_read
 
 VALIDATION_ROUNDS = 3
 LOCK_CHECK_S = 1.0  # how often a running backfill checks that the migration lock is still held
@@ -52,6 +55,7 @@ BACKEND_FLUSH_AFTER = "256kB"  # PostgreSQL's own default for checkpoint_flush_a
 CANCELLED_AT_MIN_LIMIT = 8  # chunks of the smallest size cancelled in a row before the backfill gives up
 
 Sleep = Callable[[float], None]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -75,13 +79,14 @@ class BackfillProgress:
 
     batch: str
     part: str
-    phase: str  # "pass", "sweep", "waiting", "paused", "done"
+    phase: str  # "pass", "sweep", "settle", "waiting", "paused", "done"
     rows_done: int
     rows_total: int
     rows_per_s: float
     chunk_rows: int
     slowed_because: str | None
     chunk_ms: float = 0.0  # how long the last chunk's transaction took: no row lock of it was held longer
+    unit: str = "rows"  # what rows_done counts: "pages" while the tables the checks read are settled
 
     @property
     def eta_s(self) -> float | None:
@@ -93,8 +98,8 @@ class BackfillProgress:
         pct = 100.0 * self.rows_done / self.rows_total if self.rows_total else 100.0
         eta = f", ETA {_duration(self.eta_s)}" if self.eta_s is not None else ""
         why = f"; last slowed down: {self.slowed_because}" if self.slowed_because else ""
-        return (f"backfill {self.batch} {self.part} [{self.phase}]: {self.rows_done:,}/{self.rows_total:,} rows "
-                f"({pct:.0f}%), {self.rows_per_s:,.0f} rows/s{eta}, chunk {self.chunk_rows:,} rows{why}")
+        return (f"backfill {self.batch} {self.part} [{self.phase}]: {self.rows_done:,}/{self.rows_total:,} {self.unit} "
+                f"({pct:.0f}%), {self.rows_per_s:,.0f} {self.unit}/s{eta}, chunk {self.chunk_rows:,} rows{why}")
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,7 @@ def run_backfill(conn: psycopg.Connection, target: Target, batch: Batch, run: Ba
         with _chunk_settings(conn, run.throttle.lock_timeout_ms):
             for part in spec.parts:
                 filler.fill(part)
+            filler.settle(tables_read(batch))
             return filler.validate(checks)
 
 
@@ -225,44 +231,59 @@ class _Filler:
         set-based statement, saved with the part's progress row in one short transaction. Its duration is the
         longest any row lock of the chunk was held. Its statements carry a statement timeout (adaptive runs): the
         server cancels one at its first check for interrupts past it, and nothing of the chunk is kept."""
-        self._stop_if_paused(part, state, total)
-        self._stop_if_commits_stalled(part)
-        self._wait_for_replicas(part, state, total)
+        where = _Where(part.name, state.rows_done, total, phase, state.last_key)
+        self._before_chunk(where)
         size = self.throttle.chunk_rows
         keys = pick(size)
+
+        def work() -> tuple[int, int, PartProgress]:
+            changed, count, last = apply_keys(self.conn, part, keys)
+            advanced = _advance(state, phase, count, last, size, changed)
+            progress.save(self.conn, advanced)
+            return changed, count, advanced
+
+        done = self._attempt(where, size, work)
+        if done is None:
+            return _Chunk(state, 0, size, None)
+        (changed, count, advanced), held_ms = done
+        if phase == "pass":
+            self._rate.add(count)
+        where = replace(where, done=advanced.rows_done)
+        self._after(where, Observation(count, held_ms, replay_lag_ms=self.lag.recent(0.0), commit_wait_ms=self._waited()))
+        return _Chunk(advanced, count, size, changed)
+
+    def _attempt(self, where: _Where, size: int, work: Callable[[], _T]) -> tuple[_T, float] | None:
+        """`work` for a chunk of `size` rows in one short transaction (pipelined: BEGIN goes with its first
+        statement, COMMIT with its last), under the chunk's statement timeout: what it returned and how long the
+        transaction took, or None when it could not take a lock in time or ran into its timeout and was rolled
+        back (the throttle has heard why)."""
         started = time.monotonic()
         try:
-            # Pipelined: BEGIN goes with the chunk's statement, the progress row with COMMIT (a few round trips).
             with self.conn.pipeline(), self.conn.transaction():
                 if self.timeout_ms is not None:
                     self.conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{self.timeout_ms}ms",))
-                changed, count, last = apply_keys(self.conn, part, keys)
-                advanced = _advance(state, phase, count, last, size, changed)
-                progress.save(self.conn, advanced)
+                result = work()
         except pg_errors.LockNotAvailable:
             self._cancelled_at_min = 0
-            self._after(part, state, total, Observation(0, _ms(started), lock_wait=True), phase)
-            return _Chunk(state, 0, size, None)
+            self._after(where, Observation(0, _ms(started), lock_wait=True))
+            return None
         except pg_errors.QueryCanceled as err:
             took = _ms(started)
             if not self._timed_out(err, took):
                 raise  # someone cancelled the backfill's statement: not a reason to try again
-            seen = Observation(size, took, cancelled=True, commit_wait_ms=self.commits.stall_ms() if self.commits else None)
-            self._stop_if_commits_stalled(part)  # the cause, rather than ChunkTooSlow's "check the server"
+            seen = Observation(size, took, cancelled=True, commit_wait_ms=self._waited())
+            self._stop_if_commits_stalled(where)  # the cause, rather than ChunkTooSlow's "check the server"
             if self._too_slow(size):
-                self._emit(part, state, total, phase, self.throttle.next(seen), took)
-                raise ChunkTooSlow(self.batch.name, part.name, size, took, self._cancelled_at_min, phase,
-                                   state.last_key) from None
-            self._after(part, state, total, seen, phase)
-            return _Chunk(state, 0, size, None)
+                self._emit(where, self.throttle.next(seen), took)
+                raise ChunkTooSlow(self.batch.name, where.name, size, took, self._cancelled_at_min, where.phase,
+                                   where.after) from None
+            self._after(where, seen)
+            return None
         self._cancelled_at_min = 0
-        held_ms, state = _ms(started), advanced
-        if phase == "pass":
-            self._rate.add(count)
-        waited = self.commits.stall_ms() if self.commits else None
-        self._after(part, state, total,
-                    Observation(count, held_ms, replay_lag_ms=self.lag.recent(0.0), commit_wait_ms=waited), phase)
-        return _Chunk(state, count, size, changed)
+        return result, _ms(started)
+
+    def _waited(self) -> float | None:
+        return self.commits.stall_ms() if self.commits else None
 
     def _timed_out(self, err: pg_errors.QueryCanceled, took_ms: float) -> bool:
         """The chunk's own statement timeout cancelled it, not someone else (pg_cancel_backend says "user
@@ -285,12 +306,41 @@ class _Filler:
             state = chunk.state
             if chunk.changed is not None and (chunk.keys < chunk.size or chunk.changed == 0):
                 break
-        self._emit(part, state, total, "done")
+        self._emit(_Where(part.name, state.rows_done, total, "done"))
 
     def sweep_all(self) -> None:
         for part in self.spec.parts:
             state = progress.load(self.conn, self.batch.name, part.name, self.spec.sha256)
             self._sweep(part, state, state.rows_done)
+
+    # -- settling: the checks' first reads, paced ---------------------------------------------------------
+    def settle(self, tables: Sequence[tuple[str, ...]]) -> None:
+        """Before the checks: every page of the tables they read, read in page ranges that the throttle sizes and
+        paces like chunks (from the rows a page holds). The first read of a page after a checkpoint can write WAL:
+        hint bits (a full-page image each, with data checksums, PostgreSQL 18's default, or wal_log_hints) and
+        pruning. Done here, that WAL is spread out and backs off when commits stall or a replica lags, instead of
+        being written in one unthrottled burst by the checks' scans. Nothing is recorded: a run that stops here
+        reads again next time, and pages read before write nothing more."""
+        for heap in settle.heaps(self.conn, tables):
+            self._settle(heap)
+
+    def _settle(self, heap: settle.Heap) -> None:
+        self.throttle.start_part()
+        self._rate = _Rate()
+        where = _Where(heap.label, 0, heap.pages, "settle", unit="pages")
+        while where.done < heap.pages:
+            self._before_chunk(where)
+            size = self.throttle.chunk_rows
+            first, count = where.done, heap.pages_for(size)
+            done = self._attempt(replace(where, after=f"page {first}"), size,
+                                 lambda: settle.read_pages(self.conn, heap, first, count))
+            if done is None:
+                continue
+            where = replace(where, done=min(first + count, heap.pages))
+            self._rate.add(count)
+            self._after(where, Observation(heap.rows_in(count), done[1], replay_lag_ms=self.lag.recent(0.0),
+                                           commit_wait_ms=self._waited()))
+        self._emit(replace(where, phase="done"))
 
     # -- validation -------------------------------------------------------------------------------------
     def validate(self, checks: Callable[[], tuple[CheckResult, ...]]) -> tuple[CheckResult, ...]:
@@ -305,9 +355,14 @@ class _Filler:
         raise BackfillIncomplete(self.batch.name, failed)
 
     # -- throttle -----------------------------------------------------------------------------------------
-    def _after(self, part: Part, state: PartProgress, total: int, seen: Observation, phase: str) -> None:
+    def _before_chunk(self, where: _Where) -> None:
+        self._stop_if_paused(where)
+        self._stop_if_commits_stalled(where)
+        self._wait_for_replicas(where)
+
+    def _after(self, where: _Where, seen: Observation) -> None:
         decision = self.throttle.next(seen)
-        self._emit(part, state, total, phase, decision, seen.duration_ms)
+        self._emit(where, decision, seen.duration_ms)
         self._verify_lock()
         if decision.pause_ms > 0:
             self.run.sleep(decision.pause_ms / 1000)
@@ -319,19 +374,19 @@ class _Filler:
             self.verify_lock()
             self._lock_verified_at = now
 
-    def _stop_if_paused(self, part: Part, state: PartProgress, total: int) -> None:
+    def _stop_if_paused(self, where: _Where) -> None:
         if self.run.paused is not None and self.run.paused():
-            self._emit(part, state, total, "paused")
-            raise BackfillPaused(self.batch.name, part.name, state.rows_done, max(total, state.rows_done))
+            self._emit(replace(where, phase="paused"))
+            raise BackfillPaused(self.batch.name, where.name, where.done, max(where.total, where.done), where.unit)
 
-    def _stop_if_commits_stalled(self, part: Part) -> None:
+    def _stop_if_commits_stalled(self, where: _Where) -> None:
         """The commit watch's probe in flight has waited over MAX_COMMIT_WAIT_S: stop (CommitsStalled). Only a
         commit still waiting counts, so a stall that is over stops nothing."""
         waited = self.commits.waiting_ms() if self.commits else 0.0
         if waited > MAX_COMMIT_WAIT_S * 1000:
-            raise CommitsStalled(self.batch.name, part.name, waited, int(MAX_COMMIT_WAIT_S * 1000))
+            raise CommitsStalled(self.batch.name, where.name, waited, int(MAX_COMMIT_WAIT_S * 1000))
 
-    def _wait_for_replicas(self, part: Part, state: PartProgress, total: int) -> None:
+    def _wait_for_replicas(self, where: _Where) -> None:
         """Before a chunk: while a replica replays too far behind, wait (polling) instead of writing more."""
         deadline = time.monotonic() + MAX_REPLICA_WAIT_S
         lag = self.lag.recent(FRESH_LAG_S)
@@ -339,23 +394,35 @@ class _Filler:
             if lag is None or lag <= self.run.throttle.max_replay_lag_ms / 2 or isinstance(self.throttle, FixedThrottle):
                 return
             if time.monotonic() > deadline:
-                raise ReplicaLagging(self.batch.name, part.name, lag, self.run.throttle.max_replay_lag_ms)
-            self._stop_if_paused(part, state, total)
-            self._stop_if_commits_stalled(part)
+                raise ReplicaLagging(self.batch.name, where.name, lag, self.run.throttle.max_replay_lag_ms)
+            self._stop_if_paused(where)
+            self._stop_if_commits_stalled(where)
             decision = self.throttle.next(Observation(0, 0.0, replay_lag_ms=lag))
-            self._emit(part, state, total, "waiting", decision)
+            self._emit(replace(where, phase="waiting"), decision)
             self._verify_lock()
             self.run.sleep(max(decision.pause_ms, 50.0) / 1000)
             lag = self.lag.measure()
 
-    def _emit(self, part: Part, state: PartProgress, total: int, phase: str, decision: Decision | None = None,
-              chunk_ms: float = 0.0) -> None:
+    def _emit(self, where: _Where, decision: Decision | None = None, chunk_ms: float = 0.0) -> None:
         if self.run.on_progress is None:
             return
         chunk = decision.chunk_rows if decision else self.throttle.chunk_rows
         self.run.on_progress(BackfillProgress(
-            self.batch.name, part.name, phase, state.rows_done, max(total, state.rows_done), self._rate.per_second(),
-            chunk, self.throttle.last_slowdown, chunk_ms))
+            self.batch.name, where.name, where.phase, where.done, max(where.total, where.done),
+            self._rate.per_second(), chunk, self.throttle.last_slowdown, chunk_ms, where.unit))
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where the backfill stands, for its progress events and errors: the part (or the table being settled),
+    how far through it (in `unit`), the phase, and the pass's cursor (or the first page of a settle read)."""
+
+    name: str
+    done: int
+    total: int
+    phase: str
+    after: str | None = None
+    unit: str = "rows"
 
 
 @dataclass(frozen=True)

@@ -88,8 +88,13 @@ class BackfillPaused(MigrationError):
     part: str
     rows_done: int
     rows_total: int
+    unit: str = "rows"  # "pages": paused while reading the tables the checks read (nothing there to keep)
 
     def message(self, say: Actions) -> str:
+        if self.unit != "rows":
+            return (f"backfill of batch '{self.batch}' paused ({say.pause_setting}) after its chunks, while reading "
+                    f"table {self.part} before the checks ({self.rows_done:,}/{self.rows_total:,} {self.unit}); every "
+                    f"chunk is kept; {say.unpause} to finish: these reads, then the checks")
         return (f"backfill of batch '{self.batch}' paused ({say.pause_setting}) before a chunk of part '{self.part}' "
                 f"({self.rows_done:,}/{self.rows_total:,} rows of it done and kept); {say.unpause} to continue")
 
@@ -103,10 +108,16 @@ class ChunkTooSlow(MigrationError):
     rows: int
     took_ms: float
     attempts: int
-    phase: str = "pass"  # "pass" or "sweep"
-    after_key: str | None = None  # where the part's pass stands (None: at its start)
+    phase: str = "pass"  # "pass", "sweep", or "settle" (reading a table the checks read; `part` names it)
+    after_key: str | None = None  # where the part's pass stands (None: at its start); for "settle", the page
 
     def message(self, say: Actions) -> str:
+        if self.phase == "settle":
+            return (f"backfill of batch '{self.batch}' stopped after its chunks, while reading table {self.part} "
+                    f"before the checks: {self.attempts} reads in a row of the pages of about {self.rows} rows (at "
+                    f"{self.after_key}), the fewest allowed, ran past their limit ({self.took_ms:.0f} ms the last; "
+                    f"90 % of {say.throttle_setting}); every chunk is kept; check what slows the server (locks, I/O), "
+                    f"or raise the target, then {say.apply} to validate")
         where = ("in its sweep" if self.phase != "pass" else
                  f"after key '{self.after_key}'" if self.after_key else "at the start of its pass")
         return (f"backfill of batch '{self.batch}' stopped in part '{self.part}' {where}: {self.attempts} chunks in "

@@ -123,3 +123,30 @@ class _Writes(Visitor):
 
     def visit_IntoClause(self, _ancestors: object, _node: ast.Node) -> None:
         self.found = True
+
+
+def tables_read(batch: Batch) -> tuple[tuple[str, ...], ...]:
+    """The relations validation.sql names, as written ((schema, name) or (name,)), in order of first mention, each
+    once; the names of its CTEs are left out."""
+    found: list[tuple[str, ...]] = []
+    for node, _sql, _line in split_statements(batch, "validation.sql"):
+        for name in _Relations()(node):
+            if name not in found:
+                found.append(name)
+    return tuple(found)
+
+
+class _Relations(Visitor):
+    """The relations a statement tree names, and none of its CTEs."""
+
+    def __call__(self, node: ast.Node) -> list[tuple[str, ...]]:  # type: ignore[override]
+        self.ctes: set[str] = set()
+        self.names: list[tuple[str, ...]] = []
+        super().__call__(node)
+        return [n for n in self.names if not (len(n) == 1 and n[0] in self.ctes)]
+
+    def visit_CommonTableExpr(self, _ancestors: object, node: ast.CommonTableExpr) -> None:
+        self.ctes.add(node.ctename)
+
+    def visit_RangeVar(self, _ancestors: object, node: ast.RangeVar) -> None:
+        self.names.append((node.schemaname, node.relname) if node.schemaname else (node.relname,))

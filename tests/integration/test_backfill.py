@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -18,6 +19,7 @@ from infra.migrations.plan import load_batches
 from infra.migrations.runner import RunSettings, apply_batch, rollback_batch
 from infra.migrations.target import Target
 from infra.migrations.throttle import ThrottleSettings
+from infra.migrations.steps import split_statements
 from infra.migrations.validation import CheckResult, run_checks
 from tests.support.waiting import commit_waits_on_standby, wait_until
 
@@ -407,3 +409,81 @@ def test_pausing_from_config_stops_a_running_backfill_between_chunks_and_the_nex
     assert counts(db)[3] == 0
     assert db.execute('SELECT count(*) FROM "Customer"').fetchone()[0] == \
         db.execute("SELECT count(*) FROM customer_backfill.customer_key WHERE created").fetchone()[0]
+
+
+@dataclass(frozen=True)
+class ChecksWal:
+    """The WAL records the checks wrote as they ran (EXPLAIN (ANALYZE, WAL) of each statement): in all, and in their
+    sequential scans (the whole-table reads); and the pages holding rows the application wrote that nobody had read
+    before the checkpoint. With data checksums, the first hint bit set on a page after a checkpoint writes a record
+    (FPI_FOR_HINT, with the page's image in it when full_page_writes is on; the test server runs without), as pruning
+    a page does."""
+
+    records: int
+    in_seq_scans: int
+    unread_pages: int
+
+
+def backfill_with_a_checkpoint_before_the_checks(target: Target, db: psycopg.Connection
+                                                 ) -> tuple[list[BackfillProgress], ChecksWal]:
+    """The whole backfill, with, once its last part is done, rows the application wrote (audit rows no part moves)
+    and a CHECKPOINT (a long backfill has one somewhere); its progress events, and the WAL its checks then wrote."""
+    events: list[BackfillProgress] = []
+    measured: list[tuple[int, int]] = []
+
+    def hear(event: BackfillProgress) -> None:
+        events.append(event)
+        if (event.part, event.phase) == ("audit_messages", "done"):
+            db.execute("""INSERT INTO "Audit" ("action", "data") SELECT 'lead.viewed', jsonb_build_object('n', n)
+                          FROM generate_series(1, 3000) AS n""")
+            db.execute("CHECKPOINT")
+
+    def checks(conn: psycopg.Connection) -> tuple[CheckResult, ...]:
+        plans = []
+        with conn.transaction(force_rollback=True):
+            for _node, statement, _line in split_statements(BACKFILL, "validation.sql"):
+                plans.append(conn.execute(f"EXPLAIN (ANALYZE, WAL, FORMAT JSON) {statement}").fetchone()[0][0]["Plan"])
+        if not measured:
+            measured.append((sum(p["WAL Records"] for p in plans),
+                             sum(n["WAL Records"] for p in plans for n in _nodes(p) if n["Node Type"] == "Seq Scan")))
+        return run_checks(conn, BACKFILL, 60_000)
+
+    with pytest.raises(BackfillPaused):  # migration.sql applied, paused before the first chunk
+        apply_batch(target, BACKFILL, RunSettings(stack="test", backfill=BackfillRun(paused=lambda: True)))
+    with target.connect(autocommit=True) as conn:
+        run_backfill(conn, target, BACKFILL, BackfillRun(on_progress=hear, sleep=lambda _s: None), role=None,
+                     checks=lambda: checks(conn), verify_lock=lambda: None)
+    unread = db.execute("""SELECT count(DISTINCT (ctid::text::point)[0]) FROM "Audit" WHERE "action" = 'lead.viewed'""")
+    return events, ChecksWal(*measured[0], unread.fetchone()[0])
+
+
+def _nodes(plan: dict) -> Iterator[dict]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)
+
+
+def test_before_its_checks_the_backfill_reads_every_page_they_read_so_that_their_scans_write_no_wal(
+        legacy_db: Target, db: psycopg.Connection) -> None:
+    events, wal = backfill_with_a_checkpoint_before_the_checks(legacy_db, db)
+
+    assert wal.in_seq_scans == 0
+    # What is left: an index probe marking an entry dead (one record per index page; the spot checks probe a few).
+    assert wal.records < wal.unread_pages
+    settled = [e for e in events if e.phase == "settle"]
+    assert settled and all(e.unit == "pages" for e in settled)
+    read = {e.part: e.rows_total for e in events if e.unit == "pages" and e.phase == "done"}
+    assert {"Lead", "Job", "Customer", "Message", "Conversation", "Audit", "customer_backfill.message"} <= set(read)
+    assert read["Lead"] == db.execute("""SELECT pg_relation_size('"Lead"') / 8192""").fetchone()[0]
+    last_chunk = max(i for i, e in enumerate(events) if e.phase in ("pass", "sweep"))
+    assert last_chunk < events.index(settled[0])  # after every chunk
+
+
+def test_without_those_reads_the_checks_write_wal_for_every_page_they_are_first_to_read(
+        legacy_db: Target, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The measure above can see them: no table settled, the checks are the first to read the pages."""
+    monkeypatch.setattr(backfill.settle, "heaps", lambda _conn, _tables: [])
+    events, wal = backfill_with_a_checkpoint_before_the_checks(legacy_db, db)
+
+    assert wal.in_seq_scans >= wal.unread_pages > 0
+    assert not [e for e in events if e.phase == "settle"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.migrations.backfill_errors import (BackfillIncomplete, ChunkTooSlow, CommitsStalled, CommitWatchFailed,
+from infra.migrations.backfill_errors import (BackfillIncomplete, BackfillPaused, ChunkTooSlow, CommitsStalled, CommitWatchFailed,
                                               ReplicaLagging)
 from infra.migrations.errors import (
     AdoptionRefused,
@@ -62,6 +62,18 @@ CASES = [
      "what slows the server (locks, I/O) or those rows, or raise the target, then apply to continue",
      "90 % of junkquote-db:backfill.targetWriteLatency) and were rolled back; all earlier chunks are kept; check "
      "what slows the server (locks, I/O) or those rows, or raise the target, then run `pulumi up` to continue"),
+    (ChunkTooSlow("0002_x", "Lead", 100, 93.0, 8, "settle", "page 4096"),
+     "stopped after its chunks, while reading table Lead before the checks: 8 reads in a row of the pages of about "
+     "100 rows (at page 4096), the fewest allowed, ran past their limit (93 ms the last; 90 % of the stack's backfill "
+     "target write latency); every chunk is kept; check what slows the server (locks, I/O), or raise the target, "
+     "then apply to validate", "or raise the target, then run `pulumi up` to validate"),
+    (BackfillPaused("0002_x", "jobs", 3_000, 10_000),
+     "paused (by the stack's backfill pause setting) before a chunk of part 'jobs' (3,000/10,000 rows of it done and "
+     "kept); unpause it and apply again to continue", "(by junkquote-db:backfill.paused) before a chunk of part"),
+    (BackfillPaused("0002_x", "Lead", 512, 4_096, "pages"),
+     "paused (by the stack's backfill pause setting) after its chunks, while reading table Lead before the checks "
+     "(512/4,096 pages); every chunk is kept; unpause it and apply again to finish: these reads, then the checks",
+     "set it to false and run `pulumi up` to finish: these reads, then the checks"),
 ]
 
 
