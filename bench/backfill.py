@@ -206,9 +206,10 @@ def adaptive(batch: Batch, fixed: int | None = None) -> Action:
         shown = [time.monotonic()]
 
         def on(event: BackfillProgress) -> None:
-            seen[event.part] = event
             phases.append((time.monotonic(), f"{event.part} {event.phase}"))
-            longest[0] = max(longest[0], event.chunk_ms)
+            if event.unit == "rows":  # not the reads before the checks: they hold no row lock and move no row
+                seen[event.part] = event
+                longest[0] = max(longest[0], event.chunk_ms)
             if event.phase == "done" or time.monotonic() - shown[0] >= PROGRESS_EVERY_S:
                 shown[0] = time.monotonic()
                 print(f"    {event.line()}", flush=True)

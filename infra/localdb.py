@@ -119,8 +119,8 @@ class LocalServer:
             _open_path_to(self.bin_dir)
             entry = pwd.getpwnam(user)
             os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
-        # Data checksums, as PostgreSQL 18 and the managed services initialize a cluster (earlier versions not):
-        # a page's first hint bit after a checkpoint then writes a full-page image to the WAL, as in production.
+        # Data checksums, as PostgreSQL 18 and the managed services initialize a cluster (earlier versions do not):
+        # a page's first hint bit after a checkpoint is then WAL-logged, as in production.
         self._run(self.bin_dir / "initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust",
                   "--encoding=UTF8", "--locale=C", "--data-checksums", "--no-instructions")
         (self.data_dir / "pg_hba.conf").write_text(PG_HBA)

@@ -11,9 +11,9 @@ and the pause before it from the chunk's duration (the longest any of its row lo
 path) and streaming replicas' replay lag. An adaptive chunk's statements also carry a statement timeout just
 under the write-latency target: a chunk that a sudden stall would keep running past it is cancelled and
 rolled back (then retried smaller), instead of holding its row locks to the end.
-Then every page of the tables validation.sql reads is read once, page range by page range, sized and paced like
-chunks (settle.py): the first read of a page after a checkpoint writes WAL (hint bits, pruning), which the checks'
-unthrottled scans would otherwise write in one burst. Then validation.sql, through the runner's checks (with their
+Then every page of the tables validation.sql scans in full (its plans' sequential scans) is read once, page range by
+page range, sized and paced like chunks (settle.py): the first read of a page after a checkpoint writes WAL (hint
+bits, pruning), which the checks' unthrottled scans would otherwise write in one burst. Then validation.sql, through the runner's checks (with their
 retries); when checks fail, the sweeps run again
 (a write may have landed after them) before giving up with BackfillIncomplete, which keeps everything done so
 far: the next run continues."""
@@ -40,7 +40,7 @@ from .plan import Batch, sha256_text
 from .progress import PartProgress
 from .target import Target
 from .throttle import AdaptiveThrottle, Decision, FixedThrottle, Observation, ThrottleSettings
-from .validation import CheckResult, tables_read
+from .validation import CheckResult, tables_scanned
 
 VALIDATION_ROUNDS = 3
 LOCK_CHECK_S = 1.0  # how often a running backfill checks that the migration lock is still held
@@ -145,7 +145,7 @@ def run_backfill(conn: psycopg.Connection, target: Target, batch: Batch, run: Ba
         with _chunk_settings(conn, run.throttle.lock_timeout_ms):
             for part in spec.parts:
                 filler.fill(part)
-            filler.settle(tables_read(batch))
+            filler.settle(tables_scanned(conn, batch))
             return filler.validate(checks)
 
 
@@ -195,8 +195,7 @@ class _Filler:
         self.verify_lock = verify_lock
         self.lag = ReplayLag(monitor)
         self.commits = commits
-        self.throttle: AdaptiveThrottle | FixedThrottle = (
-            FixedThrottle(run.fixed_chunk_rows) if run.fixed_chunk_rows else AdaptiveThrottle(run.throttle))
+        self.throttle = self._new_throttle()
         # Fixed chunks run to the end however long they take.
         self.timeout_ms = None if run.fixed_chunk_rows else run.throttle.chunk_timeout_ms
         self._cancelled_at_min = 0
@@ -249,7 +248,8 @@ class _Filler:
         if phase == "pass":
             self._rate.add(count)
         where = replace(where, done=advanced.rows_done)
-        self._after(where, Observation(count, held_ms, replay_lag_ms=self.lag.recent(0.0), commit_wait_ms=self._waited()))
+        waited = self._waited()
+        self._after(where, Observation(count, held_ms, replay_lag_ms=self.lag.recent(0.0), commit_wait_ms=waited))
         return _Chunk(advanced, count, size, changed)
 
     def _attempt(self, where: _Where, size: int, work: Callable[[], _T]) -> tuple[_T, float] | None:
@@ -310,19 +310,28 @@ class _Filler:
 
     def sweep_all(self) -> None:
         for part in self.spec.parts:
+            self._rate = _Rate()
             state = progress.load(self.conn, self.batch.name, part.name, self.spec.sha256)
             self._sweep(part, state, state.rows_done)
 
     # -- settling: the checks' first reads, paced ---------------------------------------------------------
-    def settle(self, tables: Sequence[tuple[str, ...]]) -> None:
-        """Before the checks: every page of the tables they read, read in page ranges that the throttle sizes and
-        paces like chunks (from the rows a page holds). The first read of a page after a checkpoint can write WAL:
-        hint bits (a full-page image each, with data checksums, PostgreSQL 18's default, or wal_log_hints) and
-        pruning. Done here, that WAL is spread out and backs off when commits stall or a replica lags, instead of
-        being written in one unthrottled burst by the checks' scans. Nothing is recorded: a run that stops here
-        reads again next time, and pages read before write nothing more."""
-        for heap in settle.heaps(self.conn, tables):
-            self._settle(heap)
+    def settle(self, tables: Sequence[tuple[str, str]]) -> None:
+        """Before the checks: every page of the tables they scan in full, read in page ranges sized and paced like
+        chunks (from the rows a page holds), by a throttle of their own (a read's cost says nothing of a write's).
+        The first read of a page after a checkpoint can write WAL: a hint-bit record (a full-page image, with
+        data checksums, PostgreSQL 18's default, or wal_log_hints) and pruning. Done here, that WAL is spread out
+        and backs off when commits stall or a replica lags, instead of being written in one unthrottled burst by
+        the checks' scans. Nothing is recorded: a run that stops here reads again next time (pages read before
+        write nothing more). A table that cannot be read here is left to the checks."""
+        writes, self.throttle = self.throttle, self._new_throttle()
+        try:
+            for heap in settle.heaps(self.conn, tables):
+                try:
+                    self._settle(heap)
+                except settle.SKIPPED:
+                    continue
+        finally:
+            self.throttle, self._rate = writes, _Rate()
 
     def _settle(self, heap: settle.Heap) -> None:
         self.throttle.start_part()
@@ -331,16 +340,22 @@ class _Filler:
         while where.done < heap.pages:
             self._before_chunk(where)
             size = self.throttle.chunk_rows
-            first, count = where.done, heap.pages_for(size)
+            first = where.done
+            count = min(heap.pages_for(size), heap.pages - first)
             done = self._attempt(replace(where, after=f"page {first}"), size,
                                  lambda: settle.read_pages(self.conn, heap, first, count))
             if done is None:
                 continue
-            where = replace(where, done=min(first + count, heap.pages))
+            where = replace(where, done=first + count)
             self._rate.add(count)
-            self._after(where, Observation(heap.rows_in(count), done[1], replay_lag_ms=self.lag.recent(0.0),
-                                           commit_wait_ms=self._waited()))
+            waited = self._waited()
+            # The rows asked for, or the share of them the table's last pages hold: a full read counts as a full chunk.
+            rows = size if count >= heap.pages_for(size) else max(1, round(size * count / heap.pages_for(size)))
+            self._after(where, Observation(rows, done[1], replay_lag_ms=self.lag.recent(0.0), commit_wait_ms=waited))
         self._emit(replace(where, phase="done"))
+
+    def _new_throttle(self) -> AdaptiveThrottle | FixedThrottle:
+        return FixedThrottle(self.run.fixed_chunk_rows) if self.run.fixed_chunk_rows else AdaptiveThrottle(self.run.throttle)
 
     # -- validation -------------------------------------------------------------------------------------
     def validate(self, checks: Callable[[], tuple[CheckResult, ...]]) -> tuple[CheckResult, ...]:

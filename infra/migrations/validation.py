@@ -3,9 +3,10 @@ does (test rows included) ever persists."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from pglast import ast
@@ -125,28 +126,31 @@ class _Writes(Visitor):
         self.found = True
 
 
-def tables_read(batch: Batch) -> tuple[tuple[str, ...], ...]:
-    """The relations validation.sql names, as written ((schema, name) or (name,)), in order of first mention, each
-    once; the names of its CTEs are left out."""
-    found: list[tuple[str, ...]] = []
-    for node, _sql, _line in split_statements(batch, "validation.sql"):
-        for name in _Relations()(node):
-            if name not in found:
-                found.append(name)
+
+def tables_scanned(conn: psycopg.Connection, batch: Batch) -> tuple[tuple[str, str], ...]:
+    """(schema, table) of every sequential scan in the plans of validation.sql's SELECTs as the server would run
+    them now (EXPLAIN, nothing executed; views and partitions resolved by the planner), in order, each once. A
+    statement the server cannot plan yet (it reads what an earlier statement creates) adds nothing."""
+    found: list[tuple[str, str]] = []
+    with conn.transaction(force_rollback=True):
+        for node, statement, _line in split_statements(batch, "validation.sql"):
+            if not isinstance(node, ast.SelectStmt):
+                continue
+            try:
+                with conn.transaction():
+                    plan = conn.execute(f"EXPLAIN (VERBOSE, FORMAT JSON) {statement}").fetchone()[0][0]["Plan"]
+            except psycopg.Error:
+                if conn.broken:
+                    raise
+                continue
+            for scan in _nodes(plan):
+                name = (scan.get("Schema", ""), scan.get("Relation Name", ""))
+                if scan["Node Type"] == "Seq Scan" and all(name) and name not in found:
+                    found.append(name)
     return tuple(found)
 
 
-class _Relations(Visitor):
-    """The relations a statement tree names, and none of its CTEs."""
-
-    def __call__(self, node: ast.Node) -> list[tuple[str, ...]]:  # type: ignore[override]
-        self.ctes: set[str] = set()
-        self.names: list[tuple[str, ...]] = []
-        super().__call__(node)
-        return [n for n in self.names if not (len(n) == 1 and n[0] in self.ctes)]
-
-    def visit_CommonTableExpr(self, _ancestors: object, node: ast.CommonTableExpr) -> None:
-        self.ctes.add(node.ctename)
-
-    def visit_RangeVar(self, _ancestors: object, node: ast.RangeVar) -> None:
-        self.names.append((node.schemaname, node.relname) if node.schemaname else (node.relname,))
+def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)
