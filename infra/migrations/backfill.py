@@ -11,10 +11,10 @@ and the pause before it from the chunk's duration (the longest any of its row lo
 path) and streaming replicas' replay lag. An adaptive chunk's statements also carry a statement timeout just
 under the write-latency target: a chunk that a sudden stall would keep running past it is cancelled and
 rolled back (then retried smaller), instead of holding its row locks to the end.
-Then every page of the tables validation.sql scans in full (its plans' sequential scans) is read once, page range by
-page range, sized and paced like chunks (settle.py): the first read of a page after a checkpoint writes WAL (hint
-bits, pruning), which the checks' unthrottled scans would otherwise write in one burst. Then validation.sql, through the runner's checks (with their
-retries); when checks fail, the sweeps run again
+Then every page of the tables validation.sql reads in full (from its plans) is read once, page range by page
+range, sized and paced like chunks (settle.py): the first read of a page after a checkpoint writes WAL (hint bits,
+pruning), which the checks' unthrottled scans would otherwise write in one burst. Then validation.sql, through the
+runner's checks (with their retries); when checks fail, the sweeps run again
 (a write may have landed after them) before giving up with BackfillIncomplete, which keeps everything done so
 far: the next run continues."""
 
@@ -53,6 +53,7 @@ MAX_REPLICA_WAIT_S = 600.0
 MAX_COMMIT_WAIT_S = 60.0
 BACKEND_FLUSH_AFTER = "256kB"  # PostgreSQL's own default for checkpoint_flush_after on Linux
 CANCELLED_AT_MIN_LIMIT = 8  # chunks of the smallest size cancelled in a row before the backfill gives up
+SETTLE_LOCK_WAITS = 8  # lock waits in a row (with backoff, about 15 s) before a table's reads give way to the checks
 
 Sleep = Callable[[float], None]
 _T = TypeVar("_T")
@@ -79,7 +80,7 @@ class BackfillProgress:
 
     batch: str
     part: str
-    phase: str  # "pass", "sweep", "settle", "waiting", "paused", "done"
+    phase: str  # "pass", "sweep", "settle", "waiting", "paused", "done", "skipped" (a table not read: see settle)
     rows_done: int
     rows_total: int
     rows_per_s: float
@@ -199,6 +200,7 @@ class _Filler:
         # Fixed chunks run to the end however long they take.
         self.timeout_ms = None if run.fixed_chunk_rows else run.throttle.chunk_timeout_ms
         self._cancelled_at_min = 0
+        self._lock_waits = 0  # in a row
         self._rate = _Rate()
         self._lock_verified_at = time.monotonic()
 
@@ -265,6 +267,7 @@ class _Filler:
                 result = work()
         except pg_errors.LockNotAvailable:
             self._cancelled_at_min = 0
+            self._lock_waits += 1
             self._after(where, Observation(0, _ms(started), lock_wait=True))
             return None
         except pg_errors.QueryCanceled as err:
@@ -279,7 +282,7 @@ class _Filler:
                                    where.after) from None
             self._after(where, seen)
             return None
-        self._cancelled_at_min = 0
+        self._cancelled_at_min = self._lock_waits = 0
         return result, _ms(started)
 
     def _waited(self) -> float | None:
@@ -316,26 +319,28 @@ class _Filler:
 
     # -- settling: the checks' first reads, paced ---------------------------------------------------------
     def settle(self, tables: Sequence[tuple[str, str]]) -> None:
-        """Before the checks: every page of the tables they scan in full, read in page ranges sized and paced like
-        chunks (from the rows a page holds), by a throttle of their own (a read's cost says nothing of a write's).
-        The first read of a page after a checkpoint can write WAL: a hint-bit record (a full-page image, with
-        data checksums, PostgreSQL 18's default, or wal_log_hints) and pruning. Done here, that WAL is spread out
-        and backs off when commits stall or a replica lags, instead of being written in one unthrottled burst by
-        the checks' scans. Nothing is recorded: a run that stops here reads again next time (pages read before
-        write nothing more). A table that cannot be read here is left to the checks."""
-        writes, self.throttle = self.throttle, self._new_throttle()
+        """Before the checks: every page of the tables they read in full, read in page ranges sized and paced like
+        chunks (from the rows a page holds), by a throttle of their own per table (a read's cost says nothing of a
+        write's, and a page of one table nothing of another's). The first read of a page after a checkpoint can
+        write WAL: a hint-bit record (a full-page image, with data checksums, PostgreSQL 18's default, or
+        wal_log_hints) and pruning. Done here, that WAL is spread out and backs off when commits stall or a replica
+        lags, instead of being written in one unthrottled burst by the checks' scans. Nothing is recorded: a run
+        that stops here reads again next time (pages read before write nothing more). A table that cannot be read
+        here (locked by someone else past SETTLE_LOCK_WAITS lock waits, dropped, not readable) is left to the checks."""
+        writes = self.throttle
         try:
             for heap in settle.heaps(self.conn, tables):
+                self.throttle = self._new_throttle()
                 try:
                     self._settle(heap)
-                except settle.SKIPPED:
-                    continue
+                except (*settle.SKIPPED, _Skipped):
+                    self._emit(_Where(heap.label, 0, heap.pages, "skipped", unit="pages"))
         finally:
-            self.throttle, self._rate = writes, _Rate()
+            self.throttle, self._rate, self._cancelled_at_min, self._lock_waits = writes, _Rate(), 0, 0
 
     def _settle(self, heap: settle.Heap) -> None:
-        self.throttle.start_part()
         self._rate = _Rate()
+        self._lock_waits = 0
         where = _Where(heap.label, 0, heap.pages, "settle", unit="pages")
         while where.done < heap.pages:
             self._before_chunk(where)
@@ -345,6 +350,8 @@ class _Filler:
             done = self._attempt(replace(where, after=f"page {first}"), size,
                                  lambda: settle.read_pages(self.conn, heap, first, count))
             if done is None:
+                if self._lock_waits >= SETTLE_LOCK_WAITS:
+                    raise _Skipped()
                 continue
             where = replace(where, done=first + count)
             self._rate.add(count)
@@ -425,6 +432,10 @@ class _Filler:
         self.run.on_progress(BackfillProgress(
             self.batch.name, where.name, where.phase, where.done, max(where.total, where.done),
             self._rate.per_second(), chunk, self.throttle.last_slowdown, chunk_ms, where.unit))
+
+
+class _Skipped(Exception):
+    """A table's reads before the checks gave up: the checks read it themselves."""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from .plan import Batch
 from .steps import split_statements
 
 CHECK_COLUMNS = ["check_name", "ok", "detail"]
+SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 
 
 @dataclass(frozen=True)
@@ -126,11 +127,12 @@ class _Writes(Visitor):
         self.found = True
 
 
-
 def tables_scanned(conn: psycopg.Connection, batch: Batch) -> tuple[tuple[str, str], ...]:
-    """(schema, table) of every sequential scan in the plans of validation.sql's SELECTs as the server would run
-    them now (EXPLAIN, nothing executed; views and partitions resolved by the planner), in order, each once. A
-    statement the server cannot plan yet (it reads what an earlier statement creates) adds nothing."""
+    """(schema, table) of every table the plans of validation.sql's SELECTs read in full, as the server would run
+    them now (EXPLAIN, nothing executed; views and partitions resolved by the planner): a sequential scan, or an index
+    scan with no condition (a full index order, e.g. under a merge join), whose heap fetches reach every page not yet
+    all-visible. In order, each once; the system catalogs left out. A statement the server cannot plan yet (it reads
+    what an earlier statement creates) adds nothing."""
     found: list[tuple[str, str]] = []
     with conn.transaction(force_rollback=True):
         for node, statement, _line in split_statements(batch, "validation.sql"):
@@ -145,9 +147,14 @@ def tables_scanned(conn: psycopg.Connection, batch: Batch) -> tuple[tuple[str, s
                 continue
             for scan in _nodes(plan):
                 name = (scan.get("Schema", ""), scan.get("Relation Name", ""))
-                if scan["Node Type"] == "Seq Scan" and all(name) and name not in found:
+                if _reads_in_full(scan) and all(name) and name[0] not in SYSTEM_SCHEMAS and name not in found:
                     found.append(name)
     return tuple(found)
+
+
+def _reads_in_full(scan: dict[str, Any]) -> bool:
+    return scan["Node Type"] == "Seq Scan" or (
+        scan["Node Type"] in ("Index Scan", "Index Only Scan") and not scan.get("Index Cond"))
 
 
 def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -433,7 +433,6 @@ def backfill_with_a_checkpoint_before_the_checks(target: Target, db: psycopg.Con
     def hear(event: BackfillProgress) -> None:
         events.append(event)
         if (event.part, event.phase) == ("audit_messages", "done"):
-            db.execute('ALTER TABLE "Audit" SET (autovacuum_enabled = off)')  # nobody else reads them first
             db.execute("""INSERT INTO "Audit" ("action", "data") SELECT 'lead.viewed', jsonb_build_object('n', n)
                           FROM generate_series(1, 3000) AS n""")
             db.execute("CHECKPOINT")
@@ -450,6 +449,9 @@ def backfill_with_a_checkpoint_before_the_checks(target: Target, db: psycopg.Con
 
     with pytest.raises(BackfillPaused):  # migration.sql applied, paused before the first chunk
         apply_batch(target, BACKFILL, RunSettings(stack="test", backfill=BackfillRun(paused=lambda: True)))
+    for (table,) in db.execute("""SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
+                                  WHERE schemaname IN ('public', 'customer_backfill')""").fetchall():
+        db.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = off)")  # no plan changes, no one else reading
     with target.connect(autocommit=True) as conn:
         # Small reads to start with (from 10 rows' worth of pages): every table takes several.
         run = BackfillRun(throttle=ThrottleSettings(initial_chunk_rows=10, min_chunk_rows=10), on_progress=hear,
@@ -470,7 +472,7 @@ def test_before_its_checks_the_backfill_reads_every_page_they_read_so_that_their
     events, wal = backfill_with_a_checkpoint_before_the_checks(legacy_db, db)
 
     assert wal.in_seq_scans == 0
-    # What is left: an index probe marking an entry dead (one record per index page; the spot checks probe a few).
+    # What is left: the spot checks' index probes (a heap fetch or an index entry marked dead: a record per page).
     assert wal.records < wal.unread_pages
     settled = [e for e in events if e.phase == "settle"]
     assert settled and all(e.unit == "pages" for e in settled)
@@ -511,3 +513,25 @@ def test_pausing_while_the_checked_tables_are_read_keeps_every_chunk_and_the_nex
     assert all(c.ok for c in result.checks) and not result.already_applied
     assert not [e for e in again if e.phase == "pass"]  # no part passed through again
     assert {"Lead", "Audit"} <= {e.part for e in again if e.phase == "settle"}  # the reads, from the start
+
+
+def test_a_table_someone_holds_locked_is_left_to_the_checks_instead_of_waited_for(
+        legacy_db: Target, db: psycopg.Connection) -> None:
+    events: list[BackfillProgress] = []
+    with legacy_db.connect() as holder:
+
+        def hear(event: BackfillProgress) -> None:
+            if event.phase == "settle" and not [e for e in events if e.phase == "settle"]:
+                holder.execute('LOCK TABLE "Audit" IN ACCESS EXCLUSIVE MODE')  # e.g. a rewrite queued meanwhile
+            if (event.part, event.phase) == ("Audit", "skipped"):
+                holder.commit()  # released: the checks can read it
+            events.append(event)
+
+        result = apply_batch(legacy_db, BACKFILL, settings(hear))
+
+    assert all(c.ok for c in result.checks)
+    assert ("Audit", "skipped") in [(e.part, e.phase) for e in events]
+    assert ("Lead", "done") in [(e.part, e.phase) for e in events if e.unit == "pages"]
+    waits = [e for e in events if e.part == "Audit" and e.phase == "settle"]
+    assert len(waits) == backfill.SETTLE_LOCK_WAITS and all(e.rows_done == 0 for e in waits)
+    assert all("lock wait" in (e.slowed_because or "") for e in waits)
