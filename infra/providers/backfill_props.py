@@ -75,13 +75,14 @@ def paused_in_stack_file(stack: str, project_dir: Path | None = None) -> bool:
 
 
 class ProgressLog:
-    """One log line per LOG_EVERY_S, plus one when a part finishes or starts waiting."""
+    """One log line per LOG_EVERY_S, plus one when a part (or a table read before the checks) finishes, is skipped,
+    or starts waiting."""
 
     def __init__(self) -> None:
         self._last = 0.0
 
     def __call__(self, event: BackfillProgress) -> None:
         now = time.monotonic()
-        if event.phase in ("done", "waiting") or now - self._last >= LOG_EVERY_S:
+        if event.phase in ("done", "waiting", "skipped") or now - self._last >= LOG_EVERY_S:
             self._last = now
             pulumi.log.info(event.line())
