@@ -53,7 +53,7 @@ MAX_REPLICA_WAIT_S = 600.0
 MAX_COMMIT_WAIT_S = 60.0
 BACKEND_FLUSH_AFTER = "256kB"  # PostgreSQL's own default for checkpoint_flush_after on Linux
 CANCELLED_AT_MIN_LIMIT = 8  # chunks of the smallest size cancelled in a row before the backfill gives up
-SETTLE_LOCK_WAITS = 8  # lock waits in a row (with backoff, about 15 s) before a table's reads give way to the checks
+SETTLE_LOCK_WAITS = 8  # lock waits in a row (with backoff, about 17 s at the default target) before the checks get the table
 
 Sleep = Callable[[float], None]
 _T = TypeVar("_T")
