@@ -346,7 +346,8 @@ class _Filler:
             self._before_chunk(where)
             size = self.throttle.chunk_rows
             first = where.done
-            count = min(heap.pages_for(size), heap.pages - first)
+            asked = heap.pages_for(size)
+            count = min(asked, heap.pages - first)
             done = self._attempt(replace(where, after=f"page {first}"), size,
                                  lambda: settle.read_pages(self.conn, heap, first, count))
             if done is None:
@@ -357,7 +358,7 @@ class _Filler:
             self._rate.add(count)
             waited = self._waited()
             # The rows asked for, or the share of them the table's last pages hold: a full read counts as a full chunk.
-            rows = size if count >= heap.pages_for(size) else max(1, round(size * count / heap.pages_for(size)))
+            rows = size if count == asked else max(1, round(size * count / asked))
             self._after(where, Observation(rows, done[1], replay_lag_ms=self.lag.recent(0.0), commit_wait_ms=waited))
         self._emit(replace(where, phase="done"))
 

@@ -145,7 +145,7 @@ def tables_scanned(conn: psycopg.Connection, batch: Batch) -> tuple[tuple[str, s
                 if conn.broken:
                     raise
                 continue
-            for scan in _nodes(plan):
+            for scan in plan_nodes(plan):
                 name = (scan.get("Schema", ""), scan.get("Relation Name", ""))
                 if _reads_in_full(scan) and all(name) and name[0] not in SYSTEM_SCHEMAS and name not in found:
                     found.append(name)
@@ -157,7 +157,8 @@ def _reads_in_full(scan: dict[str, Any]) -> bool:
         scan["Node Type"] in ("Index Scan", "Index Only Scan") and not scan.get("Index Cond"))
 
 
-def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A plan of EXPLAIN (FORMAT JSON) and every node under it."""
     yield plan
     for child in plan.get("Plans", []):
-        yield from _nodes(child)
+        yield from plan_nodes(child)

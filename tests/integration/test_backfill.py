@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from infra.migrations.runner import RunSettings, apply_batch, rollback_batch
 from infra.migrations.target import Target
 from infra.migrations.throttle import ThrottleSettings
 from infra.migrations.steps import split_statements
-from infra.migrations.validation import CheckResult, run_checks
+from infra.migrations.validation import CheckResult, plan_nodes, run_checks
 from tests.support.waiting import commit_waits_on_standby, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -444,7 +444,7 @@ def backfill_with_a_checkpoint_before_the_checks(target: Target, db: psycopg.Con
                 plans.append(conn.execute(f"EXPLAIN (ANALYZE, WAL, FORMAT JSON) {statement}").fetchone()[0][0]["Plan"])
         if not measured:
             measured.append((sum(p["WAL Records"] for p in plans),
-                             sum(n["WAL Records"] for p in plans for n in _nodes(p) if n["Node Type"] == "Seq Scan")))
+                             sum(n["WAL Records"] for p in plans for n in plan_nodes(p) if n["Node Type"] == "Seq Scan")))
         return run_checks(conn, BACKFILL, 60_000)
 
     with pytest.raises(BackfillPaused):  # migration.sql applied, paused before the first chunk
@@ -459,12 +459,6 @@ def backfill_with_a_checkpoint_before_the_checks(target: Target, db: psycopg.Con
         run_backfill(conn, target, BACKFILL, run, role=None, checks=lambda: checks(conn), verify_lock=lambda: None)
     unread = db.execute("""SELECT count(DISTINCT (ctid::text::point)[0]) FROM "Audit" WHERE "action" = 'lead.viewed'""")
     return events, ChecksWal(*measured[0], unread.fetchone()[0])
-
-
-def _nodes(plan: dict) -> Iterator[dict]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _nodes(child)
 
 
 def test_before_its_checks_the_backfill_reads_every_page_they_read_so_that_their_scans_write_no_wal(
