@@ -25,7 +25,7 @@ import tomllib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 
 import psycopg
@@ -34,6 +34,7 @@ from psycopg import sql
 
 from . import progress, settle
 from .commit_watch import CommitWatch
+from .lock_watch import LockWatch
 from .backfill_errors import (BackfillDeclarationInvalid, BackfillIncomplete, BackfillPaused, ChunkTooSlow, CommitsStalled,
                               ReplicaLagging)
 from .plan import Batch, sha256_text
@@ -139,10 +140,13 @@ def run_backfill(conn: psycopg.Connection, target: Target, batch: Batch, run: Ba
         if role:
             conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON schema_ledger.backfill_progress TO {}")
                          .format(sql.Identifier(role)))
-    # Fixed chunks (the comparison point) do not listen to the database, so they pay for no commit watch either.
-    watch = nullcontext() if run.fixed_chunk_rows else CommitWatch(batch.name, lambda: target.connect(autocommit=True))
-    with target.connect(autocommit=True) as monitor, watch as commits:
-        filler = _Filler(conn, monitor, commits, batch, spec, run, verify_lock)
+    # Fixed chunks (the comparison point) do not listen to the database, so they pay for no watches either.
+    fixed = run.fixed_chunk_rows is not None
+    watch = nullcontext() if fixed else CommitWatch(batch.name, lambda: target.connect(autocommit=True))
+    waiters = nullcontext() if fixed else LockWatch(batch.name, conn.info.backend_pid,
+                                                    lambda: target.connect(autocommit=True), conn.cancel_safe)
+    with target.connect(autocommit=True) as monitor, watch as commits, waiters as locks:
+        filler = _Filler(conn, monitor, _Watches(commits, locks), batch, spec, run, verify_lock)
         with _chunk_settings(conn, run.throttle.lock_timeout_ms):
             for part in spec.parts:
                 filler.fill(part)
@@ -189,16 +193,35 @@ def _as_session_user(conn: psycopg.Connection, role: str | None) -> Iterator[Non
             conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
 
 
+@dataclass(frozen=True)
+class _Watches:
+    """What runs beside the chunks (adaptive runs only): durable commits timed, sessions waiting on the backfill."""
+
+    commits: CommitWatch | None
+    locks: LockWatch | None
+
+    def commit_wait_ms(self) -> float | None:
+        return self.commits.stall_ms() if self.commits else None
+
+    def blocked_ms(self) -> float | None:
+        return self.locks.waited_ms() if self.locks else None
+
+    def chunk(self, patience_ms: float | None) -> AbstractContextManager[None]:
+        return self.locks.chunk(patience_ms) if self.locks else nullcontext()
+
+    def yielded(self) -> bool:
+        """The lock watch cancelled the last chunk, for a session it kept waiting."""
+        return self.locks.cancelled() if self.locks else False
+
+
 class _Filler:
-    def __init__(self, conn: psycopg.Connection, monitor: psycopg.Connection, commits: CommitWatch | None,
+    def __init__(self, conn: psycopg.Connection, monitor: psycopg.Connection, watches: _Watches,
                  batch: Batch, spec: BackfillSpec, run: BackfillRun, verify_lock: Callable[[], None]) -> None:
         self.conn, self.batch, self.spec, self.run = conn, batch, spec, run
         self.verify_lock = verify_lock
         self.lag = ReplayLag(monitor)
-        self.commits = commits
+        self.watches = watches
         self.throttle = self._new_throttle()
-        # Fixed chunks run to the end however long they take.
-        self.timeout_ms = None if run.fixed_chunk_rows else run.throttle.chunk_timeout_ms
         self._cancelled_at_min = 0
         self._lock_waits = 0  # in a row
         self._rate = _Rate()
@@ -250,20 +273,23 @@ class _Filler:
         if phase == "pass":
             self._rate.add(count)
         where = replace(where, done=advanced.rows_done)
-        waited = self._waited()
-        self._after(where, Observation(count, held_ms, replay_lag_ms=self.lag.recent(0.0), commit_wait_ms=waited))
+        waited = self.watches.commit_wait_ms()
+        self._after(where, Observation(count, held_ms, replay_lag_ms=self.lag.recent(0.0), commit_wait_ms=waited,
+                                       blocked_ms=self.watches.blocked_ms()))
         return _Chunk(advanced, count, size, changed)
 
     def _attempt(self, where: _Where, size: int, work: Callable[[], _T]) -> tuple[_T, float] | None:
         """`work` for a chunk of `size` rows in one short transaction (pipelined: BEGIN goes with its first
-        statement, COMMIT with its last), under the chunk's statement timeout: what it returned and how long the
-        transaction took, or None when it could not take a lock in time or ran into its timeout and was rolled
-        back (the throttle has heard why)."""
+        statement, COMMIT with its last), under the chunk's statement timeout and the lock watch's patience: what it
+        returned and how long the transaction took, or None when it could not take a lock in time, ran into its
+        timeout, or was cancelled by the lock watch for a session it kept waiting, and was rolled back (the
+        throttle has heard why)."""
+        limits = self.throttle.limits
         started = time.monotonic()
         try:
-            with self.conn.pipeline(), self.conn.transaction():
-                if self.timeout_ms is not None:
-                    self.conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{self.timeout_ms}ms",))
+            with self.watches.chunk(limits.patience_ms), self.conn.pipeline(), self.conn.transaction():
+                if limits.timeout_ms is not None:
+                    self.conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{limits.timeout_ms}ms",))
                 result = work()
         except pg_errors.LockNotAvailable:
             self._cancelled_at_min = 0
@@ -272,9 +298,13 @@ class _Filler:
             return None
         except pg_errors.QueryCanceled as err:
             took = _ms(started)
-            if not self._timed_out(err, took):
+            if self.watches.yielded():
+                self._after(where, Observation(size, took, yielded=True, blocked_ms=self.watches.blocked_ms(),
+                                               commit_wait_ms=self.watches.commit_wait_ms()))
+                return None
+            if not self._timed_out(err, took, limits.timeout_ms):
                 raise  # someone cancelled the backfill's statement: not a reason to try again
-            seen = Observation(size, took, cancelled=True, commit_wait_ms=self._waited())
+            seen = Observation(size, took, cancelled=True, commit_wait_ms=self.watches.commit_wait_ms())
             self._stop_if_commits_stalled(where)  # the cause, rather than ChunkTooSlow's "check the server"
             if self._too_slow(size):
                 self._emit(where, self.throttle.next(seen), took)
@@ -285,15 +315,13 @@ class _Filler:
         self._cancelled_at_min = self._lock_waits = 0
         return result, _ms(started)
 
-    def _waited(self) -> float | None:
-        return self.commits.stall_ms() if self.commits else None
-
-    def _timed_out(self, err: pg_errors.QueryCanceled, took_ms: float) -> bool:
+    @staticmethod
+    def _timed_out(err: pg_errors.QueryCanceled, took_ms: float, timeout_ms: int | None) -> bool:
         """The chunk's own statement timeout cancelled it, not someone else (pg_cancel_backend says "user
         request"; with the server's messages in another language, a cancel before the timeout is not ours)."""
-        if self.timeout_ms is None or "user request" in (err.diag.message_primary or ""):
+        if timeout_ms is None or "user request" in (err.diag.message_primary or ""):
             return False
-        return took_ms >= self.timeout_ms
+        return took_ms >= timeout_ms
 
     def _too_slow(self, size: int) -> bool:
         """Chunks of the smallest size allowed cannot shrink further: CANCELLED_AT_MIN_LIMIT of them cancelled in
@@ -356,10 +384,11 @@ class _Filler:
                 continue
             where = replace(where, done=first + count)
             self._rate.add(count)
-            waited = self._waited()
+            waited = self.watches.commit_wait_ms()
             # The rows asked for, or the share of them the table's last pages hold: a full read counts as a full chunk.
             rows = size if count == asked else max(1, round(size * count / asked))
-            self._after(where, Observation(rows, done[1], replay_lag_ms=self.lag.recent(0.0), commit_wait_ms=waited))
+            self._after(where, Observation(rows, done[1], replay_lag_ms=self.lag.recent(0.0), commit_wait_ms=waited,
+                                           blocked_ms=self.watches.blocked_ms()))
         self._emit(replace(where, phase="done"))
 
     def _new_throttle(self) -> AdaptiveThrottle | FixedThrottle:
@@ -405,7 +434,7 @@ class _Filler:
     def _stop_if_commits_stalled(self, where: _Where) -> None:
         """The commit watch's probe in flight has waited over MAX_COMMIT_WAIT_S: stop (CommitsStalled). Only a
         commit still waiting counts, so a stall that is over stops nothing."""
-        waited = self.commits.waiting_ms() if self.commits else 0.0
+        waited = self.watches.commits.waiting_ms() if self.watches.commits else 0.0
         if waited > MAX_COMMIT_WAIT_S * 1000:
             raise CommitsStalled(self.batch.name, where.name, waited, int(MAX_COMMIT_WAIT_S * 1000))
 

@@ -63,6 +63,20 @@ class CommitWatchFailed(MigrationError):
 
 
 @dataclass(eq=False)
+class LockWatchFailed(MigrationError):
+    """The watch for sessions waiting on the backfill's locks failed (its connection lost); the backfill stopped
+    between two chunks."""
+
+    batch: str
+    reason: str
+
+    def message(self, say: Actions) -> str:
+        return (f"backfill of batch '{self.batch}' stopped: the watch for sessions waiting on its locks failed "
+                f"({self.reason}); everything done so far is kept; check the server, then {say.apply} again to "
+                "continue from here")
+
+
+@dataclass(eq=False)
 class CommitsStalled(MigrationError):
     """A durable commit beside the backfill waited longer than any healthy server makes one wait (a synchronous
     standby gone, a disk that stopped); the backfill stopped after its last chunk instead of adding to the load."""

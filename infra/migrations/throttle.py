@@ -1,12 +1,24 @@
 """The backfill's throttle: how many rows the next chunk takes and how long to pause first. Pure: no I/O.
 
 The application's writes wait on a chunk when they touch a row it has locked: such a write waits until the
-chunk commits, at most the chunk's duration. So the controller keeps each chunk's duration within a budget:
-the per-stack write-latency target minus a share left for the write's own work (CHUNK_BUDGET of the target).
-Within it, it sizes chunks from the measured cost per row, and it backs off on the signals the database gives:
+chunk commits, at most the chunk's duration. So while the application contends for the chunks' rows, the
+controller keeps each chunk's duration within a budget: the per-stack write-latency target minus a share left for
+the write's own work (CHUNK_BUDGET of the target). A lock watch beside the chunks (lock_watch.py) says whether any
+session waited on the backfill's locks. After CALM_CHUNKS chunks of a part in a row that nobody waited on, the
+limits stretch UNCONTENDED times (a table the application does not write, rows it does not touch): fewer, larger
+chunks, for less fixed cost per row. Such a chunk carries a patience (WAIT_PATIENCE of the target): a session that
+has waited that long on it gets the chunk cancelled by the watch, rolled back, its locks released; the next chunks
+keep to the budget again. Without the watch, chunks always keep to the budget.
 
-- the chunk took longer than the target: shrink in proportion, pause as long as it took (waiters drain);
-- the chunk ran into its statement timeout (CHUNK_TIMEOUT of the target: the server cancels it at its first check
+Within the limits, it sizes chunks from the measured cost per row, and it backs off on the signals the database
+gives:
+
+- the chunk took longer than its limit (the target, or the stretched one): shrink in proportion, pause as long as
+  it took (waiters drain);
+- a session waited on the chunk's locks: back to the budget at once, sized from the cost per row; when the watch
+  cancelled the chunk for it, its cost per row was at least the time it ran over its rows; no pause (its locks are
+  released);
+- the chunk ran into its statement timeout (CHUNK_TIMEOUT of its limit: the server cancels it at its first check
   for interrupts past it, instead of letting a stall keep its row locks) and was rolled back: halve; its cost per
   row was at least the time it ran over the rows it was given. No pause after one such chunk (its locks are
   released); with exponential backoff when they follow each other, or when commits are stalling meanwhile;
@@ -22,7 +34,7 @@ Within it, it sizes chunks from the measured cost per row, and it backs off on t
 
 The cost per row is a moving average over the full chunks of the current part (each part has its own):
 a chunk that came back short (the end of a pass, a sweep finding a few rows) is mostly fixed cost and would
-make the next chunks needlessly small. A chunk over the target is not noise: its cost replaces the average.
+make the next chunks needlessly small. A chunk over its limit is not noise: its cost replaces the average.
 
 `FixedThrottle` is the comparison point (pgroll's fixed 1,000-row batches, no delay).
 """
@@ -39,6 +51,9 @@ COMMIT_STALL = 0.5  # a probe commit over this fraction of the target: writes ar
 COMMIT_BUSY = 0.2  # over this fraction: the disk is busy, do not grow
 MAX_BACKOFF_MS = 5_000.0
 LAG_POLL_MS = 250.0
+CALM_CHUNKS = 100  # chunks of a part in a row that nobody waited on before the limits stretch
+UNCONTENDED = 5.0  # the stretched limits, in multiples of the target (a chunk budget of 350 ms at 100 ms)
+WAIT_PATIENCE = 0.5  # of the target: how long a session may wait on a stretched chunk before it is cancelled
 
 
 @dataclass(frozen=True)
@@ -59,6 +74,14 @@ class ThrottleSettings:
     def chunk_timeout_ms(self) -> int:
         return max(1, int(self.target_write_latency_ms * CHUNK_TIMEOUT))
 
+    def limits(self, contended: bool) -> ChunkLimits:
+        """A chunk's limits while the application contends for its rows (or nobody watches), or while nobody does."""
+        if contended:
+            return ChunkLimits(float(self.target_write_latency_ms), self.chunk_budget_ms, self.chunk_timeout_ms, None)
+        over = self.target_write_latency_ms * UNCONTENDED
+        return ChunkLimits(over, over * CHUNK_BUDGET, max(1, int(over * CHUNK_TIMEOUT)),
+                           self.target_write_latency_ms * WAIT_PATIENCE)
+
     @property
     def lock_timeout_ms(self) -> int:
         """How long a chunk waits for a lock: its budget, under its timeout, so a lock wait is told as one."""
@@ -66,11 +89,29 @@ class ThrottleSettings:
 
 
 @dataclass(frozen=True)
+class ChunkLimits:
+    """How long a chunk may last: over_ms is too long (shrink, pause), budget_ms is what sizing aims at, at
+    timeout_ms the server cancels it (None: never), and after patience_ms of a session waiting on it the lock watch does (None:
+    never; the timeout is under the target already)."""
+
+    over_ms: float
+    budget_ms: float
+    timeout_ms: int | None
+    patience_ms: float | None
+
+    @property
+    def over_name(self) -> str:
+        return "target" if self.patience_ms is None else "limit while nobody waits on its locks"
+
+
+@dataclass(frozen=True)
 class Observation:
     """What one chunk (or one wait) showed. rows=0 with lock_wait=False is a replica-lag poll. cancelled: the chunk
     of `rows` rows hit its statement timeout after duration_ms and changed nothing. commit_wait_ms: how much longer
     than the fastest of the run the slowest durable commit timed since the last chunk took, or is taking so far
-    (None: not watched)."""
+    (None: not watched). blocked_ms: the longest any session waited on the backfill's locks during the chunk
+    (0: nobody; None: not watched); yielded: the lock watch cancelled the chunk of `rows` rows after duration_ms for
+    that session, and nothing of it was kept."""
 
     rows: int
     duration_ms: float
@@ -78,6 +119,8 @@ class Observation:
     cancelled: bool = False
     replay_lag_ms: float | None = None
     commit_wait_ms: float | None = None
+    blocked_ms: float | None = None
+    yielded: bool = False
 
     @property
     def ms_per_row(self) -> float:
@@ -102,11 +145,19 @@ class AdaptiveThrottle:
         self._backoff_ms = 0.0
         self._ms_per_row: float | None = None
         self._cancelled = False  # the last chunk was cancelled at its timeout
+        self._calm = 0  # chunks of this part in a row that the lock watch saw nobody wait on
         self.last_slowdown: str | None = None
 
+    @property
+    def limits(self) -> ChunkLimits:
+        """The next chunk's limits: stretched after CALM_CHUNKS chunks in a row that nobody waited on."""
+        return self.settings.limits(contended=self._calm < CALM_CHUNKS)
+
     def start_part(self) -> None:
-        """A new part has its own cost per row: forget the last one's (the chunk size carries over)."""
+        """A new part has its own cost per row and its own contention: forget the last one's (the chunk size
+        carries over, and is brought back within the budget by the first chunk's cost)."""
         self._ms_per_row = None
+        self._calm = 0
 
     def next(self, seen: Observation) -> Decision:
         decision = self._decide(seen)
@@ -117,12 +168,19 @@ class AdaptiveThrottle:
 
     def _decide(self, seen: Observation) -> Decision:
         s = self.settings
+        limits = self.limits  # the chunk's own, before this observation changes them
         if seen.lock_wait:
             return self._back_off(self.chunk_rows // 2, 0.0,
                                   f"lock wait: the chunk could not take its locks within {s.lock_timeout_ms} ms")
+        waited = self._hear_waiters(seen)
+        if seen.yielded:
+            self._ms_per_row = max(self._ms_per_row or 0.0, seen.ms_per_row)  # at least; it did not finish
+            self._cancelled = False
+            return Decision(self._clamp(int(self.limits.budget_ms / self._ms_per_row)), 0.0,
+                            f"{waited}: chunk of {seen.rows} rows cancelled at {seen.duration_ms:.0f} ms and rolled back")
         if seen.cancelled:
             self._ms_per_row = max(self._ms_per_row or 0.0, seen.ms_per_row)  # at least; it did not finish
-            reason = (f"chunk of {seen.rows} rows cancelled at {seen.duration_ms:.0f} ms (limit {s.chunk_timeout_ms} ms) "
+            reason = (f"chunk of {seen.rows} rows cancelled at {seen.duration_ms:.0f} ms (limit {limits.timeout_ms} ms) "
                       "and rolled back")
             again, self._cancelled = self._cancelled, True
             if self._stalling(seen):
@@ -131,12 +189,12 @@ class AdaptiveThrottle:
                 return Decision(self._clamp(self.chunk_rows // 2), 0.0, reason)
             return self._back_off(self.chunk_rows // 2, seen.duration_ms, reason)
         self._cancelled = False
-        over = seen.rows > 0 and seen.duration_ms > s.target_write_latency_ms
+        over = seen.rows > 0 and seen.duration_ms > limits.over_ms
         if over:
             # Not noise: the cost per row has risen, so it replaces the average (the next chunks must not grow
             # back from the old, cheaper cost).
             self._ms_per_row = seen.ms_per_row
-        scaled = int(self.chunk_rows * s.chunk_budget_ms / seen.duration_ms) if over else self.chunk_rows
+        scaled = int(self.chunk_rows * self.limits.budget_ms / seen.duration_ms) if over else self.chunk_rows
         if self._stalling(seen):
             return self._back_off(scaled, seen.duration_ms if over else 0.0,
                                   f"commits stalling: a commit waited {seen.commit_wait_ms:.0f} ms longer than "
@@ -150,8 +208,20 @@ class AdaptiveThrottle:
             return Decision(self.chunk_rows, 0.0)
         if over:
             return Decision(self._clamp(scaled), seen.duration_ms,
-                            f"chunk of {seen.rows} rows took {seen.duration_ms:.0f} ms (target {s.target_write_latency_ms} ms)")
-        return self._aim(seen)
+                            f"chunk of {seen.rows} rows took {seen.duration_ms:.0f} ms ({limits.over_name} {limits.over_ms:.0f} ms)")
+        return self._aim(seen, waited)
+
+    def _hear_waiters(self, seen: Observation) -> str | None:
+        """Count the chunks in a row that nobody waited on (a chunk not watched starts the count again); when a
+        session waited, say so."""
+        if seen.rows == 0 and not seen.yielded:
+            return None  # a replica-lag poll: no chunk ran
+        if not seen.blocked_ms:
+            self._calm = self._calm + 1 if seen.blocked_ms is not None else 0
+            return None
+        self._calm = 0
+        return (f"a session waited {seen.blocked_ms:.0f} ms on the backfill's locks (chunks keep to the "
+                f"{self.settings.chunk_budget_ms:.0f} ms budget)")
 
     def _stalling(self, seen: Observation) -> bool:
         return seen.commit_wait_ms is not None and seen.commit_wait_ms > self.settings.target_write_latency_ms * COMMIT_STALL
@@ -161,16 +231,17 @@ class AdaptiveThrottle:
         self._backoff_ms = min(max(self._backoff_ms * 2, float(self.settings.target_write_latency_ms)), MAX_BACKOFF_MS)
         return Decision(self._clamp(rows), max(self._backoff_ms, at_least_ms), reason)
 
-    def _aim(self, seen: Observation) -> Decision:
+    def _aim(self, seen: Observation, waited: str | None) -> Decision:
         s = self.settings
+        budget_ms = self.limits.budget_ms
         ms_per_row = self._cost_per_row(seen)
-        ideal = int(s.chunk_budget_ms / ms_per_row)
+        ideal = int(budget_ms / ms_per_row)
         size = min(ideal, int(self.chunk_rows * MAX_GROWTH))
         lag_near = seen.replay_lag_ms is not None and seen.replay_lag_ms > s.max_replay_lag_ms / 2
         commits_slow = seen.commit_wait_ms is not None and seen.commit_wait_ms > s.target_write_latency_ms * COMMIT_BUSY
         reason = None
         if size < self.chunk_rows:
-            reason = f"chunk of {seen.rows} rows took {seen.duration_ms:.0f} ms (budget {s.chunk_budget_ms:.0f} ms)"
+            reason = waited or f"chunk of {seen.rows} rows took {seen.duration_ms:.0f} ms (budget {budget_ms:.0f} ms)"
         elif commits_slow and size > self.chunk_rows:
             size = self.chunk_rows
             reason = f"commits slowing: a commit waited {seen.commit_wait_ms:.0f} ms longer than usual"
@@ -197,6 +268,11 @@ class FixedThrottle:
     def __init__(self, chunk_rows: int = 1_000) -> None:
         self.chunk_rows = chunk_rows
         self.last_slowdown: str | None = None
+
+    @property
+    def limits(self) -> ChunkLimits:
+        """None that binds: a fixed chunk runs to its end however long it takes."""
+        return ChunkLimits(float("inf"), float("inf"), None, None)
 
     def start_part(self) -> None:
         pass

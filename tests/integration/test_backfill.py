@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from bench.legacy import LegacyShape, generate
 from infra.migrations.backfill import BackfillProgress, BackfillRun, run_backfill
-from infra.migrations import backfill
+from infra.migrations import backfill, throttle
 from infra.migrations.backfill_errors import BackfillPaused, ChunkTooSlow, CommitsStalled
 from infra.migrations.errors import MigrationError
 from infra.migrations.gate import gate_status
@@ -231,6 +232,55 @@ def test_a_held_lock_makes_the_throttle_back_off_and_the_backfill_finishes_once_
     backed_off = [e for e in seen if e.slowed_because and e.slowed_because.startswith("lock wait")]
     assert backed_off and backed_off[0].part == "jobs"
     assert counts(db)[3] == 0
+
+
+def test_a_stretched_chunk_that_keeps_an_application_write_waiting_is_cancelled_and_the_write_goes_on(
+        legacy_db: Target, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks nobody waited on stretch their limits (after CALM_CHUNKS, lowered to 3 here); the fifth chunk of the
+    jobs part then holds its rows' locks and stays running, parked in a trigger until the test lets it go. The
+    application updates the first 100 jobs: it waits on that chunk's rows, and returns while the chunk is still
+    parked, because the lock watch cancelled the chunk after the patience (half the 4 s target). The chunk is
+    done again, smaller, once the test lets it go; the application's updates are kept."""
+    monkeypatch.setattr(throttle, "CALM_CHUNKS", 3)
+    db.execute("CREATE SEQUENCE job_chunks")
+    db.execute("""CREATE FUNCTION park_fifth_chunk() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+                      IF nextval('job_chunks') = 5 THEN  -- a sequence: a cancelled chunk does not count again
+                          WHILE NOT pg_try_advisory_xact_lock(4242) LOOP PERFORM pg_sleep(0.01); END LOOP;
+                      END IF;
+                      RETURN NULL; END $$""")
+    db.execute('CREATE TRIGGER park_fifth_chunk AFTER UPDATE ON "Job" FOR EACH STATEMENT EXECUTE FUNCTION park_fifth_chunk()')
+    db.execute("SELECT pg_advisory_lock(4242)")
+    seen: list[BackfillProgress] = []
+    stretched = ThrottleSettings(target_write_latency_ms=4_000, initial_chunk_rows=10, min_chunk_rows=10,
+                                 max_chunk_rows=10)
+    run = RunSettings(stack="test", backfill=BackfillRun(throttle=stretched, on_progress=seen.append,
+                                                         sleep=lambda _s: None))
+    outcome: list[BaseException | None] = []
+
+    def backfill_in_background() -> None:
+        try:
+            apply_batch(legacy_db, BACKFILL, run)
+            outcome.append(None)
+        except BaseException as err:  # noqa: BLE001 - asserted below
+            outcome.append(err)
+    worker = threading.Thread(target=backfill_in_background, daemon=True)
+    worker.start()
+    wait_until(lambda: db.execute("SELECT 1 FROM pg_stat_activity WHERE datname = %s AND wait_event = 'PgSleep'",
+                                  (legacy_db.dbname,)).fetchone(), "the fifth chunk to park")
+    with legacy_db.connect(autocommit=True) as app:
+        app.execute("SET statement_timeout = '120s'")  # a watch that never cancels fails the test, not hangs it
+        app.execute("""UPDATE "Job" SET "status" = 'completed'
+                       WHERE "id" IN (SELECT "id" FROM "Job" ORDER BY "id" LIMIT 100)""")
+    assert worker.is_alive()  # returned while the chunk's statement would still be parked
+    db.execute("SELECT pg_advisory_unlock(4242)")
+    worker.join(120)
+
+    assert outcome == [None]
+    yielded = [e for e in seen if e.part == "jobs" and (e.slowed_because or "").startswith("a session waited")]
+    assert yielded and " cancelled at " in (yielded[0].slowed_because or "")
+    assert yielded[0].rows_done == 40  # the four chunks before it; nothing of the fifth was kept
+    assert db.execute("""SELECT count(*) FILTER (WHERE "status" = 'completed'), count(*) FILTER (WHERE "customer_id" IS NULL)
+                         FROM (SELECT * FROM "Job" ORDER BY "id" LIMIT 100) AS j""").fetchone() == (100, 0)
 
 
 def test_commits_stalling_on_a_standby_that_is_gone_make_the_throttle_back_off_though_no_lock_is_held(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from infra.migrations.throttle import AdaptiveThrottle, FixedThrottle, Observation, ThrottleSettings
+from infra.migrations.throttle import (CALM_CHUNKS, AdaptiveThrottle, ChunkLimits, Decision, FixedThrottle, Observation,
+                                       ThrottleSettings)
 
 SETTINGS = ThrottleSettings(target_write_latency_ms=100, min_chunk_rows=100, max_chunk_rows=20_000,
                             max_replay_lag_ms=2_000, initial_chunk_rows=1_000)
@@ -185,3 +186,62 @@ def test_after_a_cancelled_chunk_the_size_grows_back_from_its_cost_not_from_the_
     throttle.next(Observation(rows=2_000, duration_ms=95, cancelled=True))  # at least 0.0475 ms per row
     after = throttle.next(Observation(rows=1_000, duration_ms=10))
     assert after.chunk_rows == 1_931 and after.pause_ms == 0  # 70 ms at 0.3 * 0.01 + 0.7 * 0.0475 ms per row
+
+
+def chunks_nobody_waited_on(throttle: AdaptiveThrottle, count: int, rows_per_ms: float = 10.0) -> Decision:
+    decision = Decision(throttle.chunk_rows, 0.0)
+    for _ in range(count):
+        decision = throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=throttle.chunk_rows / rows_per_ms,
+                                             blocked_ms=0.0))
+    return decision
+
+
+def test_chunks_keep_to_the_budget_until_100_in_a_row_had_nobody_waiting_on_them() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    assert chunks_nobody_waited_on(throttle, CALM_CHUNKS - 1).chunk_rows == 700
+    assert throttle.limits == ChunkLimits(over_ms=100, budget_ms=70, timeout_ms=90, patience_ms=None)
+
+
+def test_then_they_grow_to_a_stretched_budget_of_350_ms_and_may_be_cancelled_after_50_ms_of_someone_waiting() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    decision = chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    assert decision.chunk_rows == 3_500  # 350 ms at 10 rows per ms
+    assert decision.slowed_because is None
+    assert throttle.limits == ChunkLimits(over_ms=500, budget_ms=350, timeout_ms=450, patience_ms=50)
+
+
+def test_without_the_lock_watch_chunks_always_keep_to_the_budget() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    for _ in range(CALM_CHUNKS * 2):
+        decision = throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=throttle.chunk_rows / 10))
+    assert decision.chunk_rows == 700
+    assert throttle.limits.patience_ms is None
+
+
+def test_a_session_waiting_on_a_stretched_chunk_brings_the_next_back_to_the_budget_at_once_and_counts_again() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    decision = throttle.next(Observation(rows=3_500, duration_ms=350, blocked_ms=30))
+    assert decision.chunk_rows == 700
+    assert decision.pause_ms == 0
+    assert decision.slowed_because == "a session waited 30 ms on the backfill's locks (chunks keep to the 70 ms budget)"
+    assert chunks_nobody_waited_on(throttle, CALM_CHUNKS - 1).chunk_rows == 700  # the count starts again
+
+
+def test_a_chunk_the_lock_watch_cancelled_is_followed_by_one_within_the_budget_from_what_it_cost_so_far() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    decision = throttle.next(Observation(rows=3_500, duration_ms=700, yielded=True, blocked_ms=52))
+    assert decision.chunk_rows == 350  # it ran 700 ms over 3,500 rows without finishing: 5 rows per ms at most
+    assert decision.pause_ms == 0  # its locks are released already
+    assert decision.slowed_because == ("a session waited 52 ms on the backfill's locks (chunks keep to the 70 ms "
+                                       "budget): chunk of 3500 rows cancelled at 700 ms and rolled back")
+    assert throttle.limits.patience_ms is None
+
+
+def test_a_new_part_keeps_to_the_budget_until_its_own_chunks_had_nobody_waiting() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    throttle.start_part()
+    assert throttle.limits.patience_ms is None
+    assert throttle.next(Observation(rows=3_500, duration_ms=350, blocked_ms=0)).chunk_rows == 700
