@@ -7,10 +7,12 @@ function; no per-row round trip. Then the part's `sweep` until it comes back sho
 cursor, rows skipped because another transaction held them); a sweep's keys are read before its chunk's
 transaction, since a sweep query may scan the whole table. The throttle (throttle.py) sizes every chunk
 and the pause before it from the chunk's duration (the longest any of its row locks is held), lock waits
-(lock_timeout), how long durable commits take meanwhile (commit_watch.py, timed beside the chunks, off their
-path) and streaming replicas' replay lag. An adaptive chunk's statements also carry a statement timeout just
-under the write-latency target: a chunk that a sudden stall would keep running past it is cancelled and
-rolled back (then retried smaller), instead of holding its row locks to the end.
+(lock_timeout), whether any session waited on the backfill's locks (lock_watch.py), how long durable commits take
+meanwhile (commit_watch.py; both watch beside the chunks, off their path) and streaming replicas' replay lag. An
+adaptive chunk's statements also carry a statement timeout just under its limit (the write-latency target while
+the application waits on the chunks): a chunk that a sudden stall would keep running past it is cancelled and
+rolled back (then retried smaller), instead of holding its row locks to the end. A chunk allowed past the target
+(nobody waited on the last ones) is cancelled by the lock watch once it keeps a session waiting half the target.
 Then every page of the tables validation.sql reads in full (from its plans) is read once, page range by page
 range, sized and paced like chunks (settle.py): the first read of a page after a checkpoint writes WAL (hint bits,
 pruning), which the checks' unthrottled scans would otherwise write in one burst. Then validation.sql, through the
@@ -27,6 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -34,6 +37,7 @@ from psycopg import sql
 
 from . import progress, settle
 from .commit_watch import CommitWatch
+from . import lock_watch
 from .lock_watch import LockWatch
 from .backfill_errors import (BackfillDeclarationInvalid, BackfillIncomplete, BackfillPaused, ChunkTooSlow, CommitsStalled,
                               ReplicaLagging)
@@ -54,6 +58,7 @@ MAX_REPLICA_WAIT_S = 600.0
 MAX_COMMIT_WAIT_S = 60.0
 BACKEND_FLUSH_AFTER = "256kB"  # PostgreSQL's own default for checkpoint_flush_after on Linux
 CANCELLED_AT_MIN_LIMIT = 8  # chunks of the smallest size cancelled in a row before the backfill gives up
+CANCEL_TIMEOUT_S = 5.0  # the lock watch's cancel of a chunk: longer, and the backfill stops (LockWatchFailed)
 SETTLE_LOCK_WAITS = 8  # lock waits in a row (with backoff, about 17 s at the default target) before the checks get the table
 
 Sleep = Callable[[float], None]
@@ -143,8 +148,9 @@ def run_backfill(conn: psycopg.Connection, target: Target, batch: Batch, run: Ba
     # Fixed chunks (the comparison point) do not listen to the database, so they pay for no watches either.
     fixed = run.fixed_chunk_rows is not None
     watch = nullcontext() if fixed else CommitWatch(batch.name, lambda: target.connect(autocommit=True))
-    waiters = nullcontext() if fixed else LockWatch(batch.name, conn.info.backend_pid,
-                                                    lambda: target.connect(autocommit=True), conn.cancel_safe)
+    watch_locks = not fixed and lock_watch.supported(conn)  # else chunks keep to the budget
+    waiters = LockWatch(batch.name, conn.info.backend_pid, lambda: target.connect(autocommit=True),
+                        partial(conn.cancel_safe, timeout=CANCEL_TIMEOUT_S)) if watch_locks else nullcontext()
     with target.connect(autocommit=True) as monitor, watch as commits, waiters as locks:
         filler = _Filler(conn, monitor, _Watches(commits, locks), batch, spec, run, verify_lock)
         with _chunk_settings(conn, run.throttle.lock_timeout_ms):
@@ -203,15 +209,15 @@ class _Watches:
     def commit_wait_ms(self) -> float | None:
         return self.commits.stall_ms() if self.commits else None
 
-    def blocked_ms(self) -> float | None:
-        return self.locks.waited_ms() if self.locks else None
+    def waiter_ms(self) -> float | None:
+        return self.locks.waiter_ms() if self.locks else None
 
     def chunk(self, patience_ms: float | None) -> AbstractContextManager[None]:
         return self.locks.chunk(patience_ms) if self.locks else nullcontext()
 
-    def yielded(self) -> bool:
+    def cancelled_for_waiter(self) -> bool:
         """The lock watch cancelled the last chunk, for a session it kept waiting."""
-        return self.locks.cancelled() if self.locks else False
+        return self.locks.cancelled_for_waiter() if self.locks else False
 
 
 class _Filler:
@@ -275,7 +281,7 @@ class _Filler:
         where = replace(where, done=advanced.rows_done)
         waited = self.watches.commit_wait_ms()
         self._after(where, Observation(count, held_ms, replay_lag_ms=self.lag.recent(0.0), commit_wait_ms=waited,
-                                       blocked_ms=self.watches.blocked_ms()))
+                                       waiter_ms=self.watches.waiter_ms()))
         return _Chunk(advanced, count, size, changed)
 
     def _attempt(self, where: _Where, size: int, work: Callable[[], _T]) -> tuple[_T, float] | None:
@@ -298,13 +304,14 @@ class _Filler:
             return None
         except pg_errors.QueryCanceled as err:
             took = _ms(started)
-            if self.watches.yielded():
-                self._after(where, Observation(size, took, yielded=True, blocked_ms=self.watches.blocked_ms(),
+            if self.watches.cancelled_for_waiter():
+                self._after(where, Observation(size, took, cancelled_for_waiter=True, waiter_ms=self.watches.waiter_ms(),
                                                commit_wait_ms=self.watches.commit_wait_ms()))
                 return None
             if not self._timed_out(err, took, limits.timeout_ms):
                 raise  # someone cancelled the backfill's statement: not a reason to try again
-            seen = Observation(size, took, cancelled=True, commit_wait_ms=self.watches.commit_wait_ms())
+            seen = Observation(size, took, cancelled=True, commit_wait_ms=self.watches.commit_wait_ms(),
+                               waiter_ms=self.watches.waiter_ms())
             self._stop_if_commits_stalled(where)  # the cause, rather than ChunkTooSlow's "check the server"
             if self._too_slow(size):
                 self._emit(where, self.throttle.next(seen), took)
@@ -342,6 +349,7 @@ class _Filler:
     def sweep_all(self) -> None:
         for part in self.spec.parts:
             self._rate = _Rate()
+            self.throttle.start_part()
             state = progress.load(self.conn, self.batch.name, part.name, self.spec.sha256)
             self._sweep(part, state, state.rows_done)
 
@@ -358,7 +366,7 @@ class _Filler:
         writes = self.throttle
         try:
             for heap in settle.heaps(self.conn, tables):
-                self.throttle = self._new_throttle()
+                self.throttle = self._new_throttle(stretch=False)
                 try:
                     self._settle(heap)
                 except (*settle.SKIPPED, _Skipped):
@@ -388,11 +396,13 @@ class _Filler:
             # The rows asked for, or the share of them the table's last pages hold: a full read counts as a full chunk.
             rows = size if count == asked else max(1, round(size * count / asked))
             self._after(where, Observation(rows, done[1], replay_lag_ms=self.lag.recent(0.0), commit_wait_ms=waited,
-                                           blocked_ms=self.watches.blocked_ms()))
+                                           waiter_ms=self.watches.waiter_ms()))
         self._emit(replace(where, phase="done"))
 
-    def _new_throttle(self) -> AdaptiveThrottle | FixedThrottle:
-        return FixedThrottle(self.run.fixed_chunk_rows) if self.run.fixed_chunk_rows else AdaptiveThrottle(self.run.throttle)
+    def _new_throttle(self, stretch: bool = True) -> AdaptiveThrottle | FixedThrottle:
+        if self.run.fixed_chunk_rows:
+            return FixedThrottle(self.run.fixed_chunk_rows)
+        return AdaptiveThrottle(self.run.throttle, stretch)
 
     # -- validation -------------------------------------------------------------------------------------
     def validate(self, checks: Callable[[], tuple[CheckResult, ...]]) -> tuple[CheckResult, ...]:

@@ -1,23 +1,27 @@
-"""Who waits on the backfill's locks right now, watched beside the chunks, off their path.
+"""Who waits on the backfill's locks, watched beside each chunk, off its path.
 
 A chunk's row locks cost the application something only when one of its transactions needs one of those rows (or a
-lock the chunk's session holds) before the chunk commits. So while a backfill runs, a thread of its own looks every
-POLL_S, on a connection of its own, for sessions waiting on a lock the backfill's session holds: pg_locks (readable
-by any role, unlike other roles' wait events in pg_stat_activity) for the locks not granted, pg_blocking_pids for
-whom they wait on, evaluated only for those, and waitstart for how long they have waited.
+lock the chunk's session holds) before the chunk commits. So while a chunk is in flight, a thread of its own looks
+every POLL_S, on a connection of its own, for sessions waiting on a lock the backfill's session holds: pg_locks
+(readable by any role, unlike other roles' wait events in pg_stat_activity) for the locks not granted,
+pg_blocking_pids for whom they wait on, evaluated only for those, and waitstart (PostgreSQL 14 and later) for how
+long they have waited for that lock. Between chunks it does not look: the backfill's session then holds no row lock.
 
-The throttle reads the longest wait since its last look (throttle.py: chunks keep to the chunk budget while the
-application contends for their rows, and may grow past it while nobody does). A chunk that runs past that budget
-(one sized for a table nobody else was waiting on) carries a patience: once a session has waited that long on it,
-the watch cancels the chunk's statement, which rolls the chunk back and releases its locks; the throttle hears that
-the cancel was the watch's. The cancel is sent only while the chunk is in flight, under the same lock that ends it:
-a cancel that reaches the server after the chunk's commit finds the session reading its next command, and PostgreSQL
-ignores a cancel there.
+The throttle reads the longest wait seen during the last chunk (throttle.py: chunks keep to the chunk budget while
+the application contends for their rows, and may grow past it while nobody does). A chunk that may run past that
+budget carries a patience: once a session has waited that long for a lock the chunk holds, the watch cancels the
+chunk's statement, which rolls the chunk back and releases its locks; the throttle hears that the cancel was the
+watch's. A look is only acted on if the chunk it was made during is still the one in flight, and the cancel is sent
+while that chunk is in flight, under the lock that ends it. libpq returns from a cancel once the server has taken the
+request: one that reaches the server after the chunk's commit finds the session reading its next command, where
+PostgreSQL ignores it. A cancel that fails or times out may still arrive later, on whatever statement runs then: the
+chunk's end raises LockWatchFailed, so the backfill stops instead of running another statement on that session.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
@@ -28,16 +32,25 @@ from .backfill_errors import LockWatchFailed
 
 POLL_S = 0.02
 STOP_TIMEOUT_S = 10.0
-# The longest any session waiting on a lock the backfill's session holds has waited, in ms (0 while one has just
-# begun to: waitstart can be null for a moment), and how many there are.
+UNSEEN_S = 0.2  # a chunk that lasted this long without one look finished during it was not watched
+WAITSTART_SINCE = 140000  # pg_locks.waitstart
+# The longest any session waiting on a lock the backfill's session holds has waited for it, in ms (0 while one has
+# just begun to: waitstart can be null for a moment), and how many there are. CASE: pg_blocking_pids, which takes
+# every lock-manager partition lock, runs only for the locks not granted.
 WAITERS = """SELECT coalesce(max(extract(epoch FROM clock_timestamp() - waitstart) * 1000), 0), count(*)
-             FROM pg_locks WHERE NOT granted AND %(pid)s = ANY(pg_blocking_pids(pid))"""
+             FROM pg_locks WHERE CASE WHEN granted THEN false ELSE %(pid)s = ANY(pg_blocking_pids(pid)) END"""
+
+
+def supported(conn: psycopg.Connection) -> bool:
+    """The server has what the watch reads; without it, chunks keep to the budget (nobody watches)."""
+    return conn.info.server_version >= WAITSTART_SINCE
 
 
 class LockWatch:
-    """Started with `with`: a thread that looks for sessions waiting on the backfill's session (`pid`) every
-    `every_s` until exit, and calls `cancel` (the backfill connection's cancel) for a chunk that keeps one waiting
-    past the chunk's patience. Its own failure is raised by waited_ms(), in the backfill's thread."""
+    """Started with `with`: a thread that, while a chunk is in flight (chunk()), looks every `every_s` for sessions
+    waiting on the backfill's session (`pid`), and calls `cancel` (the backfill connection's cancel, with a timeout)
+    for a chunk that keeps one waiting past the chunk's patience. Its own failure is raised by waiter_ms(), or at the
+    end of the chunk whose cancel failed, in the backfill's thread."""
 
     def __init__(self, batch: str, pid: int, connect: Callable[[], psycopg.Connection], cancel: Callable[[], None],
                  every_s: float = POLL_S) -> None:
@@ -45,10 +58,16 @@ class LockWatch:
         self._conn: psycopg.Connection | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._in_flight = threading.Event()  # a chunk is in flight: look
         self._lock = threading.Lock()
-        self._worst_ms = 0.0  # the longest wait seen since the last read
+        self._chunk = 0  # which chunk is (or was last) in flight
+        self._started = 0.0  # when it began (monotonic s)
+        self._looks = 0  # looks finished during it
+        self._worst_ms = 0.0  # the longest wait seen during it
         self._patience_ms: float | None = None  # set while a chunk that may be cancelled is in flight
-        self._cancelled = False  # the chunk in flight (or the last one) was cancelled by the watch
+        self._cancelled = False  # the watch cancelled it
+        self._cancel_failed: BaseException | None = None  # a cancel of the watch's failed (it may still arrive)
+        self._unwatched = False  # it lasted UNSEEN_S without one look finished
         self._error: BaseException | None = None
 
     def __enter__(self) -> LockWatch:
@@ -67,39 +86,52 @@ class LockWatch:
         """Stop the thread (it closes its connection). Never raises: an error of the backfill's stays the one reported."""
         assert self._thread is not None
         self._stop.set()
+        self._in_flight.set()
         self._thread.join(STOP_TIMEOUT_S)
 
     @contextmanager
     def chunk(self, patience_ms: float | None) -> Iterator[None]:
-        """A chunk in flight: with a patience, cancelled once a session has waited that long on the backfill."""
+        """A chunk in flight, watched: with a patience, cancelled once a session has waited that long on it. A
+        cancel that failed raises LockWatchFailed here, once the chunk is over."""
         with self._lock:
+            self._chunk += 1
+            self._started, self._looks, self._worst_ms = time.monotonic(), 0, 0.0
             self._patience_ms, self._cancelled = patience_ms, False
+            self._in_flight.set()
         try:
             yield
         finally:
             with self._lock:
+                self._in_flight.clear()
                 self._patience_ms = None
+                self._unwatched = not self._looks and time.monotonic() - self._started >= UNSEEN_S
+                failed = self._cancel_failed
+            if failed is not None:
+                raise self._failed(failed) from failed
 
-    def cancelled(self) -> bool:
-        """The last chunk was cancelled by the watch (for a session it kept waiting past its patience)."""
+    def cancelled_for_waiter(self) -> bool:
+        """The watch cancelled the last chunk, for a session it kept waiting past its patience."""
         with self._lock:
             return self._cancelled
 
-    def waited_ms(self) -> float:
-        """The longest any session has waited on the backfill's locks since the last call (0: nobody did)."""
+    def waiter_ms(self) -> float | None:
+        """The longest any session waited for a lock of the backfill's during the last chunk (0: nobody; None: the
+        chunk went unwatched, its looks held up)."""
         with self._lock:
             if self._error is not None:
-                reason = f"{type(self._error).__name__}: {self._error}".splitlines()[0]
-                raise LockWatchFailed(self._batch, reason) from self._error
-            worst, self._worst_ms = self._worst_ms, 0.0
-        return worst
+                raise self._failed(self._error) from self._error
+            return None if self._unwatched else self._worst_ms
+
+    def _failed(self, error: BaseException) -> LockWatchFailed:
+        return LockWatchFailed(self._batch, f"{type(error).__name__}: {error}".splitlines()[0])
 
     def _run(self) -> None:
         assert self._conn is not None
         try:
-            while not self._stop.wait(self._every_s):
+            while self._in_flight.wait() and not self._stop.is_set():
                 self._look()
-        except BaseException as err:  # noqa: BLE001 - handed to the backfill's thread by waited_ms()
+                self._stop.wait(self._every_s)
+        except BaseException as err:  # noqa: BLE001 - handed to the backfill's thread by waiter_ms()
             with self._lock:
                 if not self._stop.is_set():
                     self._error = err
@@ -108,11 +140,24 @@ class LockWatch:
 
     def _look(self) -> None:
         assert self._conn is not None
-        longest, waiters = self._conn.execute(WAITERS, {"pid": self._pid}).fetchone()
-        if not waiters:
-            return
         with self._lock:
-            self._worst_ms = max(self._worst_ms, float(longest), 1.0)
-            if self._patience_ms is not None and not self._cancelled and longest >= self._patience_ms:
-                self._cancelled = True
-                self._cancel()
+            chunk = self._chunk
+        longest, waiters = self._conn.execute(WAITERS, {"pid": self._pid}).fetchone()
+        with self._lock:
+            if chunk != self._chunk or not self._in_flight.is_set():
+                return  # the chunk looked at is over: what was seen was another chunk's
+            self._looks += 1
+            if waiters:
+                self._worst_ms = max(self._worst_ms, float(longest), 1.0)
+                if self._patience_ms is not None and not self._cancelled and longest >= self._patience_ms:
+                    self._cancel_chunk()
+
+    def _cancel_chunk(self) -> None:
+        """Under the lock: cancel the chunk in flight. A cancel that failed may still reach the server later, on
+        another statement: the chunk's end raises."""
+        try:
+            self._cancel()
+        except BaseException as err:  # noqa: BLE001 - raised at the chunk's end, and by every read after
+            self._cancel_failed = self._error = err
+            return
+        self._cancelled = True

@@ -90,9 +90,9 @@ class ThrottleSettings:
 
 @dataclass(frozen=True)
 class ChunkLimits:
-    """How long a chunk may last: over_ms is too long (shrink, pause), budget_ms is what sizing aims at, at
-    timeout_ms the server cancels it (None: never), and after patience_ms of a session waiting on it the lock watch does (None:
-    never; the timeout is under the target already)."""
+    """How long a chunk may last: over_ms is too long (shrink, pause); budget_ms is what sizing aims at; at
+    timeout_ms the server cancels it (None: never); after patience_ms of a session waiting on it, the lock watch
+    does (None: never, the timeout is under the target already)."""
 
     over_ms: float
     budget_ms: float
@@ -100,8 +100,10 @@ class ChunkLimits:
     patience_ms: float | None
 
     @property
-    def over_name(self) -> str:
-        return "target" if self.patience_ms is None else "limit while nobody waits on its locks"
+    def over_label(self) -> str:
+        if self.patience_ms is None:
+            return f"target {self.over_ms:.0f} ms"
+        return f"limit {self.over_ms:.0f} ms while nobody waits on its locks"
 
 
 @dataclass(frozen=True)
@@ -109,9 +111,9 @@ class Observation:
     """What one chunk (or one wait) showed. rows=0 with lock_wait=False is a replica-lag poll. cancelled: the chunk
     of `rows` rows hit its statement timeout after duration_ms and changed nothing. commit_wait_ms: how much longer
     than the fastest of the run the slowest durable commit timed since the last chunk took, or is taking so far
-    (None: not watched). blocked_ms: the longest any session waited on the backfill's locks during the chunk
-    (0: nobody; None: not watched); yielded: the lock watch cancelled the chunk of `rows` rows after duration_ms for
-    that session, and nothing of it was kept."""
+    (None: not watched). waiter_ms: the longest any session waited for a lock of the backfill's during the chunk
+    (0: nobody; None: not watched); cancelled_for_waiter: the lock watch cancelled the chunk of `rows` rows after
+    duration_ms for that session, and nothing of it was kept."""
 
     rows: int
     duration_ms: float
@@ -119,8 +121,8 @@ class Observation:
     cancelled: bool = False
     replay_lag_ms: float | None = None
     commit_wait_ms: float | None = None
-    blocked_ms: float | None = None
-    yielded: bool = False
+    waiter_ms: float | None = None
+    cancelled_for_waiter: bool = False
 
     @property
     def ms_per_row(self) -> float:
@@ -139,8 +141,9 @@ class Decision:
 class AdaptiveThrottle:
     """Chunk size and pause from the last observation; keeps the last reason it slowed down."""
 
-    def __init__(self, settings: ThrottleSettings) -> None:
+    def __init__(self, settings: ThrottleSettings, stretch: bool = True) -> None:
         self.settings = settings
+        self._stretch = stretch  # False: the limits never stretch (reads: their cost is WAL, not lock waits)
         self.chunk_rows = self._clamp(settings.initial_chunk_rows)
         self._backoff_ms = 0.0
         self._ms_per_row: float | None = None
@@ -151,7 +154,7 @@ class AdaptiveThrottle:
     @property
     def limits(self) -> ChunkLimits:
         """The next chunk's limits: stretched after CALM_CHUNKS chunks in a row that nobody waited on."""
-        return self.settings.limits(contended=self._calm < CALM_CHUNKS)
+        return self.settings.limits(contended=not self._stretch or self._calm < CALM_CHUNKS)
 
     def start_part(self) -> None:
         """A new part has its own cost per row and its own contention: forget the last one's (the chunk size
@@ -168,19 +171,21 @@ class AdaptiveThrottle:
 
     def _decide(self, seen: Observation) -> Decision:
         s = self.settings
-        limits = self.limits  # the chunk's own, before this observation changes them
+        before = self.limits  # the chunk's own, before this observation changes them
         if seen.lock_wait:
+            self._calm = 0  # the application holds rows of this part
             return self._back_off(self.chunk_rows // 2, 0.0,
                                   f"lock wait: the chunk could not take its locks within {s.lock_timeout_ms} ms")
         waited = self._hear_waiters(seen)
-        if seen.yielded:
+        if seen.cancelled_for_waiter:
             self._ms_per_row = max(self._ms_per_row or 0.0, seen.ms_per_row)  # at least; it did not finish
             self._cancelled = False
             return Decision(self._clamp(int(self.limits.budget_ms / self._ms_per_row)), 0.0,
-                            f"{waited}: chunk of {seen.rows} rows cancelled at {seen.duration_ms:.0f} ms and rolled back")
+                            f"{waited or 'a session waited on the backfill'}: chunk of {seen.rows} rows cancelled at "
+                            f"{seen.duration_ms:.0f} ms and rolled back")
         if seen.cancelled:
             self._ms_per_row = max(self._ms_per_row or 0.0, seen.ms_per_row)  # at least; it did not finish
-            reason = (f"chunk of {seen.rows} rows cancelled at {seen.duration_ms:.0f} ms (limit {limits.timeout_ms} ms) "
+            reason = (f"chunk of {seen.rows} rows cancelled at {seen.duration_ms:.0f} ms (limit {before.timeout_ms} ms) "
                       "and rolled back")
             again, self._cancelled = self._cancelled, True
             if self._stalling(seen):
@@ -189,7 +194,7 @@ class AdaptiveThrottle:
                 return Decision(self._clamp(self.chunk_rows // 2), 0.0, reason)
             return self._back_off(self.chunk_rows // 2, seen.duration_ms, reason)
         self._cancelled = False
-        over = seen.rows > 0 and seen.duration_ms > limits.over_ms
+        over = seen.rows > 0 and seen.duration_ms > before.over_ms
         if over:
             # Not noise: the cost per row has risen, so it replaces the average (the next chunks must not grow
             # back from the old, cheaper cost).
@@ -208,19 +213,20 @@ class AdaptiveThrottle:
             return Decision(self.chunk_rows, 0.0)
         if over:
             return Decision(self._clamp(scaled), seen.duration_ms,
-                            f"chunk of {seen.rows} rows took {seen.duration_ms:.0f} ms ({limits.over_name} {limits.over_ms:.0f} ms)")
-        return self._aim(seen, waited)
+                            f"chunk of {seen.rows} rows took {seen.duration_ms:.0f} ms ({before.over_label})")
+        # A waiter is the reason only when it ended stretched limits (within the budget, the cost was).
+        return self._aim(seen, waited if before.patience_ms is not None else None)
 
     def _hear_waiters(self, seen: Observation) -> str | None:
         """Count the chunks in a row that nobody waited on (a chunk not watched starts the count again); when a
         session waited, say so."""
-        if seen.rows == 0 and not seen.yielded:
+        if seen.rows == 0:
             return None  # a replica-lag poll: no chunk ran
-        if not seen.blocked_ms:
-            self._calm = self._calm + 1 if seen.blocked_ms is not None else 0
+        if not seen.waiter_ms:
+            self._calm = self._calm + 1 if seen.waiter_ms is not None else 0
             return None
         self._calm = 0
-        return (f"a session waited {seen.blocked_ms:.0f} ms on the backfill's locks (chunks keep to the "
+        return (f"a session waited {seen.waiter_ms:.0f} ms on the backfill's locks (chunks keep to the "
                 f"{self.settings.chunk_budget_ms:.0f} ms budget)")
 
     def _stalling(self, seen: Observation) -> bool:

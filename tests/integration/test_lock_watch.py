@@ -56,19 +56,19 @@ def table(db: psycopg.Connection) -> str:
     return "t"
 
 
-def test_a_session_waiting_on_a_row_the_watched_session_holds_is_seen_with_how_long_it_waited(
+def test_a_session_waiting_on_a_row_a_chunk_holds_is_seen_with_how_long_it_has_waited(
         db_target: Target, db: psycopg.Connection, table: str) -> None:
     with db_target.connect() as holder, db_target.connect(autocommit=True) as app, watching(db_target, holder) as watch:
-        assert watch.waited_ms() == 0  # nobody waits yet
-        holder.execute("UPDATE t SET v = v + 1 WHERE id = 1")  # the row stays locked until the holder commits
-        with in_background(lambda: app.execute("UPDATE t SET v = v + 10 WHERE id = 1")) as outcome:
-            wait_until(lambda: waiting_on_row(db, db_target), "the application to wait for the row")
-            seen = wait_until(watch.waited_ms, "the watch to see it wait")
-            assert seen >= 1
-            holder.commit()
+        with watch.chunk(patience_ms=None):  # no patience: only seen, never cancelled
+            holder.execute("UPDATE t SET v = v + 1 WHERE id = 1")  # the row stays locked until the holder commits
+            assert watch.waiter_ms() == 0  # nobody waits yet
+            with in_background(lambda: app.execute("UPDATE t SET v = v + 10 WHERE id = 1")) as outcome:
+                wait_until(lambda: waiting_on_row(db, db_target), "the application to wait for the row")
+                wait_until(lambda: (watch.waiter_ms() or 0) >= 20, "the watch to see it wait 20 ms")
+                holder.commit()
         assert outcome == [None]
         assert db.execute("SELECT v FROM t").fetchone()[0] == 11
-        assert not watch.cancelled()  # no chunk was in flight: nothing to cancel
+        assert not watch.cancelled_for_waiter()
 
 
 def test_a_chunk_that_keeps_a_session_waiting_past_its_patience_is_cancelled_and_the_session_goes_on(
@@ -85,8 +85,8 @@ def test_a_chunk_that_keeps_a_session_waiting_past_its_patience_is_cancelled_and
             app.execute("SET statement_timeout = '120s'")  # a broken watch fails the test instead of hanging it
             app.execute("UPDATE t SET v = v + 10 WHERE id = 1")  # returns only once the chunk is gone
         assert isinstance(outcome[0], psycopg.errors.QueryCanceled)
-        assert watch.cancelled()
-        assert watch.waited_ms() >= 50
+        assert watch.cancelled_for_waiter()
+        assert (watch.waiter_ms() or 0) >= 50
     assert db.execute("SELECT v FROM t").fetchone()[0] == 10  # the chunk's update was rolled back
 
 
@@ -94,19 +94,20 @@ def test_the_watch_connection_lost_stops_the_backfill_with_what_to_do(
         db_target: Target, db: psycopg.Connection) -> None:
     with db_target.connect() as holder, watching(db_target, holder) as watch:
         pid = wait_until(lambda: db.execute("""SELECT pid FROM pg_stat_activity WHERE datname = %s
-                                               AND query LIKE '%%pg_blocking_pids%%' AND pid <> pg_backend_pid()""",
-                                            (db_target.dbname,)).fetchone(), "the watch's backend")[0]
+                                               AND pid NOT IN (pg_backend_pid(), %s)""",
+                                            (db_target.dbname, holder.info.backend_pid)).fetchone(), "the watch's backend")[0]
         db.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
         def raised() -> LockWatchFailed | None:
             try:
-                watch.waited_ms()
+                watch.waiter_ms()
             except LockWatchFailed as err:
                 return err
             return None
-        failed = wait_until(raised, "the watch to fail")
+        with watch.chunk(patience_ms=None):  # it looks while a chunk is in flight
+            failed = wait_until(raised, "the watch to fail")
         assert str(failed).startswith("backfill of batch '0002_x' stopped: the watch for sessions waiting on its "
                                       "locks failed (")
         assert "\n" not in str(failed)
         with pytest.raises(LockWatchFailed):
-            watch.waited_ms()  # and again, every time it is read
+            watch.waiter_ms()  # and again, every time it is read

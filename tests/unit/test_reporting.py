@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from infra.migrations.backfill_errors import (BackfillIncomplete, BackfillPaused, ChunkTooSlow, CommitsStalled, CommitWatchFailed,
-                                              ReplicaLagging)
+                                              LockWatchFailed, ReplicaLagging)
 from infra.migrations.errors import (
     AdoptionRefused,
     AuthenticationFailed,
@@ -53,6 +53,10 @@ CASES = [
     (CommitWatchFailed("0002_x", "OperationalError: server closed the connection unexpectedly"),
      "everything done so far is kept; check the server and that the migration user owns schema_ledger, then apply "
      "again to continue from here", "owns schema_ledger, then run `pulumi up` again to continue from here"),
+    (LockWatchFailed("0002_x", "OperationalError: server closed the connection unexpectedly"),
+     "the watch for sessions waiting on its locks failed (OperationalError: server closed the connection "
+     "unexpectedly); everything done so far is kept; check the server, then apply again to continue from here",
+     "check the server, then run `pulumi up` again to continue from here"),
     (CommitsStalled("0002_x", "jobs", 61_200.0, 60_000),
      "a durable commit has waited 61 s (limit 60 s), so the application's commits are stalled too; everything done "
      "so far is kept; check synchronous_standby_names against the standbys connected (pg_stat_replication) and the "

@@ -192,7 +192,7 @@ def chunks_nobody_waited_on(throttle: AdaptiveThrottle, count: int, rows_per_ms:
     decision = Decision(throttle.chunk_rows, 0.0)
     for _ in range(count):
         decision = throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=throttle.chunk_rows / rows_per_ms,
-                                             blocked_ms=0.0))
+                                             waiter_ms=0.0))
     return decision
 
 
@@ -221,7 +221,7 @@ def test_without_the_lock_watch_chunks_always_keep_to_the_budget() -> None:
 def test_a_session_waiting_on_a_stretched_chunk_brings_the_next_back_to_the_budget_at_once_and_counts_again() -> None:
     throttle = AdaptiveThrottle(SETTINGS)
     chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
-    decision = throttle.next(Observation(rows=3_500, duration_ms=350, blocked_ms=30))
+    decision = throttle.next(Observation(rows=3_500, duration_ms=350, waiter_ms=30))
     assert decision.chunk_rows == 700
     assert decision.pause_ms == 0
     assert decision.slowed_because == "a session waited 30 ms on the backfill's locks (chunks keep to the 70 ms budget)"
@@ -231,7 +231,7 @@ def test_a_session_waiting_on_a_stretched_chunk_brings_the_next_back_to_the_budg
 def test_a_chunk_the_lock_watch_cancelled_is_followed_by_one_within_the_budget_from_what_it_cost_so_far() -> None:
     throttle = AdaptiveThrottle(SETTINGS)
     chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
-    decision = throttle.next(Observation(rows=3_500, duration_ms=700, yielded=True, blocked_ms=52))
+    decision = throttle.next(Observation(rows=3_500, duration_ms=700, cancelled_for_waiter=True, waiter_ms=52))
     assert decision.chunk_rows == 350  # it ran 700 ms over 3,500 rows without finishing: 5 rows per ms at most
     assert decision.pause_ms == 0  # its locks are released already
     assert decision.slowed_because == ("a session waited 52 ms on the backfill's locks (chunks keep to the 70 ms "
@@ -244,4 +244,41 @@ def test_a_new_part_keeps_to_the_budget_until_its_own_chunks_had_nobody_waiting(
     chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
     throttle.start_part()
     assert throttle.limits.patience_ms is None
-    assert throttle.next(Observation(rows=3_500, duration_ms=350, blocked_ms=0)).chunk_rows == 700
+    assert throttle.next(Observation(rows=3_500, duration_ms=350, waiter_ms=0)).chunk_rows == 700
+
+
+def test_a_lock_wait_shows_the_application_holds_rows_of_the_part_and_the_count_starts_again() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    throttle.next(Observation(rows=0, duration_ms=70, lock_wait=True))
+    assert throttle.limits.patience_ms is None
+
+
+def test_a_stretched_chunk_cancelled_at_its_timeout_halves_within_the_stretched_limits() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    decision = throttle.next(Observation(rows=3_500, duration_ms=450, cancelled=True, waiter_ms=0.0))
+    assert decision.chunk_rows == 1_750
+    assert decision.slowed_because == "chunk of 3500 rows cancelled at 450 ms (limit 450 ms) and rolled back"
+    assert throttle.limits.patience_ms == 50  # a stall is not a session waiting: the next chunk is watched as before
+
+
+def test_a_session_waiting_on_a_chunk_within_the_budget_is_not_what_slowed_it_down() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    chunks_nobody_waited_on(throttle, 20)
+    decision = throttle.next(Observation(rows=700, duration_ms=95, waiter_ms=3))
+    assert decision.slowed_because == "chunk of 700 rows took 95 ms (budget 70 ms)"
+
+
+def test_a_chunk_over_its_stretched_limit_says_which_limit() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    decision = throttle.next(Observation(rows=3_500, duration_ms=700, waiter_ms=0.0))
+    assert decision.chunk_rows == 1_750 and decision.pause_ms == 700
+    assert decision.slowed_because == "chunk of 3500 rows took 700 ms (limit 500 ms while nobody waits on its locks)"
+
+
+def test_reads_before_the_checks_never_stretch_their_limits() -> None:
+    throttle = AdaptiveThrottle(SETTINGS, stretch=False)
+    assert chunks_nobody_waited_on(throttle, CALM_CHUNKS * 2).chunk_rows == 700
+    assert throttle.limits.patience_ms is None

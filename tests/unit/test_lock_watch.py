@@ -1,0 +1,127 @@
+"""The lock watch's bookkeeping, with a stand-in connection whose looks the test answers one at a time: a look is
+acted on only for the chunk it was made during, a cancel that failed stops the backfill, a chunk whose looks were
+held up reads as not watched."""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from infra.migrations import lock_watch
+from infra.migrations.backfill_errors import LockWatchFailed
+from infra.migrations.lock_watch import LockWatch
+
+
+class Looks:
+    """A stand-in connection: each execute() says it began (began), then returns the answer the test gives."""
+
+    def __init__(self) -> None:
+        self.began: queue.Queue[None] = queue.Queue()
+        self.answers: queue.Queue[tuple[float, int]] = queue.Queue()
+        self.autocommit = False
+
+    def execute(self, _query: str, _params: object) -> Looks:
+        self.began.put(None)
+        self._answer = self.answers.get(timeout=60)
+        return self
+
+    def fetchone(self) -> tuple[float, int]:
+        return self._answer
+
+    def close(self) -> None:
+        pass
+
+    def next_look(self) -> None:
+        self.began.get(timeout=60)
+
+
+class Cancels:
+    def __init__(self, error: Exception | None = None) -> None:
+        self.sent = 0
+        self.error = error
+
+    def __call__(self) -> None:
+        self.sent += 1
+        if self.error:
+            raise self.error
+
+
+NOBODY = (0.0, 0)
+
+
+@pytest.fixture
+def looks() -> Looks:
+    return Looks()
+
+
+@contextmanager
+def watching(looks: Looks, cancel: Cancels) -> Iterator[LockWatch]:
+    with LockWatch("0002_x", 4242, lambda: looks, cancel, every_s=0) as watch:  # type: ignore[arg-type, return-value]
+        try:
+            yield watch
+        finally:
+            for _ in range(3):
+                looks.answers.put(NOBODY)  # a look still waiting for its answer ends
+
+
+def test_a_session_waiting_past_the_patience_gets_the_chunk_cancelled_once(looks: Looks) -> None:
+    cancel = Cancels()
+    with watching(looks, cancel) as watch:
+        with watch.chunk(patience_ms=50):
+            looks.next_look()
+            looks.answers.put((60.0, 1))
+            looks.next_look()  # the first look was acted on
+            looks.answers.put((80.0, 1))
+            looks.next_look()
+        assert cancel.sent == 1
+        assert watch.cancelled_for_waiter()
+        assert watch.waiter_ms() == 80.0
+
+
+def test_a_look_made_during_one_chunk_does_not_cancel_the_next(looks: Looks) -> None:
+    cancel = Cancels()
+    with watching(looks, cancel) as watch:
+        with watch.chunk(patience_ms=50):
+            looks.next_look()  # made during the first chunk, answered after it
+        with watch.chunk(patience_ms=50):
+            looks.answers.put((60.0, 1))
+            looks.next_look()  # the stale look was handled
+        assert cancel.sent == 0
+        assert not watch.cancelled_for_waiter()
+
+
+def test_without_a_patience_a_waiting_session_is_only_reported(looks: Looks) -> None:
+    cancel = Cancels()
+    with watching(looks, cancel) as watch:
+        with watch.chunk(patience_ms=None):
+            looks.next_look()
+            looks.answers.put((500.0, 2))
+            looks.next_look()
+        assert cancel.sent == 0
+        assert watch.waiter_ms() == 500.0
+
+
+def test_a_cancel_that_failed_stops_the_backfill_at_the_end_of_the_chunk(looks: Looks) -> None:
+    cancel = Cancels(OSError("cancel timed out"))
+    with watching(looks, cancel) as watch:
+        with pytest.raises(LockWatchFailed, match=r"the watch for sessions waiting on its locks failed \(OSError: "
+                                                  r"cancel timed out\)"):
+            with watch.chunk(patience_ms=50):
+                looks.next_look()
+                looks.answers.put((60.0, 1))
+                looks.next_look()
+        assert not watch.cancelled_for_waiter()
+        with pytest.raises(LockWatchFailed):
+            watch.waiter_ms()
+
+
+def test_a_chunk_that_lasted_without_one_look_finished_reads_as_not_watched(
+        looks: Looks, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lock_watch, "UNSEEN_S", 0.0)
+    with watching(looks, Cancels()) as watch:
+        with watch.chunk(patience_ms=50):
+            looks.next_look()  # held up: not answered during the chunk
+        assert watch.waiter_ms() is None
