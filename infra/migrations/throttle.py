@@ -6,7 +6,8 @@ controller keeps each chunk's duration within a budget: the per-stack write-late
 the write's own work (CHUNK_BUDGET of the target). A lock watch beside the chunks (lock_watch.py) says whether any
 session waited on the backfill's locks. After CALM_CHUNKS chunks of a part in a row that nobody waited on, the
 limits stretch UNCONTENDED times (a table the application does not write, rows it does not touch): fewer, larger
-chunks, for less fixed cost per row. Such a chunk carries a patience (WAIT_PATIENCE of the target): a session that
+chunks, for less fixed cost per row; their statement timeout is STRETCHED_TIMEOUT times their stretched limit
+(not CHUNK_TIMEOUT of it), since it no longer protects a waiting session. Such a chunk carries a patience (WAIT_PATIENCE of the target): a session that
 has waited that long on it gets the chunk cancelled by the watch, rolled back, its locks released; the next chunks
 keep to the budget again. Without the watch, chunks always keep to the budget.
 
@@ -53,6 +54,9 @@ MAX_BACKOFF_MS = 5_000.0
 LAG_POLL_MS = 250.0
 CALM_CHUNKS = 100  # chunks of a part in a row that nobody waited on before the limits stretch
 UNCONTENDED = 5.0  # the stretched limits, in multiples of the target (a chunk budget of 350 ms at 100 ms)
+# A stretched chunk's statement timeout, in multiples of its "too long": the lock watch, not the timeout, keeps
+# sessions from waiting on it, so the timeout only bounds a stall, and cancelling work nobody waits for is waste.
+STRETCHED_TIMEOUT = 2.0
 WAIT_PATIENCE = 0.5  # of the target: how long a session may wait on a stretched chunk before it is cancelled
 
 
@@ -79,7 +83,7 @@ class ThrottleSettings:
         if contended:
             return ChunkLimits(float(self.target_write_latency_ms), self.chunk_budget_ms, self.chunk_timeout_ms, None)
         over = self.target_write_latency_ms * UNCONTENDED
-        return ChunkLimits(over, over * CHUNK_BUDGET, max(1, int(over * CHUNK_TIMEOUT)),
+        return ChunkLimits(over, over * CHUNK_BUDGET, max(1, int(over * STRETCHED_TIMEOUT)),
                            self.target_write_latency_ms * WAIT_PATIENCE)
 
     @property

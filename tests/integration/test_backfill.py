@@ -240,7 +240,7 @@ def test_a_stretched_chunk_that_keeps_an_application_write_waiting_is_cancelled_
     jobs part then holds its rows' locks and stays running, parked in a trigger until the test lets it go. The
     application updates the first 100 jobs: it waits on that chunk's rows, and returns while the chunk is still
     parked (the test lets it go only after), because the lock watch cancelled the chunk after the patience (half the
-    4 s target; its statement timeout would come at 18 s, and says so otherwise). The chunk is done again once the
+    4 s target; its statement timeout would come at 40 s, and says so otherwise). The chunk is done again once the
     test lets it go; the application's updates are kept."""
     monkeypatch.setattr(throttle, "CALM_CHUNKS", 3)
     db.execute("CREATE SEQUENCE job_chunks")
