@@ -40,7 +40,7 @@ from .commit_watch import CommitWatch
 from . import lock_watch
 from .lock_watch import LockWatch
 from .backfill_errors import (BackfillDeclarationInvalid, BackfillIncomplete, BackfillPaused, ChunkTooSlow, CommitsStalled,
-                              ReplicaLagging)
+                              LockWatchFailed, ReplicaLagging)
 from .plan import Batch, sha256_text
 from .progress import PartProgress
 from .target import Target
@@ -297,6 +297,9 @@ class _Filler:
                 if limits.timeout_ms is not None:
                     self.conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{limits.timeout_ms}ms",))
                 result = work()
+        except LockWatchFailed:
+            self.conn.close()  # a cancel of the watch's may still arrive: no statement runs on this session again
+            raise
         except pg_errors.LockNotAvailable:
             self._cancelled_at_min = 0
             self._lock_waits += 1

@@ -8,6 +8,11 @@ from dataclasses import dataclass
 from .errors import Actions, MigrationError, failed_checks
 
 
+def one_line(error: BaseException) -> str:
+    """What a watch beside the backfill failed with, for its error's message: the type and the first line."""
+    return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
 @dataclass(eq=False)
 class BackfillDeclarationInvalid(MigrationError):
     """A batch's backfill.toml or gate.toml cannot be read."""

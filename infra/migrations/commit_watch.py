@@ -24,7 +24,7 @@ from types import TracebackType
 
 import psycopg
 
-from .backfill_errors import CommitWatchFailed
+from .backfill_errors import CommitWatchFailed, one_line
 
 _DDL = [
     "CREATE SCHEMA IF NOT EXISTS schema_ledger",
@@ -96,8 +96,7 @@ class CommitWatch:
         now = time.monotonic()
         with self._lock:
             if self._error is not None:
-                reason = f"{type(self._error).__name__}: {self._error}".splitlines()[0]
-                raise CommitWatchFailed(self._batch, reason) from self._error
+                raise CommitWatchFailed(self._batch, one_line(self._error)) from self._error
             worst = self._worst_ms
             if self._waiting_since is not None:
                 worst = max(worst, (now - self._waiting_since) * 1000)

@@ -21,22 +21,22 @@ chunk's end raises LockWatchFailed, so the backfill stops instead of running ano
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
 import psycopg
 
-from .backfill_errors import LockWatchFailed
+from .backfill_errors import LockWatchFailed, one_line
 
 POLL_S = 0.02
 STOP_TIMEOUT_S = 10.0
-UNSEEN_S = 0.2  # a chunk that lasted this long without one look finished during it was not watched
+LOOK_TIMEOUT_MS = 5_000  # a look held up this long fails the watch (LockWatchFailed): the server is in trouble
 WAITSTART_SINCE = 140000  # pg_locks.waitstart
 # The longest any session waiting on a lock the backfill's session holds has waited for it, in ms (0 while one has
-# just begun to: waitstart can be null for a moment), and how many there are. CASE: pg_blocking_pids, which takes
-# every lock-manager partition lock, runs only for the locks not granted.
+# just begun to: waitstart can be null for a moment), and how many there are. Reading pg_locks takes every
+# lock-manager partition lock (shared) and each session's fast-path locks for a moment; CASE: pg_blocking_pids,
+# which does the same again, runs only for the locks not granted.
 WAITERS = """SELECT coalesce(max(extract(epoch FROM clock_timestamp() - waitstart) * 1000), 0), count(*)
              FROM pg_locks WHERE CASE WHEN granted THEN false ELSE %(pid)s = ANY(pg_blocking_pids(pid)) END"""
 
@@ -61,19 +61,19 @@ class LockWatch:
         self._in_flight = threading.Event()  # a chunk is in flight: look
         self._lock = threading.Lock()
         self._chunk = 0  # which chunk is (or was last) in flight
-        self._started = 0.0  # when it began (monotonic s)
         self._looks = 0  # looks finished during it
         self._worst_ms = 0.0  # the longest wait seen during it
         self._patience_ms: float | None = None  # set while a chunk that may be cancelled is in flight
         self._cancelled = False  # the watch cancelled it
         self._cancel_failed: BaseException | None = None  # a cancel of the watch's failed (it may still arrive)
-        self._unwatched = False  # it lasted UNSEEN_S without one look finished
+        self._unwatched = False  # no look finished during it
         self._error: BaseException | None = None
 
     def __enter__(self) -> LockWatch:
         conn = self._connect()
         try:
             conn.autocommit = True
+            conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{LOOK_TIMEOUT_MS}ms",))
             self._conn = conn
             self._thread = threading.Thread(target=self._run, name="backfill-lock-watch", daemon=True)
             self._thread.start()
@@ -83,11 +83,17 @@ class LockWatch:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
-        """Stop the thread (it closes its connection). Never raises: an error of the backfill's stays the one reported."""
-        assert self._thread is not None
+        """Stop the thread (it closes its connection); a look still running is cancelled. Never raises: an error of
+        the backfill's stays the one reported."""
+        assert self._thread is not None and self._conn is not None
         self._stop.set()
         self._in_flight.set()
         self._thread.join(STOP_TIMEOUT_S)
+        if self._thread.is_alive():
+            try:
+                self._conn.cancel_safe(timeout=STOP_TIMEOUT_S)
+            except psycopg.Error:
+                pass  # the connection is gone: so is its look
 
     @contextmanager
     def chunk(self, patience_ms: float | None) -> Iterator[None]:
@@ -95,7 +101,7 @@ class LockWatch:
         cancel that failed raises LockWatchFailed here, once the chunk is over."""
         with self._lock:
             self._chunk += 1
-            self._started, self._looks, self._worst_ms = time.monotonic(), 0, 0.0
+            self._looks, self._worst_ms = 0, 0.0
             self._patience_ms, self._cancelled = patience_ms, False
             self._in_flight.set()
         try:
@@ -104,7 +110,7 @@ class LockWatch:
             with self._lock:
                 self._in_flight.clear()
                 self._patience_ms = None
-                self._unwatched = not self._looks and time.monotonic() - self._started >= UNSEEN_S
+                self._unwatched = not self._looks
                 failed = self._cancel_failed
             if failed is not None:
                 raise self._failed(failed) from failed
@@ -115,15 +121,15 @@ class LockWatch:
             return self._cancelled
 
     def waiter_ms(self) -> float | None:
-        """The longest any session waited for a lock of the backfill's during the last chunk (0: nobody; None: the
-        chunk went unwatched, its looks held up)."""
+        """The longest any session waited for a lock of the backfill's during the last chunk (0: nobody; None: no
+        look finished during it: too short, or the looks held up)."""
         with self._lock:
             if self._error is not None:
                 raise self._failed(self._error) from self._error
             return None if self._unwatched else self._worst_ms
 
     def _failed(self, error: BaseException) -> LockWatchFailed:
-        return LockWatchFailed(self._batch, f"{type(error).__name__}: {error}".splitlines()[0])
+        return LockWatchFailed(self._batch, one_line(error))
 
     def _run(self) -> None:
         assert self._conn is not None
@@ -149,7 +155,8 @@ class LockWatch:
             self._looks += 1
             if waiters:
                 self._worst_ms = max(self._worst_ms, float(longest), 1.0)
-                if self._patience_ms is not None and not self._cancelled and longest >= self._patience_ms:
+                if (self._patience_ms is not None and not self._cancelled and self._cancel_failed is None
+                        and longest >= self._patience_ms):
                     self._cancel_chunk()
 
     def _cancel_chunk(self) -> None:

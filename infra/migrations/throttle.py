@@ -7,20 +7,21 @@ the write's own work (CHUNK_BUDGET of the target). A lock watch beside the chunk
 session waited on the backfill's locks. After CALM_CHUNKS chunks of a part in a row that nobody waited on, the
 limits stretch UNCONTENDED times (a table the application does not write, rows it does not touch): fewer, larger
 chunks, for less fixed cost per row; their statement timeout is STRETCHED_TIMEOUT times their stretched limit
-(not CHUNK_TIMEOUT of it), since it no longer protects a waiting session. Such a chunk carries a patience (WAIT_PATIENCE of the target): a session that
-has waited that long on it gets the chunk cancelled by the watch, rolled back, its locks released; the next chunks
-keep to the budget again. Without the watch, chunks always keep to the budget.
+(not CHUNK_TIMEOUT of it), since it no longer protects a waiting session. Such a chunk carries a patience
+(WAIT_PATIENCE of the target): a session that has waited that long on it gets the chunk cancelled by the watch,
+rolled back, its locks released; the next chunks keep to the budget again. Without the watch, chunks always keep to the budget.
 
 Within the limits, it sizes chunks from the measured cost per row, and it backs off on the signals the database
 gives:
 
 - the chunk took longer than its limit (the target, or the stretched one): shrink in proportion, pause as long as
   it took (waiters drain);
-- a session waited on the chunk's locks: back to the budget at once, sized from the cost per row; when the watch
-  cancelled the chunk for it, its cost per row was at least the time it ran over its rows; no pause (its locks are
-  released);
-- the chunk ran into its statement timeout (CHUNK_TIMEOUT of its limit: the server cancels it at its first check
-  for interrupts past it, instead of letting a stall keep its row locks) and was rolled back: halve; its cost per
+- a session waited on the chunk's locks: back within the budget at once (whatever else the chunk showed), sized
+  from the cost per row; when the watch cancelled the chunk for it, its cost per row was at least the time it ran
+  over its rows, and there is no pause (its locks are released);
+- the chunk ran into its statement timeout (CHUNK_TIMEOUT of the target, STRETCHED_TIMEOUT of a stretched limit:
+  the server cancels it at its first check for interrupts past it, instead of letting a stall keep its row locks)
+  and was rolled back: halve; its cost per
   row was at least the time it ran over the rows it was given. No pause after one such chunk (its locks are
   released); with exponential backoff when they follow each other, or when commits are stalling meanwhile;
 - the chunk could not take a lock in time (lock_timeout): halve, pause with exponential backoff;
@@ -42,7 +43,7 @@ make the next chunks needlessly small. A chunk over its limit is not noise: its 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 CHUNK_BUDGET = 0.7  # a chunk may last this fraction of the write-latency target; the rest is the write's own
 CHUNK_TIMEOUT = 0.9  # a chunk still running at this fraction of the target is cancelled (and retried smaller)
@@ -161,13 +162,17 @@ class AdaptiveThrottle:
         return self.settings.limits(contended=not self._stretch or self._calm < CALM_CHUNKS)
 
     def start_part(self) -> None:
-        """A new part has its own cost per row and its own contention: forget the last one's (the chunk size
-        carries over, and is brought back within the budget by the first chunk's cost)."""
+        """A new part has its own cost per row and its own contention: forget the last one's. The chunk size
+        carries over, brought back within the budget if the limits were stretched."""
+        stretched = self.limits
         self._ms_per_row = None
         self._calm = 0
+        self.chunk_rows = self._within(stretched, self.chunk_rows)
 
     def next(self, seen: Observation) -> Decision:
+        before = self.limits
         decision = self._decide(seen)
+        decision = replace(decision, chunk_rows=self._within(before, decision.chunk_rows))
         self.chunk_rows = decision.chunk_rows
         if decision.slowed_because:
             self.last_slowdown = decision.slowed_because
@@ -232,6 +237,15 @@ class AdaptiveThrottle:
         self._calm = 0
         return (f"a session waited {seen.waiter_ms:.0f} ms on the backfill's locks (chunks keep to the "
                 f"{self.settings.chunk_budget_ms:.0f} ms budget)")
+
+    def _within(self, before: ChunkLimits, rows: int) -> int:
+        """`rows`, brought within the budget when the limits have just come back from stretched: from the cost per
+        row when known, else in proportion (a chunk sized for the stretched budget would run into the timeout)."""
+        budget_ms = self.limits.budget_ms
+        if budget_ms >= before.budget_ms:
+            return rows
+        fits = budget_ms / self._ms_per_row if self._ms_per_row else rows * budget_ms / before.budget_ms
+        return self._clamp(min(rows, int(fits)))
 
     def _stalling(self, seen: Observation) -> bool:
         return seen.commit_wait_ms is not None and seen.commit_wait_ms > self.settings.target_write_latency_ms * COMMIT_STALL

@@ -5,12 +5,12 @@ held up reads as not watched."""
 from __future__ import annotations
 
 import queue
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 
-from infra.migrations import lock_watch
 from infra.migrations.backfill_errors import LockWatchFailed
 from infra.migrations.lock_watch import LockWatch
 
@@ -23,7 +23,9 @@ class Looks:
         self.answers: queue.Queue[tuple[float, int]] = queue.Queue()
         self.autocommit = False
 
-    def execute(self, _query: str, _params: object) -> Looks:
+    def execute(self, query: str, _params: object) -> Looks:
+        if query.startswith("SELECT set_config"):
+            return self  # the watch's own settings, before it starts
         self.began.put(None)
         self._answer = self.answers.get(timeout=60)
         return self
@@ -39,12 +41,20 @@ class Looks:
 
 
 class Cancels:
-    def __init__(self, error: Exception | None = None) -> None:
+    """A stand-in for the backfill connection's cancel: counts, fails with `error`, or (hold) returns only once
+    the test releases it."""
+
+    def __init__(self, error: Exception | None = None, hold: bool = False) -> None:
         self.sent = 0
         self.error = error
+        self.entered, self.release = threading.Event(), threading.Event()
+        if not hold:
+            self.release.set()
 
     def __call__(self) -> None:
         self.sent += 1
+        self.entered.set()
+        self.release.wait(60)
         if self.error:
             raise self.error
 
@@ -118,10 +128,43 @@ def test_a_cancel_that_failed_stops_the_backfill_at_the_end_of_the_chunk(looks: 
             watch.waiter_ms()
 
 
-def test_a_chunk_that_lasted_without_one_look_finished_reads_as_not_watched(
-        looks: Looks, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lock_watch, "UNSEEN_S", 0.0)
+def test_a_chunk_without_one_look_finished_during_it_reads_as_not_watched(looks: Looks) -> None:
     with watching(looks, Cancels()) as watch:
         with watch.chunk(patience_ms=50):
             looks.next_look()  # held up: not answered during the chunk
         assert watch.waiter_ms() is None
+
+
+def test_what_a_chunk_saw_is_its_own(looks: Looks) -> None:
+    with watching(looks, Cancels()) as watch:
+        with watch.chunk(patience_ms=None):
+            looks.next_look()
+            looks.answers.put((500.0, 1))
+            looks.next_look()
+        assert watch.waiter_ms() == 500.0
+        with watch.chunk(patience_ms=None):
+            looks.answers.put(NOBODY)  # the look begun during the first chunk, answered during the second: not counted
+            looks.next_look()
+            looks.answers.put(NOBODY)
+            looks.next_look()
+        assert watch.waiter_ms() == 0
+
+
+def test_a_chunk_ends_only_once_a_cancel_in_progress_has_returned(looks: Looks) -> None:
+    cancel = Cancels(hold=True)
+    with watching(looks, cancel) as watch:
+        ended = threading.Event()
+
+        def chunk() -> None:
+            with watch.chunk(patience_ms=50):
+                looks.next_look()
+                looks.answers.put((60.0, 1))
+                cancel.entered.wait(60)  # the cancel is being sent
+            ended.set()
+        worker = threading.Thread(target=chunk, daemon=True)
+        worker.start()
+        cancel.entered.wait(60)
+        assert not ended.wait(0.2)  # still sending: the chunk cannot end (the server could still be running it)
+        cancel.release.set()
+        worker.join(60)
+        assert ended.is_set() and watch.cancelled_for_waiter()

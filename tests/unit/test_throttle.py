@@ -239,12 +239,12 @@ def test_a_chunk_the_lock_watch_cancelled_is_followed_by_one_within_the_budget_f
     assert throttle.limits.patience_ms is None
 
 
-def test_a_new_part_keeps_to_the_budget_until_its_own_chunks_had_nobody_waiting() -> None:
+def test_a_new_part_starts_within_the_budget_until_its_own_chunks_had_nobody_waiting() -> None:
     throttle = AdaptiveThrottle(SETTINGS)
     chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
     throttle.start_part()
     assert throttle.limits.patience_ms is None
-    assert throttle.next(Observation(rows=3_500, duration_ms=350, waiter_ms=0)).chunk_rows == 700
+    assert throttle.chunk_rows == 700  # the stretched size brought within the budget, not cancelled at 90 ms first
 
 
 def test_a_lock_wait_shows_the_application_holds_rows_of_the_part_and_the_count_starts_again() -> None:
@@ -282,3 +282,11 @@ def test_reads_before_the_checks_never_stretch_their_limits() -> None:
     throttle = AdaptiveThrottle(SETTINGS, stretch=False)
     assert chunks_nobody_waited_on(throttle, CALM_CHUNKS * 2).chunk_rows == 700
     assert throttle.limits.patience_ms is None
+
+
+def test_a_session_waiting_while_commits_stall_still_brings_the_next_chunk_within_the_budget() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    decision = throttle.next(Observation(rows=3_500, duration_ms=350, waiter_ms=30, commit_wait_ms=80))
+    assert decision.chunk_rows == 700  # the stall keeps the size, the waiter brings it within the budget
+    assert decision.pause_ms == 100
