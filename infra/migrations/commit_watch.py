@@ -25,6 +25,7 @@ from types import TracebackType
 import psycopg
 
 from .backfill_errors import CommitWatchFailed, one_line
+from .beside import start_beside
 
 _DDL = [
     "CREATE SCHEMA IF NOT EXISTS schema_ledger",
@@ -58,21 +59,7 @@ class CommitWatch:
         self._error: BaseException | None = None
 
     def __enter__(self) -> CommitWatch:
-        conn = self._connect()
-        try:
-            conn.autocommit = True
-            conn.execute("SELECT set_config('synchronous_commit', 'on', false), set_config('lock_timeout', %s, false)",
-                         (f"{PROBE_LOCK_TIMEOUT_MS}ms",))
-            if not conn.execute("SELECT to_regclass('schema_ledger.commit_probe') IS NOT NULL").fetchone()[0]:
-                with conn.transaction():
-                    for ddl in _DDL:
-                        conn.execute(ddl)
-            self._conn = conn
-            self._thread = threading.Thread(target=self._run, name="backfill-commit-watch", daemon=True)
-            self._thread.start()
-        except BaseException:
-            conn.close()
-            raise
+        self._conn, self._thread = start_beside("backfill-commit-watch", self._connect, _prepare, self._run)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
@@ -110,23 +97,21 @@ class CommitWatch:
         with self._lock:
             return 0.0 if self._waiting_since is None else (now - self._waiting_since) * 1000
 
-    def _run(self) -> None:
-        assert self._conn is not None
+    def _run(self, conn: psycopg.Connection) -> None:
         try:
-            while self._probe_once() and not self._stop.wait(self._every_s):
+            while self._probe_once(conn) and not self._stop.wait(self._every_s):
                 pass
         finally:
-            self._conn.close()
+            conn.close()
 
-    def _probe_once(self) -> bool:
-        assert self._conn is not None
+    def _probe_once(self, conn: psycopg.Connection) -> bool:
         with self._lock:
             if self._stop.is_set():
                 return False
             started = self._waiting_since = time.monotonic()
         timed_out = False
         try:
-            self._conn.execute(PROBE)
+            conn.execute(PROBE)
         except psycopg.errors.LockNotAvailable:
             timed_out = True  # waited PROBE_LOCK_TIMEOUT_MS for the row: a stall that long, never the usual cost
         except BaseException as err:  # noqa: BLE001 - handed to the backfill's thread by stall_ms()
@@ -142,3 +127,13 @@ class CommitWatch:
             if not timed_out:
                 self._fastest_ms = took if self._fastest_ms is None else min(self._fastest_ms, took)
         return True
+
+
+def _prepare(conn: psycopg.Connection) -> None:
+    """The probe's session: durable commits, a bounded wait for its row; its table, created on first use."""
+    conn.execute("SELECT set_config('synchronous_commit', 'on', false), set_config('lock_timeout', %s, false)",
+                 (f"{PROBE_LOCK_TIMEOUT_MS}ms",))
+    if not conn.execute("SELECT to_regclass('schema_ledger.commit_probe') IS NOT NULL").fetchone()[0]:
+        with conn.transaction():
+            for ddl in _DDL:
+                conn.execute(ddl)

@@ -28,6 +28,7 @@ from types import TracebackType
 import psycopg
 
 from .backfill_errors import LockWatchFailed, one_line
+from .beside import start_beside
 
 POLL_S = 0.02
 STOP_TIMEOUT_S = 10.0
@@ -70,16 +71,7 @@ class LockWatch:
         self._error: BaseException | None = None
 
     def __enter__(self) -> LockWatch:
-        conn = self._connect()
-        try:
-            conn.autocommit = True
-            conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{LOOK_TIMEOUT_MS}ms",))
-            self._conn = conn
-            self._thread = threading.Thread(target=self._run, name="backfill-lock-watch", daemon=True)
-            self._thread.start()
-        except BaseException:
-            conn.close()
-            raise
+        self._conn, self._thread = start_beside("backfill-lock-watch", self._connect, _prepare, self._run)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
@@ -131,24 +123,22 @@ class LockWatch:
     def _failed(self, error: BaseException) -> LockWatchFailed:
         return LockWatchFailed(self._batch, one_line(error))
 
-    def _run(self) -> None:
-        assert self._conn is not None
+    def _run(self, conn: psycopg.Connection) -> None:
         try:
             while self._in_flight.wait() and not self._stop.is_set():
-                self._look()
+                self._look(conn)
                 self._stop.wait(self._every_s)
         except BaseException as err:  # noqa: BLE001 - handed to the backfill's thread by waiter_ms()
             with self._lock:
                 if not self._stop.is_set():
                     self._error = err
         finally:
-            self._conn.close()
+            conn.close()
 
-    def _look(self) -> None:
-        assert self._conn is not None
+    def _look(self, conn: psycopg.Connection) -> None:
         with self._lock:
             chunk = self._chunk
-        longest, waiters = self._conn.execute(WAITERS, {"pid": self._pid}).fetchone()
+        longest, waiters = conn.execute(WAITERS, {"pid": self._pid}).fetchone()
         with self._lock:
             if chunk != self._chunk or not self._in_flight.is_set():
                 return  # the chunk looked at is over: what was seen was another chunk's
@@ -168,3 +158,8 @@ class LockWatch:
             self._cancel_failed = self._error = err
             return
         self._cancelled = True
+
+
+def _prepare(conn: psycopg.Connection) -> None:
+    """The watch's session: a look held up past LOOK_TIMEOUT_MS fails instead of hanging."""
+    conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{LOOK_TIMEOUT_MS}ms",))

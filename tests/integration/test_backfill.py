@@ -236,13 +236,14 @@ def test_a_held_lock_makes_the_throttle_back_off_and_the_backfill_finishes_once_
 
 def test_a_stretched_chunk_that_keeps_an_application_write_waiting_is_cancelled_and_the_write_goes_on(
         legacy_db: Target, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Chunks nobody waited on stretch their limits (after CALM_CHUNKS, lowered to 3 here); the fifth chunk of the
-    jobs part then holds its rows' locks and stays running, parked in a trigger until the test lets it go. The
+    """Chunks nobody waited on stretch their limits (after CALM_CHUNKS chunks, none here: a chunk of 10 rows is
+    over before the watch's first look, so none would count); the fifth chunk of the jobs part holds its rows' locks
+    and stays running, parked in a trigger until the test lets it go. The
     application updates the first 100 jobs: it waits on that chunk's rows, and returns while the chunk is still
     parked (the test lets it go only after), because the lock watch cancelled the chunk after the patience (half the
     4 s target; its statement timeout would come at 40 s, and says so otherwise). The chunk is done again once the
     test lets it go; the application's updates are kept."""
-    monkeypatch.setattr(throttle, "CALM_CHUNKS", 3)
+    monkeypatch.setattr(throttle, "CALM_CHUNKS", 0)
     db.execute("CREATE SEQUENCE job_chunks")
     db.execute("""CREATE FUNCTION park_fifth_chunk() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
                       IF nextval('job_chunks') = 5 THEN  -- a sequence: a cancelled chunk does not count again
