@@ -279,9 +279,7 @@ class _Filler:
         if phase == "pass":
             self._rate.add(count)
         where = replace(where, done=advanced.rows_done)
-        waited = self.watches.commit_wait_ms()
-        self._after(where, Observation(count, held_ms, replay_lag_ms=self.lag.recent(0.0), commit_wait_ms=waited,
-                                       waiter_ms=self.watches.waiter_ms()))
+        self._after(where, self._seen(count, held_ms))
         return _Chunk(advanced, count, size, changed)
 
     def _attempt(self, where: _Where, size: int, work: Callable[[], _T]) -> tuple[_T, float] | None:
@@ -324,6 +322,13 @@ class _Filler:
             return None
         self._cancelled_at_min = self._lock_waits = 0
         return result, _ms(started)
+
+    def _seen(self, rows: int, took_ms: float) -> Observation:
+        """What a chunk (or read) that went through showed, with what the watches and the replicas say since the
+        last one (the commit wait read first, then the replay lag)."""
+        waited = self.watches.commit_wait_ms()
+        return Observation(rows, took_ms, replay_lag_ms=self.lag.recent(0.0), commit_wait_ms=waited,
+                           waiter_ms=self.watches.waiter_ms())
 
     @staticmethod
     def _timed_out(err: pg_errors.QueryCanceled, took_ms: float, timeout_ms: int | None) -> bool:
@@ -395,11 +400,9 @@ class _Filler:
                 continue
             where = replace(where, done=first + count)
             self._rate.add(count)
-            waited = self.watches.commit_wait_ms()
             # The rows asked for, or the share of them the table's last pages hold: a full read counts as a full chunk.
             rows = size if count == asked else max(1, round(size * count / asked))
-            self._after(where, Observation(rows, done[1], replay_lag_ms=self.lag.recent(0.0), commit_wait_ms=waited,
-                                           waiter_ms=self.watches.waiter_ms()))
+            self._after(where, self._seen(rows, done[1]))
         self._emit(replace(where, phase="done"))
 
     def _new_throttle(self, stretch: bool = True) -> AdaptiveThrottle | FixedThrottle:

@@ -170,17 +170,16 @@ class AdaptiveThrottle:
         self.chunk_rows = self._within(stretched, self.chunk_rows)
 
     def next(self, seen: Observation) -> Decision:
-        before = self.limits
-        decision = self._decide(seen)
+        before = self.limits  # the chunk's own, before this observation changes them
+        decision = self._decide(seen, before)
         decision = replace(decision, chunk_rows=self._within(before, decision.chunk_rows))
         self.chunk_rows = decision.chunk_rows
         if decision.slowed_because:
             self.last_slowdown = decision.slowed_because
         return decision
 
-    def _decide(self, seen: Observation) -> Decision:
+    def _decide(self, seen: Observation, before: ChunkLimits) -> Decision:
         s = self.settings
-        before = self.limits  # the chunk's own, before this observation changes them
         if seen.lock_wait:
             self._calm = 0  # the application holds rows of this part
             return self._back_off(self.chunk_rows // 2, 0.0,

@@ -12,7 +12,7 @@ import pytest
 from infra.migrations.backfill_errors import CommitWatchFailed
 from infra.migrations.commit_watch import PROBE, PROBE_LOCK_TIMEOUT_MS, CommitWatch
 from infra.migrations.target import Target
-from tests.support.waiting import commit_waits_on_standby, wait_until
+from tests.support.waiting import raised, commit_waits_on_standby, wait_until
 
 
 def watching(target: Target) -> CommitWatch:
@@ -63,13 +63,7 @@ def test_the_watch_connection_lost_stops_the_backfill_with_what_to_do(
     with watching(db_target) as watch:
         db.execute("SELECT pg_terminate_backend(%s)", (probe_backend(db, db_target),))
 
-        def raised() -> CommitWatchFailed | None:
-            try:
-                watch.stall_ms()
-            except CommitWatchFailed as err:
-                return err
-            return None
-        failed = wait_until(raised, "the probe to fail")
+        failed = wait_until(lambda: raised(watch.stall_ms, CommitWatchFailed), "the probe to fail")
         assert str(failed).startswith("backfill of batch '0002_x' stopped: the probe that times commits beside it "
                                       "failed (")  # AdminShutdown, or OperationalError if the notice was not read
         assert "\n" not in str(failed)

@@ -14,7 +14,7 @@ import pytest
 from infra.migrations.backfill_errors import LockWatchFailed
 from infra.migrations.lock_watch import LockWatch
 from infra.migrations.target import Target
-from tests.support.waiting import wait_until
+from tests.support.waiting import raised, wait_until
 
 GATE = 4242  # an advisory lock the test holds: the "chunk" waits on it while holding its row lock
 
@@ -98,14 +98,8 @@ def test_the_watch_connection_lost_stops_the_backfill_with_what_to_do(
                                             (db_target.dbname, holder.info.backend_pid)).fetchone(), "the watch's backend")[0]
         db.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
-        def raised() -> LockWatchFailed | None:
-            try:
-                watch.waiter_ms()
-            except LockWatchFailed as err:
-                return err
-            return None
         with watch.chunk(patience_ms=None):  # it looks while a chunk is in flight
-            failed = wait_until(raised, "the watch to fail")
+            failed = wait_until(lambda: raised(watch.waiter_ms, LockWatchFailed), "the watch to fail")
         assert str(failed).startswith("backfill of batch '0002_x' stopped: the watch for sessions waiting on its "
                                       "locks failed (")
         assert "\n" not in str(failed)

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 T = TypeVar("T")
+E = TypeVar("E", bound=BaseException)
 
 DEADLINE_S = 300.0
 POLL_S = 0.02
@@ -61,3 +62,12 @@ def commit_waits_on_standby(conn: psycopg.Connection, dbname: str, waited_ms: in
         """SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = %s AND wait_event = 'SyncRep'
              AND clock_timestamp() - query_start >= make_interval(secs => %s)""",
         (dbname, waited_ms / 1000)).fetchone()[0]
+
+
+def raised(call: Callable[[], object], error: type[E]) -> E | None:
+    """The `error` call() raises, or None when it returns: a condition for wait_until."""
+    try:
+        call()
+    except error as err:
+        return err
+    return None
