@@ -40,7 +40,7 @@ from infra.migrations.plan import Batch, load_batches
 from infra.migrations.runner import RunSettings, apply_batch
 from infra.migrations.target import Target
 
-from . import legacy
+from . import legacy, wal
 from .server import (BENCH_SETTINGS, FAST_LOAD, bench_server, checkpoints_requested, clone, configure, drop, machine,
                      host_settings, make_durable, quarter_of_ram, settings_in_effect)
 from .backfill_report import slowest_during, write
@@ -104,6 +104,8 @@ class Result:
     lag_series: list[tuple[float, float]] = field(default_factory=list)
     phases: list[tuple[float, str]] = field(default_factory=list)  # (when, "part phase") at every progress event
     wal_checkpoints: int | None = None  # checkpoints the WAL volume forced during the scenario
+    wal_ready: int | None = None  # WAL segments ready for reuse when the scenario began (bench/wal.py)
+    wal_created: int | None = None  # WAL segments sessions had to create during it (PostgreSQL 18 and later)
     wall_offset: float = field(default_factory=lambda: time.time() - time.monotonic())  # monotonic -> epoch s
 
     def doing_at(self, when: float) -> str:
@@ -172,6 +174,9 @@ def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Act
     """One scenario on a fresh copy of the template, dropped once measured unless `keep` (a later one needs it)."""
     database = database_of(name)
     dsn = clone(server, TEMPLATE, database)
+    pool = wal.fill(server, wal.pool_size(server))
+    if replica:
+        wal.wait_replayed(server)
     writers = Writers(dsn, job_ids, write=write_linked, max_seconds=WRITERS_MAX_S)
     sampler = LagSampler(dsn) if replica else None
     try:
@@ -181,9 +186,10 @@ def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Act
         time.sleep(LEAD_IN_S)
         start = time.monotonic()
         phases: list[tuple[float, str]] = []
-        checkpoints = checkpoints_requested(server)
+        checkpoints, created = checkpoints_requested(server), wal.created_by_sessions(server)
         rows, longest, outcome = action(dsn, phases)
         checkpoints = checkpoints_requested(server) - checkpoints
+        created = None if created is None else wal.created_by_sessions(server) - created
         end = time.monotonic()
         time.sleep(TAIL_S)
     finally:
@@ -195,7 +201,7 @@ def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Act
     series = sampler.series if sampler else []
     inside = [v for t, v in series if start <= t <= end + TAIL_S]
     return Result(name, samples, t0, start, end, rows, longest, outcome,
-                  max(inside) if inside else (0.0 if replica else None), series, phases, checkpoints)
+                  max(inside) if inside else (0.0 if replica else None), series, phases, checkpoints, pool, created)
 
 
 def adaptive(batch: Batch, fixed: int | None = None) -> Action:
@@ -354,25 +360,28 @@ def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch, appl
             # longer than lock_timeout: 0003 would retry until it gives up.)
             conn.execute("VACUUM ANALYZE")
             conn.execute("CHECKPOINT")  # every scenario starts right after a checkpoint
+        pool = wal.fill(server, wal.pool_size(server))
         writers = Writers(dsn, job_ids, write=write_linked, max_seconds=WRITERS_MAX_S)
         t0 = writers.start()
         try:
             time.sleep(LEAD_IN_S)
             start = time.monotonic()
-            checkpoints = checkpoints_requested(server)
+            checkpoints, created = checkpoints_requested(server), wal.created_by_sessions(server)
             try:
                 apply_batch(Target.from_dsn(dsn), b3, RunSettings(stack="bench"))
                 outcome = f"applied ({on})"
             except Exception as err:  # noqa: BLE001
                 outcome = f"failed ({on}): {err}"
             checkpoints = checkpoints_requested(server) - checkpoints
+            created = None if created is None else wal.created_by_sessions(server) - created
             end = time.monotonic()
             time.sleep(TAIL_S)
         finally:
             samples = writers.stop()
     finally:
         drop(server, database)
-    return Result("tighten-0003", samples, t0, start, end, 0, 0.0, outcome, wal_checkpoints=checkpoints)
+    return Result("tighten-0003", samples, t0, start, end, 0, 0.0, outcome, wal_checkpoints=checkpoints,
+                  wal_ready=pool, wal_created=created)
 
 
 def _print(r: Result) -> None:
@@ -380,7 +389,8 @@ def _print(r: Result) -> None:
     lag = f", max replay lag {r.max_lag_ms / 1000:.2f} s" if r.max_lag_ms is not None else ""
     print(f"  {r.name}: {r.outcome}; {r.end - r.start:.1f} s, {r.rows / max(r.end - r.start, 1e-9):,.0f} rows/s, "
           f"writes max {w.max_ms:.0f} ms p99 {w.p99_ms:.0f} ms, failed {w.failed}, longest lock {r.longest_lock_ms:.0f} ms{lag}"
-          f"; slowest write during: {slowest_during(r)}; WAL-forced checkpoints {r.wal_checkpoints}",
+          f"; slowest write during: {slowest_during(r)}; WAL-forced checkpoints {r.wal_checkpoints}"
+          f"; WAL segments ready at start {r.wal_ready}, created by sessions {r.wal_created}",
           flush=True)
 
 

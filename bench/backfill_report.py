@@ -31,16 +31,18 @@ def write(out: Path, leads: int, entries: int, seed_s: float, info: Any, setting
         "Rows = rows the keyset passes went through, summed over the four parts. Longest lock = the longest chunk transaction",
         "(its row locks are held that long); for naive, the one transaction. Slowest write during = what the backfill",
         "was doing when the slowest write began (the part and phase of the next progress event), and when (UTC, to",
-        "match the server log). WAL checkpoints = checkpoints the WAL volume forced (max_wal_size reached) meanwhile.", "",
-        f"| scenario | outcome | time | rows/s | writes | failed | p99 ms | max ms | writes over {TARGET_MS:.0f} ms | slowest write during | longest lock ms | WAL checkpoints | max replay lag |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+        "match the server log). WAL checkpoints = checkpoints the WAL volume forced (max_wal_size reached) meanwhile.",
+        "WAL segments = segments ready for reuse when the scenario began (every scenario is given max_wal_size's worth,",
+        "bench/wal.py) / segments sessions had to create meanwhile, each a 16 MB write and flush in a commit path.", "",
+        f"| scenario | outcome | time | rows/s | writes | failed | p99 ms | max ms | writes over {TARGET_MS:.0f} ms | slowest write during | longest lock ms | WAL checkpoints | WAL segments | max replay lag |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for r in results:
         w = window_stats(r.samples, r.start, r.end)
         secs = r.end - r.start
         lag = f"{r.max_lag_ms / 1000:.2f} s" if r.max_lag_ms is not None else "—"
         lines.append(f"| {r.name} | {r.outcome[:120]} | {secs:.1f} s | {r.rows / secs if secs else 0:,.0f} | {w.writes} | "
-                     f"{w.failed} | {w.p99_ms:.1f} | {w.max_ms:.1f} | {over_target(r)} | {slowest_during(r)} | {r.longest_lock_ms:.0f} | {_count(r.wal_checkpoints)} | {lag} |")
+                     f"{w.failed} | {w.p99_ms:.1f} | {w.max_ms:.1f} | {over_target(r)} | {slowest_during(r)} | {r.longest_lock_ms:.0f} | {_count(r.wal_checkpoints)} | {_count(r.wal_ready)} / {_count(r.wal_created)} | {lag} |")
     lines += ["", "| target | measured | met |", "|---|---|---|", *_targets(by), "",
               f"![write latency during the backfills]({plot_name})"]
     section = "\n".join(lines)

@@ -1,0 +1,85 @@
+"""The WAL segments a scenario starts with, the same for every scenario.
+
+A server writes WAL into 16 MB segment files. At a checkpoint, the segments it no longer needs are renamed into
+future ones (recycled) rather than removed, as many as min_wal_size and its recent WAL volume ask for. When the
+WAL outruns the recycled ones, whoever needs the next segment creates it: 16 MB of zeros written and flushed, in
+the commit path of whichever session crossed the boundary (IO:WalInitWrite and WalInitSync, 50 to 60 ms on the
+bench's host). A freshly seeded server has few; a server that has run at this volume for a while has many. Left
+alone, the first scenario after the seed creates hundreds of segments and every later one none, which measures
+the order of the scenarios, not their throttles. So before each, the pool is filled to the same size: that of a
+busy server with these settings."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+from psycopg import sql
+
+from infra.localdb import LocalServer
+
+SEGMENT_BYTES = 16 * 1024 * 1024
+MESSAGE_BYTES = 64 * 1024 * 1024  # one WAL record per call; well under the 1 GB limit of a value
+
+
+def ready(server: LocalServer) -> int:
+    """Segment files in pg_wal ahead of the one being written: what the WAL can grow into without creating any."""
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        return int(conn.execute(
+            "SELECT count(*) FROM pg_ls_waldir() "
+            "WHERE name ~ '^[0-9A-F]{24}$' AND name > pg_walfile_name(pg_current_wal_insert_lsn())").fetchone()[0])
+
+
+def created_by_sessions(server: LocalServer) -> int | None:
+    """Segments client sessions have created so far (pg_stat_io's WAL rows, PostgreSQL 18 and later; None before)."""
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        if conn.info.server_version < 180000:
+            return None
+        return int(conn.execute(
+            "SELECT coalesce(sum(writes), 0) FROM pg_stat_io "
+            "WHERE object = 'wal' AND context = 'init' AND backend_type = 'client backend'").fetchone()[0])
+
+
+def pool_size(server: LocalServer) -> int:
+    """The pool every scenario starts with, in segments: nine tenths of max_wal_size, about what a server holds
+    once its WAL has reached max_wal_size between checkpoints (as a 2M-lead backfill's does)."""
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        mb = int(conn.execute("SELECT setting FROM pg_settings WHERE name = 'max_wal_size'").fetchone()[0])
+    return mb * 1024 * 1024 // SEGMENT_BYTES * 9 // 10
+
+
+def fill(server: LocalServer, segments: int) -> int:
+    """Bring the segments ready to about `segments` when fewer: write that much WAL at once (non-transactional
+    logical messages: no table, nothing for vacuum), then CHECKPOINT, which recycles what was written into future
+    segments. Writing into ready segments creates none, so only outrunning them all grows the pool: the whole
+    amount is written, not the shortfall. max_wal_size is lifted meanwhile, or a checkpoint it forces halfway
+    (quick, with nothing else to write) would recycle early and the pool would stop at about half.
+    Returns the segments ready after it."""
+    have = ready(server)
+    if have >= segments:
+        return have
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        kept = conn.execute("SELECT current_setting('max_wal_size')").fetchone()[0]
+        conn.execute("ALTER SYSTEM SET max_wal_size = '1TB'")
+        conn.execute("SELECT pg_reload_conf()")
+        try:
+            for _ in range(-(-(segments + 1) * SEGMENT_BYTES // MESSAGE_BYTES)):
+                conn.execute("SELECT pg_logical_emit_message(false, 'bench-wal-pool', repeat('x', %s))", (MESSAGE_BYTES,))
+        finally:
+            conn.execute(sql.SQL("ALTER SYSTEM SET max_wal_size = {}").format(sql.Literal(kept)))
+            conn.execute("SELECT pg_reload_conf()")
+        conn.execute("CHECKPOINT")
+    return ready(server)
+
+
+def wait_replayed(server: LocalServer, timeout_s: float = 900.0) -> None:
+    """Return once every streaming replica has replayed the WAL written so far (the pool's included), so a replica
+    scenario's lag is its own, not the catching up on what fill() wrote."""
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        upto = conn.execute("SELECT pg_current_wal_flush_lsn()").fetchone()[0]
+        deadline = time.monotonic() + timeout_s
+        while conn.execute("SELECT count(*) FROM pg_stat_replication WHERE replay_lsn IS NULL OR replay_lsn < %s",
+                           (upto,)).fetchone()[0]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the replica has not replayed up to {upto} in {timeout_s:.0f} s")
+            time.sleep(0.2)
