@@ -173,8 +173,8 @@ def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Act
                  *, keep: bool = False) -> Result:
     """One scenario on a fresh copy of the template, dropped once measured unless `keep` (a later one needs it)."""
     database = database_of(name)
+    pool = wal.fill(server, wal.pool_size(server))  # first: what it writes evicts the page cache the copy fills
     dsn = clone(server, TEMPLATE, database)
-    pool = wal.fill(server, wal.pool_size(server))
     if replica:
         wal.wait_replayed(server)
     writers = Writers(dsn, job_ids, write=write_linked, max_seconds=WRITERS_MAX_S)
@@ -348,6 +348,7 @@ def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch, appl
     first with the writers stopped. The outcome says which. The database is dropped after, whatever happens."""
     database = applied or "bench_tighten"
     try:
+        pool = wal.fill(server, wal.pool_size(server))  # first: what it writes evicts the page cache
         if applied:
             dsn, on = server.dsn(applied), "after the adaptive scenario's 0002"
         else:
@@ -360,7 +361,6 @@ def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch, appl
             # longer than lock_timeout: 0003 would retry until it gives up.)
             conn.execute("VACUUM ANALYZE")
             conn.execute("CHECKPOINT")  # every scenario starts right after a checkpoint
-        pool = wal.fill(server, wal.pool_size(server))
         writers = Writers(dsn, job_ids, write=write_linked, max_seconds=WRITERS_MAX_S)
         t0 = writers.start()
         try:

@@ -41,22 +41,22 @@ def created_by_sessions(server: LocalServer) -> int | None:
 
 
 def pool_size(server: LocalServer) -> int:
-    """The pool every scenario starts with, in segments: nine tenths of max_wal_size, about what a server holds
-    once its WAL has reached max_wal_size between checkpoints (as a 2M-lead backfill's does)."""
+    """The pool every scenario starts with, in segments: max_wal_size's worth, about what a server holds once
+    its WAL has reached max_wal_size between checkpoints (as a 2M-lead backfill's does)."""
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
         mb = int(conn.execute("SELECT setting FROM pg_settings WHERE name = 'max_wal_size'").fetchone()[0])
-    return mb * 1024 * 1024 // SEGMENT_BYTES * 9 // 10
+    return mb * 1024 * 1024 // SEGMENT_BYTES
 
 
 def fill(server: LocalServer, segments: int) -> int:
-    """Bring the segments ready to about `segments` when fewer: write that much WAL at once (non-transactional
-    logical messages: no table, nothing for vacuum), then CHECKPOINT, which recycles what was written into future
-    segments. Writing into ready segments creates none, so only outrunning them all grows the pool: the whole
-    amount is written, not the shortfall. max_wal_size is lifted meanwhile, or a checkpoint it forces halfway
-    (quick, with nothing else to write) would recycle early and the pool would stop at about half.
+    """Bring the segments ready to about `segments` when a tenth or more short: write that much WAL at once
+    (non-transactional logical messages: no table, nothing for vacuum), then CHECKPOINT, which recycles what was
+    written into future segments. Writing into ready segments creates none, so only outrunning them all grows the
+    pool: the whole amount is written, not the shortfall. max_wal_size is lifted meanwhile, or a checkpoint it
+    forces halfway (quick, with nothing else to write) would recycle early and the pool would stop at about half.
     Returns the segments ready after it."""
     have = ready(server)
-    if have >= segments:
+    if have >= segments - segments // 10:
         return have
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
         kept = conn.execute("SELECT current_setting('max_wal_size')").fetchone()[0]
