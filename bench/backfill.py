@@ -169,14 +169,14 @@ def database_of(scenario: str) -> str:
     return f"bench_{scenario.replace('-', '_').replace('+', '_')}"
 
 
-def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Action, replica: bool,
-                 *, keep: bool = False) -> Result:
+def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Action,
+                 replica: LocalServer | None = None, *, keep: bool = False) -> Result:
     """One scenario on a fresh copy of the template, dropped once measured unless `keep` (a later one needs it)."""
     database = database_of(name)
-    pool = wal.fill(server, wal.pool_size(server))  # first: what it writes evicts the page cache the copy fills
+    wal.fill(server, wal.pool_size(server))  # first: what it writes evicts the page cache the copy fills
     dsn = clone(server, TEMPLATE, database)
     if replica:
-        wal.wait_replayed(server)
+        wal.wait_replayed(server, replica)
     writers = Writers(dsn, job_ids, write=write_linked, max_seconds=WRITERS_MAX_S)
     sampler = LagSampler(dsn) if replica else None
     try:
@@ -184,12 +184,12 @@ def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Act
             sampler.__enter__()
         t0 = writers.start()
         time.sleep(LEAD_IN_S)
+        pool, created = wal.ready(server), wal.created_by_sessions(server)
         start = time.monotonic()
         phases: list[tuple[float, str]] = []
-        checkpoints, created = checkpoints_requested(server), wal.created_by_sessions(server)
+        checkpoints = checkpoints_requested(server)
         rows, longest, outcome = action(dsn, phases)
         checkpoints = checkpoints_requested(server) - checkpoints
-        created = None if created is None else wal.created_by_sessions(server) - created
         end = time.monotonic()
         time.sleep(TAIL_S)
     finally:
@@ -198,10 +198,11 @@ def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Act
             sampler.__exit__()
         if not keep:
             drop(server, database)
+    created = None if created is None else wal.created_by_sessions(server) - created  # the writers' flushed on exit
     series = sampler.series if sampler else []
     inside = [v for t, v in series if start <= t <= end + TAIL_S]
     return Result(name, samples, t0, start, end, rows, longest, outcome,
-                  max(inside) if inside else (0.0 if replica else None), series, phases, checkpoints, pool, created)
+                  max(inside) if inside else None, series, phases, checkpoints, pool, created)
 
 
 def adaptive(batch: Batch, fixed: int | None = None) -> Action:
@@ -255,18 +256,31 @@ def naive(batch: Batch) -> Action:
     return action
 
 
+REPLICA_SLOT = "bench_replica"
+
+
 def start_replica(server: LocalServer, tmp: Path) -> LocalServer:
-    """A streaming replica of `server` from a base backup (pg_basebackup -R), on its own port."""
+    """A streaming replica of `server` from a base backup (pg_basebackup -R), on its own port, with a replication
+    slot: the primary keeps every segment the replica has not received yet, however fast the WAL pool's fill
+    writes (without one, its checkpoint can recycle a segment not yet sent, and the replica stops streaming).
+    stop_replica drops the slot, or the primary would keep all WAL from then on."""
     data = tmp / "replica"
     data.mkdir(mode=0o700)
     if server.system_user:
         shutil.chown(data, server.system_user, server.system_user)
         os.chmod(tmp, 0o755)
     server._run(server.bin_dir / "pg_basebackup", "-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres",
-                "-D", str(data), "-R", "-X", "stream", "-c", "fast")
+                "-D", str(data), "-R", "-X", "stream", "-c", "fast", "-C", "-S", REPLICA_SLOT)
     replica = LocalServer(data, free_port(), bin_dir=server.bin_dir)
     replica.start()
     return replica
+
+
+def stop_replica(server: LocalServer, replica: LocalServer) -> None:
+    replica.stop()
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
+                     (REPLICA_SLOT,))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -308,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if chosen(name):
                 print(f"scenario {name} ...", flush=True)
                 keep = name == "adaptive" and chosen("tighten-0003")
-                result = run_scenario(server, name, job_ids, action, replica=False, keep=keep)
+                result = run_scenario(server, name, job_ids, action, keep=keep)
                 record(result)
                 if keep:  # 0003 right away, on the database the adaptive backfill left (dropped after)
                     print("scenario tighten-0003 ...", flush=True)
@@ -322,15 +336,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for name, action in (("adaptive+replica", adaptive(b2)), ("fixed-1000+replica", adaptive(b2, 1000))):
                     if chosen(name):
                         print(f"scenario {name} ...", flush=True)
-                        record(run_scenario(server, name, job_ids, action, replica=True))
+                        record(run_scenario(server, name, job_ids, action, replica))
             finally:
-                replica.stop()
+                stop_replica(server, replica)
         if chosen("tighten-0003") and not chosen("adaptive"):  # else it ran right after adaptive
             print("scenario tighten-0003 ...", flush=True)
             record(_tighten(server, job_ids, b2, b3, None))
         if chosen("naive"):  # last: the contrast, and the longest to run
             print("scenario naive ...", flush=True)
-            record(run_scenario(server, "naive", job_ids, naive(b2), replica=False))
+            record(run_scenario(server, "naive", job_ids, naive(b2)))
     return 0
 
 
@@ -348,10 +362,10 @@ def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch, appl
     first with the writers stopped. The outcome says which. The database is dropped after, whatever happens."""
     database = applied or "bench_tighten"
     try:
-        pool = wal.fill(server, wal.pool_size(server))  # first: what it writes evicts the page cache
-        if applied:
+        if applied:  # no fill: the backfill just ran through the pool, and what a fill writes would evict its database
             dsn, on = server.dsn(applied), "after the adaptive scenario's 0002"
         else:
+            wal.fill(server, wal.pool_size(server))
             dsn, on = clone(server, TEMPLATE, database), "after 0002 applied with no writers"
             apply_batch(Target.from_dsn(dsn), b2,
                         RunSettings(stack="bench", backfill=BackfillRun(fixed_chunk_rows=PREPARE_CHUNK_ROWS)))
@@ -365,19 +379,20 @@ def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch, appl
         t0 = writers.start()
         try:
             time.sleep(LEAD_IN_S)
+            pool, created = wal.ready(server), wal.created_by_sessions(server)
             start = time.monotonic()
-            checkpoints, created = checkpoints_requested(server), wal.created_by_sessions(server)
+            checkpoints = checkpoints_requested(server)
             try:
                 apply_batch(Target.from_dsn(dsn), b3, RunSettings(stack="bench"))
                 outcome = f"applied ({on})"
             except Exception as err:  # noqa: BLE001
                 outcome = f"failed ({on}): {err}"
             checkpoints = checkpoints_requested(server) - checkpoints
-            created = None if created is None else wal.created_by_sessions(server) - created
             end = time.monotonic()
             time.sleep(TAIL_S)
         finally:
             samples = writers.stop()
+        created = None if created is None else wal.created_by_sessions(server) - created  # flushed on the writers' exit
     finally:
         drop(server, database)
     return Result("tighten-0003", samples, t0, start, end, 0, 0.0, outcome, wal_checkpoints=checkpoints,

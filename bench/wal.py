@@ -5,9 +5,9 @@ future ones (recycled) rather than removed, as many as min_wal_size and its rece
 WAL outruns the recycled ones, whoever needs the next segment creates it: 16 MB of zeros written and flushed, in
 the commit path of whichever session crossed the boundary (IO:WalInitWrite and WalInitSync, 50 to 60 ms on the
 bench's host). A freshly seeded server has few; a server that has run at this volume for a while has many. Left
-alone, the first scenario after the seed creates hundreds of segments and every later one none, which measures
-the order of the scenarios, not their throttles. So before each, the pool is filled to the same size: that of a
-busy server with these settings."""
+alone, the first scenario after the seed created hundreds of segments and the next one few or none (bench/RESULTS.md),
+which measures the order of the scenarios, not their throttles. So before each, the pool is filled to about the
+same size: that of a server whose WAL reaches max_wal_size between checkpoints."""
 
 from __future__ import annotations
 
@@ -58,28 +58,51 @@ def fill(server: LocalServer, segments: int) -> int:
     have = ready(server)
     if have >= segments - segments // 10:
         return have
-    with psycopg.connect(server.dsn(), autocommit=True) as conn:
-        kept = conn.execute("SELECT current_setting('max_wal_size')").fetchone()[0]
-        conn.execute("ALTER SYSTEM SET max_wal_size = '1TB'")
-        conn.execute("SELECT pg_reload_conf()")
-        try:
+    kept = _max_wal_size(server)
+    _set_max_wal_size(server, "1TB")
+    try:
+        with psycopg.connect(server.dsn(), autocommit=True) as conn:
             for _ in range(-(-(segments + 1) * SEGMENT_BYTES // MESSAGE_BYTES)):
                 conn.execute("SELECT pg_logical_emit_message(false, 'bench-wal-pool', repeat('x', %s))", (MESSAGE_BYTES,))
-        finally:
-            conn.execute(sql.SQL("ALTER SYSTEM SET max_wal_size = {}").format(sql.Literal(kept)))
-            conn.execute("SELECT pg_reload_conf()")
+    finally:
+        _set_max_wal_size(server, kept)
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
         conn.execute("CHECKPOINT")
     return ready(server)
 
 
-def wait_replayed(server: LocalServer, timeout_s: float = 900.0) -> None:
-    """Return once every streaming replica has replayed the WAL written so far (the pool's included), so a replica
-    scenario's lag is its own, not the catching up on what fill() wrote."""
+def _max_wal_size(server: LocalServer) -> str:
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        return str(conn.execute("SELECT current_setting('max_wal_size')").fetchone()[0])
+
+
+def _set_max_wal_size(server: LocalServer, value: str, timeout_s: float = 30.0) -> None:
+    """ALTER SYSTEM and reload, then wait until a new session sees it. The reload is asynchronous: the postmaster
+    re-reads the file and signals its children (the checkpointer among them) before it starts new sessions."""
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER SYSTEM SET max_wal_size = {}").format(sql.Literal(value)))
+        conn.execute("SELECT pg_reload_conf()")
+    deadline = time.monotonic() + timeout_s
+    while _max_wal_size(server) != value:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"max_wal_size is not {value} {timeout_s:.0f} s after a reload")
+        time.sleep(0.05)
+
+
+
+
+
+def wait_replayed(server: LocalServer, replica: LocalServer, timeout_s: float = 900.0) -> None:
+    """Return once the replica streams and has replayed the WAL written so far (the pool's included), then has
+    finished a restartpoint, so a replica scenario's lag is its own, neither the catching up on what fill() wrote
+    nor the replica's own recycling of it."""
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
         upto = conn.execute("SELECT pg_current_wal_flush_lsn()").fetchone()[0]
         deadline = time.monotonic() + timeout_s
-        while conn.execute("SELECT count(*) FROM pg_stat_replication WHERE replay_lsn IS NULL OR replay_lsn < %s",
-                           (upto,)).fetchone()[0]:
+        while not conn.execute("SELECT count(*) > 0 AND bool_and(replay_lsn >= %s) FROM pg_stat_replication "
+                               "WHERE state = 'streaming'", (upto,)).fetchone()[0]:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the replica has not replayed up to {upto} in {timeout_s:.0f} s")
+                raise TimeoutError(f"the replica is not streaming, or has not replayed up to {upto}, after {timeout_s:.0f} s")
             time.sleep(0.2)
+    with psycopg.connect(replica.dsn(), autocommit=True) as conn:
+        conn.execute("CHECKPOINT")  # on a standby: a restartpoint, now

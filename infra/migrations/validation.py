@@ -19,6 +19,7 @@ from .steps import split_statements
 
 CHECK_COLUMNS = ["check_name", "ok", "detail"]
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
+SERIAL = "set_config('max_parallel_workers_per_gather', '0', true)"  # the checks' plans: no parallel workers
 
 
 @dataclass(frozen=True)
@@ -32,10 +33,12 @@ def run_checks(conn: psycopg.Connection, batch: Batch, statement_timeout_ms: int
                limits_set: bool = False, isolated: bool = True) -> tuple[CheckResult, ...]:
     """Every (check_name, ok, detail) row the validation statements return; test data never persists.
 
-    Runs without lock_timeout (waiting for its weak locks never blocks live traffic) and under statement_timeout.
+    Runs without lock_timeout (waiting for its weak locks never blocks live traffic), under statement_timeout, and
+    without parallel workers (see limits).
     An operational failure (see database_errors.operational) is re-raised as the psycopg error, for the caller
     to retry or report as "could not validate"; any other error is a fault of validation.sql. `isolated=False`
-    runs in the caller's transaction as it stands (for checks that only read)."""
+    runs in the caller's transaction as it stands (for checks that only read), whose limits the caller has set."""
+    assert isolated or limits_set, "checks in the caller's transaction run under the limits it has set"
     statements = split_statements(batch, "validation.sql")
     results: list[CheckResult] = []
     with conn.transaction(force_rollback=True) if isolated else nullcontext(), conn.cursor() as cur:
@@ -57,8 +60,10 @@ def run_checks(conn: psycopg.Connection, batch: Batch, statement_timeout_ms: int
 
 
 def limits(cur: psycopg.Cursor, statement_timeout_ms: int) -> None:
-    """statement_timeout, and no lock_timeout, for the rest of the transaction."""
-    cur.execute("SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', '0', true)",
+    """For the rest of the transaction: statement_timeout; no lock_timeout; and no parallel workers. Checks
+    that read whole tables would otherwise plan parallel scans (two workers by default) and take every core of
+    a small server from the live traffic beside them; on one core they take longer and leave the rest."""
+    cur.execute(f"SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', '0', true), {SERIAL}",
                 (f"{int(statement_timeout_ms)}ms",))
 
 
@@ -129,12 +134,13 @@ class _Writes(Visitor):
 
 def tables_scanned(conn: psycopg.Connection, batch: Batch) -> tuple[tuple[str, str], ...]:
     """(schema, table) of every table the plans of validation.sql's SELECTs read in full, as the server would run
-    them now (EXPLAIN, nothing executed; views and partitions resolved by the planner): a sequential scan, or an index
+    them now (EXPLAIN, nothing executed, without parallel workers as they run; views and partitions resolved by the planner): a sequential scan, or an index
     scan with no condition (a full index order, e.g. under a merge join), whose heap fetches reach every page not yet
     all-visible. In order, each once; the system catalogs left out. A statement the server cannot plan yet (it reads
     what an earlier statement creates) adds nothing."""
     found: list[tuple[str, str]] = []
     with conn.transaction(force_rollback=True):
+        conn.execute(f"SELECT {SERIAL}")  # planned as the checks run
         for node, statement, _line in split_statements(batch, "validation.sql"):
             if not isinstance(node, ast.SelectStmt):
                 continue

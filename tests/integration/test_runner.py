@@ -30,6 +30,7 @@ from infra.migrations.plan import Batch
 from infra.migrations.runner import RunSettings, adopt_batch, apply_batch, rollback_batch
 from infra.migrations.state import pending_batches
 from infra.migrations.target import Target
+from infra.migrations.validation import CheckResult, run_all_checks
 from tests.pg import connect
 from tests.support.batches import make_batch
 from tests.support.catalog import snapshot
@@ -142,6 +143,29 @@ def test_validation_test_data_never_persists(tmp_path: Path, db_target: Target, 
 SELECT 'probe_inserted' AS check_name, EXISTS (SELECT 1 FROM "Lead" WHERE "id" = 'probe') AS ok, '' AS detail;"""
     apply_batch(db_target, make_batch(tmp_path, "0001_probe", "SELECT 1;", checks), FAST)
     assert db.execute("""SELECT count(*) FROM "Lead" WHERE "id" = 'probe'""").fetchone() == (0,)
+
+
+def test_validation_runs_without_parallel_workers_so_live_traffic_keeps_the_other_cores(tmp_path: Path, db_target: Target, db: psycopg.Connection, base: Batch) -> None:
+    assert db.execute("SHOW max_parallel_workers_per_gather").fetchone() != ("0",)  # the server's default plans them
+    checks = """SELECT 'one_core' AS check_name, current_setting('max_parallel_workers_per_gather') = '0' AS ok,
+       'max_parallel_workers_per_gather ' || current_setting('max_parallel_workers_per_gather') AS detail;"""
+
+    result = apply_batch(db_target, make_batch(tmp_path, "0001_probe", "SELECT 1;", checks), FAST)
+
+    assert [(c.name, c.ok) for c in result.checks] == [("one_core", True)]
+
+
+def test_refresh_runs_every_batchs_checks_without_parallel_workers_after_a_failed_read_and_beside_test_rows(
+        tmp_path: Path, db: psycopg.Connection, base: Batch) -> None:
+    one_core = "SELECT 'one_core' AS check_name, current_setting('max_parallel_workers_per_gather') = '0' AS ok, '' AS detail;"
+    failing_read = make_batch(tmp_path / "a", "0001_broken", "SELECT 1;", "SELECT * FROM nope;")
+    reads = make_batch(tmp_path / "b", "0002_reads", "SELECT 1;", one_core)
+    writes = make_batch(tmp_path / "c", "0003_writes", "SELECT 1;", """INSERT INTO "Lead" ("id") VALUES ('probe');\n""" + one_core)
+
+    outcomes = dict((batch.name, outcome) for batch, outcome in run_all_checks(db, [failing_read, reads, writes], 60_000))
+
+    assert isinstance(outcomes["0001_broken"], StatementFailed)
+    assert outcomes["0002_reads"] == outcomes["0003_writes"] == (CheckResult("one_core", True, ""),)
 
 
 def test_resume_drops_an_invalid_index_left_by_a_crash_and_skips_finished_steps(db_target: Target, db: psycopg.Connection, base: Batch, link: Batch) -> None:
