@@ -173,7 +173,7 @@ def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Act
                  replica: LocalServer | None = None, *, keep: bool = False) -> Result:
     """One scenario on a fresh copy of the template, dropped once measured unless `keep` (a later one needs it)."""
     database = database_of(name)
-    wal.fill(server, wal.pool_size(server))  # first: what it writes evicts the page cache the copy fills
+    wal.fill(server)  # first: what it writes evicts the page cache the copy fills
     dsn = clone(server, TEMPLATE, database)
     if replica:
         wal.wait_replayed(server, replica)
@@ -365,7 +365,7 @@ def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch, appl
         if applied:  # no fill: the backfill just ran through the pool, and what a fill writes would evict its database
             dsn, on = server.dsn(applied), "after the adaptive scenario's 0002"
         else:
-            wal.fill(server, wal.pool_size(server))
+            wal.fill(server)
             dsn, on = clone(server, TEMPLATE, database), "after 0002 applied with no writers"
             apply_batch(Target.from_dsn(dsn), b2,
                         RunSettings(stack="bench", backfill=BackfillRun(fixed_chunk_rows=PREPARE_CHUNK_ROWS)))

@@ -40,24 +40,19 @@ def created_by_sessions(server: LocalServer) -> int | None:
             "WHERE object = 'wal' AND context = 'init' AND backend_type = 'client backend'").fetchone()[0])
 
 
-def pool_size(server: LocalServer) -> int:
-    """The pool every scenario starts with, in segments: max_wal_size's worth, about what a server holds once
-    its WAL has reached max_wal_size between checkpoints (as a 2M-lead backfill's does)."""
+def fill(server: LocalServer) -> None:
+    """Bring the segments ready to about max_wal_size's worth, what a server holds once its WAL has reached
+    max_wal_size between checkpoints (as a 2M-lead backfill's does), when a tenth or more short: write that much
+    WAL at once (non-transactional logical messages: no table, nothing for vacuum), then CHECKPOINT, which recycles
+    what was written into future segments. Writing into ready segments creates none, so only outrunning them all
+    grows the pool: the whole amount is written, not the shortfall. max_wal_size is lifted meanwhile, or a
+    checkpoint it forces halfway (quick, with nothing else to write) would recycle early and the pool would stop at
+    about half."""
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
         mb = int(conn.execute("SELECT setting FROM pg_settings WHERE name = 'max_wal_size'").fetchone()[0])
-    return mb * 1024 * 1024 // SEGMENT_BYTES
-
-
-def fill(server: LocalServer, segments: int) -> int:
-    """Bring the segments ready to about `segments` when a tenth or more short: write that much WAL at once
-    (non-transactional logical messages: no table, nothing for vacuum), then CHECKPOINT, which recycles what was
-    written into future segments. Writing into ready segments creates none, so only outrunning them all grows the
-    pool: the whole amount is written, not the shortfall. max_wal_size is lifted meanwhile, or a checkpoint it
-    forces halfway (quick, with nothing else to write) would recycle early and the pool would stop at about half.
-    Returns the segments ready after it."""
-    have = ready(server)
-    if have >= segments - segments // 10:
-        return have
+    segments = mb * 1024 * 1024 // SEGMENT_BYTES
+    if ready(server) >= segments - segments // 10:
+        return
     kept = _max_wal_size(server)
     _set_max_wal_size(server, "1TB")
     try:
@@ -68,7 +63,6 @@ def fill(server: LocalServer, segments: int) -> int:
         _set_max_wal_size(server, kept)
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
         conn.execute("CHECKPOINT")
-    return ready(server)
 
 
 def _max_wal_size(server: LocalServer) -> str:
@@ -87,9 +81,6 @@ def _set_max_wal_size(server: LocalServer, value: str, timeout_s: float = 30.0) 
         if time.monotonic() > deadline:
             raise TimeoutError(f"max_wal_size is not {value} {timeout_s:.0f} s after a reload")
         time.sleep(0.05)
-
-
-
 
 
 def wait_replayed(server: LocalServer, replica: LocalServer, timeout_s: float = 900.0) -> None:

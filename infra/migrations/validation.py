@@ -134,9 +134,9 @@ class _Writes(Visitor):
 
 def tables_scanned(conn: psycopg.Connection, batch: Batch) -> tuple[tuple[str, str], ...]:
     """(schema, table) of every table the plans of validation.sql's SELECTs read in full, as the server would run
-    them now (EXPLAIN, nothing executed, without parallel workers as they run; views and partitions resolved by the planner): a sequential scan, or an index
-    scan with no condition (a full index order, e.g. under a merge join), whose heap fetches reach every page not yet
-    all-visible. In order, each once; the system catalogs left out. A statement the server cannot plan yet (it reads
+    them now (EXPLAIN, nothing executed, without parallel workers as the checks run; views and partitions resolved
+    by the planner): a sequential scan, or an index scan with no condition (a full index order, e.g. under a merge
+    join), whose heap fetches reach every page not yet all-visible. In order, each once; the system catalogs left out. A statement the server cannot plan yet (it reads
     what an earlier statement creates) adds nothing."""
     found: list[tuple[str, str]] = []
     with conn.transaction(force_rollback=True):
