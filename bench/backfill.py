@@ -91,6 +91,31 @@ def write_linked(conn: psycopg.Connection, rng: random.Random, job_ids: list[str
 
 
 @dataclass
+class TimeSplit:
+    """Where a throttled backfill's time went: in chunk transactions (the reads before the checks included), the
+    part of that in chunks not kept (rolled back at a timeout or for a waiter, or a lock not taken in time), and in
+    the throttle's pauses. The rest of the scenario's time is migration.sql, the sweeps' and pages' own queries, the
+    counts, and the checks."""
+
+    chunks_s: float = 0.0
+    not_kept_s: float = 0.0
+    paused_s: float = 0.0
+
+    def cell(self) -> str:
+        return f"{self.chunks_s:.0f} s / {self.not_kept_s:.0f} s / {self.paused_s:.0f} s"
+
+
+@dataclass(frozen=True)
+class Done:
+    """What a scenario's action returns."""
+
+    rows: int
+    longest_lock_ms: float
+    outcome: str
+    split: TimeSplit | None = None
+
+
+@dataclass
 class Result:
     name: str
     samples: list[Sample]
@@ -106,6 +131,7 @@ class Result:
     wal_checkpoints: int | None = None  # checkpoints the WAL volume forced during the scenario
     wal_ready: int | None = None  # WAL segments ready for reuse when the scenario began (bench/wal.py)
     wal_created: int | None = None  # WAL segments sessions had to create during it (PostgreSQL 18 and later)
+    split: TimeSplit | None = None  # throttled backfills only
     wall_offset: float = field(default_factory=lambda: time.time() - time.monotonic())  # monotonic -> epoch s
 
     def doing_at(self, when: float) -> str:
@@ -162,7 +188,7 @@ def seed(server: LocalServer, batches: Sequence[Batch], leads: int) -> tuple[lis
     return job_ids, entries
 
 
-Action = Callable[[str, list[tuple[float, str]]], tuple[int, float, str]]
+Action = Callable[[str, list[tuple[float, str]]], Done]
 
 
 def database_of(scenario: str) -> str:
@@ -188,7 +214,7 @@ def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Act
         start = time.monotonic()
         phases: list[tuple[float, str]] = []
         checkpoints = checkpoints_requested(server)
-        rows, longest, outcome = action(dsn, phases)
+        done = action(dsn, phases)
         checkpoints = checkpoints_requested(server) - checkpoints
         end = time.monotonic()
         time.sleep(TAIL_S)
@@ -201,39 +227,49 @@ def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Act
     created = None if created is None else wal.created_by_sessions(server) - created  # the writers' flushed on exit
     series = sampler.series if sampler else []
     inside = [v for t, v in series if start <= t <= end + TAIL_S]
-    return Result(name, samples, t0, start, end, rows, longest, outcome,
-                  max(inside) if inside else None, series, phases, checkpoints, pool, created)
+    return Result(name, samples, t0, start, end, done.rows, done.longest_lock_ms, done.outcome,
+                  max(inside) if inside else None, series, phases, checkpoints, pool, created, done.split)
 
 
 def adaptive(batch: Batch, fixed: int | None = None) -> Action:
-    def action(dsn: str, phases: list[tuple[float, str]]) -> tuple[int, float, str]:
+    def action(dsn: str, phases: list[tuple[float, str]]) -> Done:
         seen: dict[str, BackfillProgress] = {}
         longest = [0.0]
-
+        split = TimeSplit()
+        done_before: dict[tuple[str, str], int] = {}  # (part, phase) -> its rows (or pages) done at its last event
         shown = [time.monotonic()]
+
+        def pause(seconds: float) -> None:
+            split.paused_s += seconds
+            time.sleep(seconds)
 
         def on(event: BackfillProgress) -> None:
             phases.append((time.monotonic(), f"{event.part} {event.phase}"))
+            split.chunks_s += event.chunk_ms / 1000
+            step = (event.part, event.phase)
+            if event.chunk_ms and event.phase in ("pass", "sweep", "settle") and done_before.get(step, -1) == event.rows_done:
+                split.not_kept_s += event.chunk_ms / 1000  # nothing advanced: the chunk was not kept
+            done_before[step] = event.rows_done
             if event.unit == "rows":  # not the reads before the checks: they hold no row lock and move no row
                 seen[event.part] = event
                 longest[0] = max(longest[0], event.chunk_ms)
             if event.phase == "done" or time.monotonic() - shown[0] >= PROGRESS_EVERY_S:
                 shown[0] = time.monotonic()
                 print(f"    {event.line()}", flush=True)
-        run = BackfillRun(fixed_chunk_rows=fixed, on_progress=on)
+        run = BackfillRun(fixed_chunk_rows=fixed, on_progress=on, sleep=pause)
         try:
             apply_batch(Target.from_dsn(dsn), batch, RunSettings(stack="bench", backfill=run))
             outcome = "applied and validated"
         except Exception as err:  # noqa: BLE001 - the benchmark reports whatever happened
             outcome = f"failed: {err}"
-        return sum(e.rows_done for e in seen.values()), longest[0], outcome
+        return Done(sum(e.rows_done for e in seen.values()), longest[0], outcome, split)
     return action
 
 
 def naive(batch: Batch) -> Action:
     """migration.sql through the engine, then every part over its whole table in ONE transaction: each part's chunk
     function handed the table's keys in order, NAIVE_KEYS_PER_STATEMENT at a time, every row lock held to the end."""
-    def action(dsn: str, phases: list[tuple[float, str]]) -> tuple[int, float, str]:
+    def action(dsn: str, phases: list[tuple[float, str]]) -> Done:
         target = Target.from_dsn(dsn)
         machinery = Batch(batch.name, batch.migration, "SELECT 'x' AS check_name, true AS ok, '' AS detail;", batch.rollback)
         apply_batch(target, machinery, RunSettings(stack="bench"))
@@ -252,7 +288,7 @@ def naive(batch: Batch) -> Action:
             outcome = f"one transaction ({statements} statements), committed"
         except psycopg.Error as err:
             outcome = f"failed after {time.monotonic() - started:.0f} s, rolled back: {type(err).__name__}: {err}".splitlines()[0]
-        return rows, (time.monotonic() - started) * 1000, outcome
+        return Done(rows, (time.monotonic() - started) * 1000, outcome)
     return action
 
 
@@ -350,9 +386,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def writers_alone(seconds: float) -> Action:
     """No backfill: what the writers see on this machine by themselves (the floor of every other scenario)."""
-    def action(_dsn: str, _phases: list[tuple[float, str]]) -> tuple[int, float, str]:
+    def action(_dsn: str, _phases: list[tuple[float, str]]) -> Done:
         time.sleep(seconds)  # the measuring window itself: the writers run meanwhile
-        return 0, 0.0, "no backfill (writers alone)"
+        return Done(0, 0.0, "no backfill (writers alone)")
     return action
 
 
@@ -405,7 +441,8 @@ def _print(r: Result) -> None:
     print(f"  {r.name}: {r.outcome}; {r.end - r.start:.1f} s, {r.rows / max(r.end - r.start, 1e-9):,.0f} rows/s, "
           f"writes max {w.max_ms:.0f} ms p99 {w.p99_ms:.0f} ms, failed {w.failed}, longest lock {r.longest_lock_ms:.0f} ms{lag}"
           f"; slowest write during: {slowest_during(r)}; WAL-forced checkpoints {r.wal_checkpoints}"
-          f"; WAL segments ready at start {r.wal_ready}, created by sessions {r.wal_created}",
+          f"; WAL segments ready at start {r.wal_ready}, created by sessions {r.wal_created}"
+          f"{'; in chunks / not kept / paused ' + r.split.cell() if r.split else ''}",
           flush=True)
 
 

@@ -34,16 +34,18 @@ def write(out: Path, leads: int, entries: int, seed_s: float, info: Any, setting
         "match the server log). WAL checkpoints = checkpoints the WAL volume forced (max_wal_size reached) meanwhile.",
         "WAL segments = segments ready for reuse as the scenario began (each is given about max_wal_size's worth first,",
         "bench/wal.py) / segments client sessions (the writers' or the backfill's) created meanwhile and in the tail:",
-        "each one 16 MB of zeros written and flushed before that session's WAL could go on.", "",
-        f"| scenario | outcome | time | rows/s | writes | failed | p99 ms | max ms | writes over {TARGET_MS:.0f} ms | slowest write during | longest lock ms | WAL checkpoints | WAL segments | max replay lag |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+        "each one 16 MB of zeros written and flushed before that session's WAL could go on. Time in chunks = the",
+        "backfill's chunk transactions, the reads before the checks included / of that, chunks not kept (rolled back",
+        "at a timeout or for a waiting session, or a lock not taken in time) / the throttle's pauses.", "",
+        f"| scenario | outcome | time | rows/s | writes | failed | p99 ms | max ms | writes over {TARGET_MS:.0f} ms | slowest write during | longest lock ms | WAL checkpoints | WAL segments | time in chunks / not kept / paused | max replay lag |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         w = window_stats(r.samples, r.start, r.end)
         secs = r.end - r.start
         lag = f"{r.max_lag_ms / 1000:.2f} s" if r.max_lag_ms is not None else "—"
         lines.append(f"| {r.name} | {r.outcome[:120]} | {secs:.1f} s | {r.rows / secs if secs else 0:,.0f} | {w.writes} | "
-                     f"{w.failed} | {w.p99_ms:.1f} | {w.max_ms:.1f} | {over_target(r)} | {slowest_during(r)} | {r.longest_lock_ms:.0f} | {_count(r.wal_checkpoints)} | {_count(r.wal_ready)} / {_count(r.wal_created)} | {lag} |")
+                     f"{w.failed} | {w.p99_ms:.1f} | {w.max_ms:.1f} | {over_target(r)} | {slowest_during(r)} | {r.longest_lock_ms:.0f} | {_count(r.wal_checkpoints)} | {_count(r.wal_ready)} / {_count(r.wal_created)} | {r.split.cell() if r.split else '—'} | {lag} |")
     lines += ["", "| target | measured | met |", "|---|---|---|", *_targets(by), "",
               f"![write latency during the backfills]({plot_name})"]
     section = "\n".join(lines)

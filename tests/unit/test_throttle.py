@@ -270,12 +270,19 @@ def test_a_session_waiting_on_a_chunk_within_the_budget_is_not_what_slowed_it_do
     assert decision.slowed_because == "chunk of 700 rows took 95 ms (budget 70 ms)"
 
 
-def test_a_chunk_over_its_stretched_limit_says_which_limit() -> None:
+def test_a_chunk_over_its_stretched_limit_that_nobody_waited_on_shrinks_without_a_pause_and_says_which_limit() -> None:
     throttle = AdaptiveThrottle(SETTINGS)
     chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
     decision = throttle.next(Observation(rows=3_500, duration_ms=700, waiter_ms=0.0))
-    assert decision.chunk_rows == 1_750 and decision.pause_ms == 700
+    assert decision.chunk_rows == 1_750 and decision.pause_ms == 0  # no queue formed behind it: nothing to drain
     assert decision.slowed_because == "chunk of 3500 rows took 700 ms (limit 500 ms while nobody waits on its locks)"
+
+
+def test_a_chunk_over_the_target_pauses_as_long_as_it_took_only_when_a_session_waited_on_it() -> None:
+    watched = AdaptiveThrottle(SETTINGS)
+    assert watched.next(Observation(rows=1_000, duration_ms=400, waiter_ms=0.0)).pause_ms == 0
+    waited_on = AdaptiveThrottle(SETTINGS)
+    assert waited_on.next(Observation(rows=1_000, duration_ms=400, waiter_ms=120)).pause_ms == 400
 
 
 def test_reads_before_the_checks_never_stretch_their_limits() -> None:
