@@ -92,10 +92,11 @@ def write_linked(conn: psycopg.Connection, rng: random.Random, job_ids: list[str
 
 @dataclass
 class TimeSplit:
-    """Where a throttled backfill's time went: in chunk transactions (the reads before the checks included), the
-    part of that in chunks not kept (rolled back at a timeout or for a waiter, or a lock not taken in time), and in
-    the throttle's pauses. The rest of the scenario's time is migration.sql, the sweeps' and pages' own queries, the
-    counts, and the checks."""
+    """Where a backfill through the engine (adaptive or fixed chunks) spent its time: in chunk transactions (the reads
+    before the checks included), the part of that in chunks not kept (rolled back at a timeout or for a waiting
+    session, or a lock not taken in time), and asleep (the throttle's pauses, and the waits for a lagging replica).
+    The rest is migration.sql, the queries between chunks (the next keys, a sweep's query, the replay lag, the lock
+    check), the counts, and the checks."""
 
     chunks_s: float = 0.0
     not_kept_s: float = 0.0
@@ -131,7 +132,7 @@ class Result:
     wal_checkpoints: int | None = None  # checkpoints the WAL volume forced during the scenario
     wal_ready: int | None = None  # WAL segments ready for reuse when the scenario began (bench/wal.py)
     wal_created: int | None = None  # WAL segments sessions had to create during it (PostgreSQL 18 and later)
-    split: TimeSplit | None = None  # throttled backfills only
+    split: TimeSplit | None = None  # backfills through the engine only
     wall_offset: float = field(default_factory=lambda: time.time() - time.monotonic())  # monotonic -> epoch s
 
     def doing_at(self, when: float) -> str:
@@ -236,20 +237,18 @@ def adaptive(batch: Batch, fixed: int | None = None) -> Action:
         seen: dict[str, BackfillProgress] = {}
         longest = [0.0]
         split = TimeSplit()
-        done_before: dict[tuple[str, str], int] = {}  # (part, phase) -> its rows (or pages) done at its last event
         shown = [time.monotonic()]
 
         def pause(seconds: float) -> None:
-            split.paused_s += seconds
+            began = time.monotonic()
             time.sleep(seconds)
+            split.paused_s += time.monotonic() - began
 
         def on(event: BackfillProgress) -> None:
             phases.append((time.monotonic(), f"{event.part} {event.phase}"))
             split.chunks_s += event.chunk_ms / 1000
-            step = (event.part, event.phase)
-            if event.chunk_ms and event.phase in ("pass", "sweep", "settle") and done_before.get(step, -1) == event.rows_done:
-                split.not_kept_s += event.chunk_ms / 1000  # nothing advanced: the chunk was not kept
-            done_before[step] = event.rows_done
+            if not event.kept:
+                split.not_kept_s += event.chunk_ms / 1000
             if event.unit == "rows":  # not the reads before the checks: they hold no row lock and move no row
                 seen[event.part] = event
                 longest[0] = max(longest[0], event.chunk_ms)

@@ -36,7 +36,8 @@ def write(out: Path, leads: int, entries: int, seed_s: float, info: Any, setting
         "bench/wal.py) / segments client sessions (the writers' or the backfill's) created meanwhile and in the tail:",
         "each one 16 MB of zeros written and flushed before that session's WAL could go on. Time in chunks = the",
         "backfill's chunk transactions, the reads before the checks included / of that, chunks not kept (rolled back",
-        "at a timeout or for a waiting session, or a lock not taken in time) / the throttle's pauses.", "",
+        "at a timeout or for a waiting session, or a lock not taken in time) / asleep (the throttle's pauses, and the waits",
+        "for a lagging replica).", "",
         f"| scenario | outcome | time | rows/s | writes | failed | p99 ms | max ms | writes over {TARGET_MS:.0f} ms | slowest write during | longest lock ms | WAL checkpoints | WAL segments | time in chunks / not kept / paused | max replay lag |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]

@@ -94,6 +94,7 @@ class BackfillProgress:
     slowed_because: str | None
     chunk_ms: float = 0.0  # how long the last chunk's transaction took: no row lock of it was held longer
     unit: str = "rows"  # what rows_done counts: "pages" while the tables the checks read are settled
+    kept: bool = True  # False: that chunk was rolled back (its timeout, a waiting session) or took no lock in time
 
     @property
     def eta_s(self) -> float | None:
@@ -315,7 +316,7 @@ class _Filler:
                                waiter_ms=self.watches.waiter_ms())
             self._stop_if_commits_stalled(where)  # the cause, rather than ChunkTooSlow's "check the server"
             if self._too_slow(size):
-                self._emit(where, self.throttle.next(seen), took)
+                self._emit(where, self.throttle.next(seen), took, kept=False)
                 raise ChunkTooSlow(self.batch.name, where.name, size, took, self._cancelled_at_min, where.phase,
                                    where.after) from None
             self._after(where, seen)
@@ -430,7 +431,7 @@ class _Filler:
 
     def _after(self, where: _Where, seen: Observation) -> None:
         decision = self.throttle.next(seen)
-        self._emit(where, decision, seen.duration_ms)
+        self._emit(where, decision, seen.duration_ms, kept=not (seen.lock_wait or seen.cancelled or seen.cancelled_for_waiter))
         self._verify_lock()
         if decision.pause_ms > 0:
             self.run.sleep(decision.pause_ms / 1000)
@@ -471,13 +472,13 @@ class _Filler:
             self.run.sleep(max(decision.pause_ms, 50.0) / 1000)
             lag = self.lag.measure()
 
-    def _emit(self, where: _Where, decision: Decision | None = None, chunk_ms: float = 0.0) -> None:
+    def _emit(self, where: _Where, decision: Decision | None = None, chunk_ms: float = 0.0, kept: bool = True) -> None:
         if self.run.on_progress is None:
             return
         chunk = decision.chunk_rows if decision else self.throttle.chunk_rows
         self.run.on_progress(BackfillProgress(
             self.batch.name, where.name, where.phase, where.done, max(where.total, where.done),
-            self._rate.per_second(), chunk, self.throttle.last_slowdown, chunk_ms, where.unit))
+            self._rate.per_second(), chunk, self.throttle.last_slowdown, chunk_ms, where.unit, kept))
 
 
 class _Skipped(Exception):

@@ -14,9 +14,10 @@ rolled back, its locks released; the next chunks keep to the budget again. Witho
 Within the limits, it sizes chunks from the measured cost per row, and it backs off on the signals the database
 gives:
 
-- the chunk took longer than its limit (the target, or the stretched one): shrink in proportion; when a session
-  waited on it, or nobody watched, pause as long as it took (waiters drain). When the lock watch saw nobody
-  wait, there is no queue to drain, and a pause would only lengthen the run;
+- the chunk took longer than its limit (the target, or the stretched one): shrink in proportion, pause as long as
+  it took (waiters drain). Except for a stretched chunk that the lock watch saw nobody wait on: a session that
+  waits on one gets it cancelled after the patience, so no queue forms behind it, and a pause would only lengthen
+  the run;
 - a session waited on the chunk's locks: back within the budget at once (whatever else the chunk showed), sized
   from the cost per row; when the watch cancelled the chunk for it, its cost per row was at least the time it ran
   over its rows, and there is no pause (its locks are released);
@@ -96,7 +97,7 @@ class ThrottleSettings:
 
 @dataclass(frozen=True)
 class ChunkLimits:
-    """How long a chunk may last: over_ms is too long (shrink, pause); budget_ms is what sizing aims at; at
+    """How long a chunk may last: over_ms is too long (shrink; pause, unless stretched and nobody waited); budget_ms is what sizing aims at; at
     timeout_ms the server cancels it (None: never); after patience_ms of a session waiting on it, the lock watch
     does (None: never, the timeout is under the target already)."""
 
@@ -209,9 +210,8 @@ class AdaptiveThrottle:
             # back from the old, cheaper cost).
             self._ms_per_row = seen.ms_per_row
         scaled = int(self.chunk_rows * self.limits.budget_ms / seen.duration_ms) if over else self.chunk_rows
-        drain = seen.duration_ms if over and seen.waiter_ms != 0 else 0.0  # None: nobody watched, assume waiters
         if self._stalling(seen):
-            return self._back_off(scaled, drain,
+            return self._back_off(scaled, seen.duration_ms if over else 0.0,
                                   f"commits stalling: a commit waited {seen.commit_wait_ms:.0f} ms longer than "
                                   f"usual (target {s.target_write_latency_ms} ms)")
         self._backoff_ms = 0.0
@@ -222,7 +222,8 @@ class AdaptiveThrottle:
         if seen.rows == 0:
             return Decision(self.chunk_rows, 0.0)
         if over:
-            return Decision(self._clamp(scaled), drain,
+            queued = before.patience_ms is None or seen.waiter_ms != 0  # not for a stretched one nobody waited on
+            return Decision(self._clamp(scaled), seen.duration_ms if queued else 0.0,
                             f"chunk of {seen.rows} rows took {seen.duration_ms:.0f} ms ({before.over_label})")
         # A waiter is the reason only when it ended stretched limits (within the budget, the cost was).
         return self._aim(seen, waited if before.patience_ms is not None else None)

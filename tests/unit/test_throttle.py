@@ -52,7 +52,7 @@ def test_a_new_part_sizes_its_chunks_from_its_own_cost_per_row() -> None:
 
 def test_a_chunk_slower_than_the_target_shrinks_in_proportion_and_pauses_as_long_as_it_took() -> None:
     throttle = AdaptiveThrottle(SETTINGS)
-    decision = throttle.next(Observation(rows=1_000, duration_ms=400))
+    decision = throttle.next(Observation(rows=1_000, duration_ms=400))  # not watched
     assert decision.chunk_rows == 175  # the 70 ms budget at 2.5 rows per ms
     assert decision.pause_ms == 400
     assert "took 400 ms (target 100 ms)" in (decision.slowed_because or "")
@@ -278,11 +278,30 @@ def test_a_chunk_over_its_stretched_limit_that_nobody_waited_on_shrinks_without_
     assert decision.slowed_because == "chunk of 3500 rows took 700 ms (limit 500 ms while nobody waits on its locks)"
 
 
-def test_a_chunk_over_the_target_pauses_as_long_as_it_took_only_when_a_session_waited_on_it() -> None:
-    watched = AdaptiveThrottle(SETTINGS)
-    assert watched.next(Observation(rows=1_000, duration_ms=400, waiter_ms=0.0)).pause_ms == 0
-    waited_on = AdaptiveThrottle(SETTINGS)
-    assert waited_on.next(Observation(rows=1_000, duration_ms=400, waiter_ms=120)).pause_ms == 400
+def test_a_stretched_chunk_over_its_limit_that_a_session_waited_on_pauses_as_long_as_it_took() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    assert throttle.next(Observation(rows=3_500, duration_ms=700, waiter_ms=30)).pause_ms == 700
+
+
+def test_a_chunk_over_the_target_within_the_budget_limits_pauses_though_nobody_waited_on_it() -> None:
+    """Its statement timeout is under the target: running over it means the commit or the server stalled."""
+    throttle = AdaptiveThrottle(SETTINGS)
+    assert throttle.next(Observation(rows=1_000, duration_ms=400, waiter_ms=0.0)).pause_ms == 400
+
+
+def test_a_read_before_the_checks_over_its_limit_pauses_as_long_as_it_took() -> None:
+    """Reads hold no row lock anyone waits on; what they cost is WAL, and the pause lets the disk catch up."""
+    throttle = AdaptiveThrottle(SETTINGS, stretch=False)
+    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    assert throttle.next(Observation(rows=700, duration_ms=150, waiter_ms=0.0)).pause_ms == 150
+
+
+def test_a_stretched_chunk_over_its_limit_while_commits_stall_pauses_at_least_as_long_as_it_took() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    decision = throttle.next(Observation(rows=3_500, duration_ms=700, waiter_ms=0.0, commit_wait_ms=80))
+    assert decision.pause_ms == 700  # a queue on WAL flushes, which no lock shows
 
 
 def test_reads_before_the_checks_never_stretch_their_limits() -> None:
