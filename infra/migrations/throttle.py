@@ -97,9 +97,9 @@ class ThrottleSettings:
 
 @dataclass(frozen=True)
 class ChunkLimits:
-    """How long a chunk may last: over_ms is too long (shrink; pause, unless stretched and nobody waited); budget_ms is what sizing aims at; at
-    timeout_ms the server cancels it (None: never); after patience_ms of a session waiting on it, the lock watch
-    does (None: never, the timeout is under the target already)."""
+    """How long a chunk may last: over_ms is too long (shrink; pause, unless stretched and nobody waited); budget_ms
+    is what sizing aims at; at timeout_ms the server cancels it (None: never); after patience_ms of a session waiting
+    on it, the lock watch does (None: never, the timeout is under the target already)."""
 
     over_ms: float
     budget_ms: float
