@@ -100,10 +100,10 @@ class TimeSplit:
 
     chunks_s: float = 0.0
     not_kept_s: float = 0.0
-    paused_s: float = 0.0
+    asleep_s: float = 0.0
 
     def cell(self) -> str:
-        return f"{self.chunks_s:.0f} s / {self.not_kept_s:.0f} s / {self.paused_s:.0f} s"
+        return f"{self.chunks_s:.0f} s / {self.not_kept_s:.0f} s / {self.asleep_s:.0f} s"
 
 
 @dataclass(frozen=True)
@@ -242,7 +242,7 @@ def adaptive(batch: Batch, fixed: int | None = None) -> Action:
         def pause(seconds: float) -> None:
             began = time.monotonic()
             time.sleep(seconds)
-            split.paused_s += time.monotonic() - began
+            split.asleep_s += time.monotonic() - began
 
         def on(event: BackfillProgress) -> None:
             phases.append((time.monotonic(), f"{event.part} {event.phase}"))
@@ -441,7 +441,7 @@ def _print(r: Result) -> None:
           f"writes max {w.max_ms:.0f} ms p99 {w.p99_ms:.0f} ms, failed {w.failed}, longest lock {r.longest_lock_ms:.0f} ms{lag}"
           f"; slowest write during: {slowest_during(r)}; WAL-forced checkpoints {r.wal_checkpoints}"
           f"; WAL segments ready at start {r.wal_ready}, created by sessions {r.wal_created}"
-          f"{'; in chunks / not kept / paused ' + r.split.cell() if r.split else ''}",
+          f"{'; in chunks / not kept / asleep ' + r.split.cell() if r.split else ''}",
           flush=True)
 
 

@@ -38,7 +38,7 @@ def write(out: Path, leads: int, entries: int, seed_s: float, info: Any, setting
         "backfill's chunk transactions, the reads before the checks included / of that, chunks not kept (rolled back",
         "at a timeout or for a waiting session, or a lock not taken in time) / asleep (the throttle's pauses, and the waits",
         "for a lagging replica).", "",
-        f"| scenario | outcome | time | rows/s | writes | failed | p99 ms | max ms | writes over {TARGET_MS:.0f} ms | slowest write during | longest lock ms | WAL checkpoints | WAL segments | time in chunks / not kept / paused | max replay lag |",
+        f"| scenario | outcome | time | rows/s | writes | failed | p99 ms | max ms | writes over {TARGET_MS:.0f} ms | slowest write during | longest lock ms | WAL checkpoints | WAL segments | time in chunks / not kept / asleep | max replay lag |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in results:

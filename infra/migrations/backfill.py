@@ -316,7 +316,7 @@ class _Filler:
                                waiter_ms=self.watches.waiter_ms())
             self._stop_if_commits_stalled(where)  # the cause, rather than ChunkTooSlow's "check the server"
             if self._too_slow(size):
-                self._emit(where, self.throttle.next(seen), took, kept=False)
+                self._emit(where, self.throttle.next(seen), took, kept=seen.kept)
                 raise ChunkTooSlow(self.batch.name, where.name, size, took, self._cancelled_at_min, where.phase,
                                    where.after) from None
             self._after(where, seen)
@@ -431,7 +431,7 @@ class _Filler:
 
     def _after(self, where: _Where, seen: Observation) -> None:
         decision = self.throttle.next(seen)
-        self._emit(where, decision, seen.duration_ms, kept=not (seen.lock_wait or seen.cancelled or seen.cancelled_for_waiter))
+        self._emit(where, decision, seen.duration_ms, kept=seen.kept)
         self._verify_lock()
         if decision.pause_ms > 0:
             self.run.sleep(decision.pause_ms / 1000)

@@ -7,6 +7,11 @@ every POLL_S, on a connection of its own, for sessions waiting on a lock the bac
 pg_blocking_pids for whom they wait on, evaluated only for those, and waitstart (PostgreSQL 14 and later) for how
 long they have waited for that lock. Between chunks it does not look: the backfill's session then holds no row lock.
 
+"Nobody waited on the chunk" takes a look that began within COVERED_POLLS poll intervals of its end: a session that
+began to wait after the last look has waited at most that long unseen. (The first look, at the chunk's start, comes
+before the chunk holds any row lock: a chunk whose later looks were held up has not been watched.) A wait that was
+seen is reported however the looks after it went: it is a lower bound.
+
 The throttle reads the longest wait seen during the last chunk (throttle.py: chunks keep to the chunk budget while
 the application contends for their rows, and may grow past it while nobody does). A chunk that may run past that
 budget carries a patience: once a session has waited that long for a lock the chunk holds, the watch cancels the
@@ -21,6 +26,7 @@ chunk's end raises LockWatchFailed, so the backfill stops instead of running ano
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
@@ -31,6 +37,7 @@ from .backfill_errors import LockWatchFailed, one_line
 from .beside import start_beside
 
 POLL_S = 0.02
+COVERED_POLLS = 2  # a chunk is watched when a look began at most this many poll intervals before its end
 STOP_TIMEOUT_S = 10.0
 LOOK_TIMEOUT_MS = 5_000  # a look held up this long fails the watch (LockWatchFailed): the server is in trouble
 WAITSTART_SINCE = 140000  # pg_locks.waitstart
@@ -54,8 +61,9 @@ class LockWatch:
     end of the chunk whose cancel failed, in the backfill's thread."""
 
     def __init__(self, batch: str, pid: int, connect: Callable[[], psycopg.Connection], cancel: Callable[[], None],
-                 every_s: float = POLL_S) -> None:
+                 every_s: float = POLL_S, clock: Callable[[], float] = time.monotonic) -> None:
         self._batch, self._pid, self._connect, self._cancel, self._every_s = batch, pid, connect, cancel, every_s
+        self._clock = clock
         self._conn: psycopg.Connection | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -63,11 +71,12 @@ class LockWatch:
         self._lock = threading.Lock()
         self._chunk = 0  # which chunk is (or was last) in flight
         self._looks = 0  # looks finished during it
+        self._last_look_at = 0.0  # when the last of them began (clock)
         self._worst_ms = 0.0  # the longest wait seen during it
         self._patience_ms: float | None = None  # set while a chunk that may be cancelled is in flight
         self._cancelled = False  # the watch cancelled it
         self._cancel_failed: BaseException | None = None  # a cancel of the watch's failed (it may still arrive)
-        self._unwatched = False  # no look finished during it
+        self._unwatched = False  # no look finished during it, or none near its end and nobody seen waiting
         self._error: BaseException | None = None
 
     def __enter__(self) -> LockWatch:
@@ -102,7 +111,8 @@ class LockWatch:
             with self._lock:
                 self._in_flight.clear()
                 self._patience_ms = None
-                self._unwatched = not self._looks
+                self._unwatched = not self._looks or (
+                    not self._worst_ms and self._clock() - self._last_look_at > COVERED_POLLS * self._every_s)
                 failed = self._cancel_failed
             if failed is not None:
                 raise self._failed(failed) from failed
@@ -113,8 +123,9 @@ class LockWatch:
             return self._cancelled
 
     def waiter_ms(self) -> float | None:
-        """The longest any session waited for a lock of the backfill's during the last chunk (0: nobody; None: no
-        look finished during it: too short, or the looks held up)."""
+        """The longest any session waited for a lock of the backfill's during the last chunk, as seen (0: nobody;
+        None: not watched, that is no look finished during it, or nobody was seen waiting and the last look began
+        more than COVERED_POLLS poll intervals before its end)."""
         with self._lock:
             if self._error is not None:
                 raise self._failed(self._error) from self._error
@@ -138,11 +149,13 @@ class LockWatch:
     def _look(self, conn: psycopg.Connection) -> None:
         with self._lock:
             chunk = self._chunk
+        began = self._clock()
         longest, waiters = conn.execute(WAITERS, {"pid": self._pid}).fetchone()
         with self._lock:
             if chunk != self._chunk or not self._in_flight.is_set():
                 return  # the chunk looked at is over: what was seen was another chunk's
             self._looks += 1
+            self._last_look_at = began
             if waiters:
                 self._worst_ms = max(self._worst_ms, float(longest), 1.0)
                 if (self._patience_ms is not None and not self._cancelled and self._cancel_failed is None

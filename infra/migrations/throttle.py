@@ -135,6 +135,12 @@ class Observation:
     def ms_per_row(self) -> float:
         return max(self.duration_ms, 1.0) / self.rows
 
+    @property
+    def kept(self) -> bool:
+        """What the chunk did was committed: it was not rolled back (its timeout, a waiting session) and it took its
+        locks in time."""
+        return not (self.lock_wait or self.cancelled or self.cancelled_for_waiter)
+
 
 @dataclass(frozen=True)
 class Decision:

@@ -67,9 +67,20 @@ def looks() -> Looks:
     return Looks()
 
 
+class Clock:
+    """The watch's clock, moved only by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @contextmanager
-def watching(looks: Looks, cancel: Cancels) -> Iterator[LockWatch]:
-    with LockWatch("0002_x", 4242, lambda: looks, cancel, every_s=0) as watch:  # type: ignore[arg-type, return-value]
+def watching(looks: Looks, cancel: Cancels, clock: Clock | None = None) -> Iterator[LockWatch]:
+    """A watch that looks every 20 ms of its clock, which stands still unless the test moves it."""
+    with LockWatch("0002_x", 4242, lambda: looks, cancel, every_s=0.02, clock=clock or Clock()) as watch:  # type: ignore[arg-type, return-value]
         try:
             yield watch
         finally:
@@ -133,6 +144,36 @@ def test_a_chunk_without_one_look_finished_during_it_reads_as_not_watched(looks:
         with watch.chunk(patience_ms=50):
             looks.next_look()  # held up: not answered during the chunk
         assert watch.waiter_ms() is None
+
+
+def test_a_chunk_whose_last_look_began_over_two_poll_intervals_before_its_end_reads_as_not_watched(
+        looks: Looks) -> None:
+    clock = Clock()
+    with watching(looks, Cancels(), clock) as watch:
+        with watch.chunk(patience_ms=50):
+            looks.next_look()
+            looks.answers.put(NOBODY)  # the look at the chunk's start finishes
+            looks.next_look()  # the next one begins, and is held up past the chunk's end
+            clock.now += 0.041
+        assert watch.waiter_ms() is None
+        with watch.chunk(patience_ms=50):
+            looks.answers.put(NOBODY)  # the held-up look, answered during this chunk: not counted
+            looks.next_look()
+            looks.answers.put(NOBODY)
+            looks.next_look()
+            clock.now += 0.039  # the last finished look began within two poll intervals of the end: covered
+        assert watch.waiter_ms() == 0
+
+
+def test_a_wait_seen_during_a_chunk_is_reported_however_the_looks_after_it_went(looks: Looks) -> None:
+    clock = Clock()
+    with watching(looks, Cancels(), clock) as watch:
+        with watch.chunk(patience_ms=None):
+            looks.next_look()
+            looks.answers.put((30.0, 1))
+            looks.next_look()  # held up past the chunk's end
+            clock.now += 0.5
+        assert watch.waiter_ms() == 30.0
 
 
 def test_what_a_chunk_saw_is_its_own(looks: Looks) -> None:

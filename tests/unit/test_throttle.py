@@ -316,3 +316,10 @@ def test_a_session_waiting_while_commits_stall_still_brings_the_next_chunk_withi
     decision = throttle.next(Observation(rows=3_500, duration_ms=350, waiter_ms=30, commit_wait_ms=80))
     assert decision.chunk_rows == 700  # the stall keeps the size, the waiter brings it within the budget
     assert decision.pause_ms == 100
+
+
+def test_a_chunk_is_kept_unless_rolled_back_or_its_locks_not_taken_in_time() -> None:
+    assert Observation(rows=500, duration_ms=40).kept
+    assert not Observation(rows=500, duration_ms=91, cancelled=True).kept
+    assert not Observation(rows=500, duration_ms=60, cancelled_for_waiter=True, waiter_ms=50).kept
+    assert not Observation(rows=0, duration_ms=70, lock_wait=True).kept
