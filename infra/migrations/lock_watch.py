@@ -7,10 +7,12 @@ every POLL_S, on a connection of its own, for sessions waiting on a lock the bac
 pg_blocking_pids for whom they wait on, evaluated only for those, and waitstart (PostgreSQL 14 and later) for how
 long they have waited for that lock. Between chunks it does not look: the backfill's session then holds no row lock.
 
-"Nobody waited on the chunk" takes a look that began within COVERED_POLLS poll intervals of its end: a session that
-began to wait after the last look has waited at most that long unseen. (The first look, at the chunk's start, comes
-before the chunk holds any row lock: a chunk whose later looks were held up has not been watched.) A wait that was
-seen is reported however the looks after it went: it is a lower bound.
+"Nobody waited on the chunk" takes a look that began within COVERED_POLLS of the watch's cycles (a poll interval
+plus the last look's own time) of the chunk's end: a session that began to wait after the last look has waited at
+most that long unseen. The first look, at the chunk's start, comes before the chunk holds any row lock, so alone it
+covers only a chunk that ends soon after it; a chunk during which no look finished (one shorter than a look), or
+whose later looks were held up, has not been watched. A wait that was seen is reported however the looks after it
+went: it is a lower bound.
 
 The throttle reads the longest wait seen during the last chunk (throttle.py: chunks keep to the chunk budget while
 the application contends for their rows, and may grow past it while nobody does). A chunk that may run past that
@@ -37,7 +39,7 @@ from .backfill_errors import LockWatchFailed, one_line
 from .beside import start_beside
 
 POLL_S = 0.02
-COVERED_POLLS = 2  # a chunk is watched when a look began at most this many poll intervals before its end
+COVERED_POLLS = 2  # a chunk is watched when a look began at most this many cycles (interval + look) before its end
 STOP_TIMEOUT_S = 10.0
 LOOK_TIMEOUT_MS = 5_000  # a look held up this long fails the watch (LockWatchFailed): the server is in trouble
 WAITSTART_SINCE = 140000  # pg_locks.waitstart
@@ -72,6 +74,7 @@ class LockWatch:
         self._chunk = 0  # which chunk is (or was last) in flight
         self._looks = 0  # looks finished during it
         self._last_look_at = 0.0  # when the last of them began (clock)
+        self._last_look_s = 0.0  # how long it took
         self._worst_ms = 0.0  # the longest wait seen during it
         self._patience_ms: float | None = None  # set while a chunk that may be cancelled is in flight
         self._cancelled = False  # the watch cancelled it
@@ -112,7 +115,7 @@ class LockWatch:
                 self._in_flight.clear()
                 self._patience_ms = None
                 self._unwatched = not self._looks or (
-                    not self._worst_ms and self._clock() - self._last_look_at > COVERED_POLLS * self._every_s)
+                    not self._worst_ms and self._clock() - self._last_look_at > COVERED_POLLS * (self._every_s + self._last_look_s))
                 failed = self._cancel_failed
             if failed is not None:
                 raise self._failed(failed) from failed
@@ -125,7 +128,7 @@ class LockWatch:
     def waiter_ms(self) -> float | None:
         """The longest any session waited for a lock of the backfill's during the last chunk, as seen (0: nobody;
         None: not watched, that is no look finished during it, or nobody was seen waiting and the last look began
-        more than COVERED_POLLS poll intervals before its end)."""
+        more than COVERED_POLLS cycles, a poll interval and that look's own time each, before its end)."""
         with self._lock:
             if self._error is not None:
                 raise self._failed(self._error) from self._error
@@ -155,7 +158,7 @@ class LockWatch:
             if chunk != self._chunk or not self._in_flight.is_set():
                 return  # the chunk looked at is over: what was seen was another chunk's
             self._looks += 1
-            self._last_look_at = began
+            self._last_look_at, self._last_look_s = began, self._clock() - began
             if waiters:
                 self._worst_ms = max(self._worst_ms, float(longest), 1.0)
                 if (self._patience_ms is not None and not self._cancelled and self._cancel_failed is None

@@ -79,7 +79,7 @@ class Clock:
 
 @contextmanager
 def watching(looks: Looks, cancel: Cancels, clock: Clock | None = None) -> Iterator[LockWatch]:
-    """A watch that looks every 20 ms of its clock, which stands still unless the test moves it."""
+    """A watch that waits 20 ms between looks and stamps them with `clock`, which stands still unless the test moves it."""
     with LockWatch("0002_x", 4242, lambda: looks, cancel, every_s=0.02, clock=clock or Clock()) as watch:  # type: ignore[arg-type, return-value]
         try:
             yield watch
@@ -162,6 +162,26 @@ def test_a_chunk_whose_last_look_began_over_two_poll_intervals_before_its_end_re
             looks.answers.put(NOBODY)
             looks.next_look()
             clock.now += 0.039  # the last finished look began within two poll intervals of the end: covered
+        assert watch.waiter_ms() == 0
+
+
+def test_coverage_counts_from_when_the_last_look_began_allowing_for_how_long_it_took(looks: Looks) -> None:
+    clock = Clock()
+    with watching(looks, Cancels(), clock) as watch:
+        with watch.chunk(patience_ms=50):
+            looks.next_look()
+            clock.now += 0.030  # the look takes 30 ms: a cycle is 50 ms, two of them 100 ms
+            looks.answers.put(NOBODY)
+            looks.next_look()  # the next one begins 30 ms after the last, and is held up
+            clock.now += 0.075  # the chunk ends 105 ms after the last finished look began (75 ms after it ended)
+        assert watch.waiter_ms() is None
+        with watch.chunk(patience_ms=50):
+            looks.answers.put(NOBODY)  # the held-up look, answered during this chunk: not counted
+            looks.next_look()
+            clock.now += 0.030
+            looks.answers.put(NOBODY)
+            looks.next_look()
+            clock.now += 0.065  # 95 ms after the last finished look began: covered
         assert watch.waiter_ms() == 0
 
 
