@@ -8,6 +8,8 @@ lead with customer_id, a random job's status update), runs:
 - writers-alone: no backfill for 10 min (--floor-seconds), the latency the writers see by themselves here;
 - adaptive: the engine's backfill (apply_batch of 0002), the throttle sized by the stack defaults;
 - fixed: the same chunks at a fixed 1,000 rows, no pause (pgroll's default);
+- adaptive-unstretched, only when named in --only: adaptive with the stretched limits and the lock watch off
+  (ThrottleSettings.stretch_uncontended), to measure what they bring;
 - each of adaptive and fixed again with a streaming replica (pg_basebackup -R), reporting its replay lag;
 - tighten: batch 0003 on the adaptive scenario's database, as in production (0002 applied under traffic);
 - naive, last (the contrast, and the longest to run): every part set-based over its whole table, all in one
@@ -39,6 +41,7 @@ from infra.migrations.backfill import BackfillProgress, BackfillRun, ReplayLag, 
 from infra.migrations.plan import Batch, load_batches
 from infra.migrations.runner import RunSettings, apply_batch
 from infra.migrations.target import Target
+from infra.migrations.throttle import ThrottleSettings
 
 from . import legacy, wal
 from .server import (BENCH_SETTINGS, FAST_LOAD, bench_server, checkpoints_requested, clone, configure, drop, machine,
@@ -232,7 +235,7 @@ def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Act
                   max(inside) if inside else None, series, phases, checkpoints, pool, created, done.split)
 
 
-def adaptive(batch: Batch, fixed: int | None = None) -> Action:
+def adaptive(batch: Batch, fixed: int | None = None, stretch: bool = True) -> Action:
     def action(dsn: str, phases: list[tuple[float, str]]) -> Done:
         seen: dict[str, BackfillProgress] = {}
         longest = [0.0]
@@ -255,7 +258,8 @@ def adaptive(batch: Batch, fixed: int | None = None) -> Action:
             if event.phase == "done" or time.monotonic() - shown[0] >= PROGRESS_EVERY_S:
                 shown[0] = time.monotonic()
                 print(f"    {event.line()}", flush=True)
-        run = BackfillRun(fixed_chunk_rows=fixed, on_progress=on, sleep=pause)
+        run = BackfillRun(ThrottleSettings(stretch_uncontended=stretch), fixed_chunk_rows=fixed, on_progress=on,
+                          sleep=pause)
         try:
             apply_batch(Target.from_dsn(dsn), batch, RunSettings(stack="bench", backfill=run))
             outcome = "applied and validated"
@@ -352,9 +356,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             write(args.out, args.leads, entries, seed_s, info, settings, load, results, quiet=True)
 
         plain = (("writers-alone", writers_alone(args.floor_seconds)), ("adaptive", adaptive(b2)),
-                 ("fixed-1000", adaptive(b2, 1000)))
+                 ("adaptive-unstretched", adaptive(b2, stretch=False)), ("fixed-1000", adaptive(b2, 1000)))
         for name, action in plain:
-            if chosen(name):
+            if chosen(name) if name != "adaptive-unstretched" else name in wanted:
                 print(f"scenario {name} ...", flush=True)
                 keep = name == "adaptive" and chosen("tighten-0003")
                 result = run_scenario(server, name, job_ids, action, keep=keep)

@@ -149,7 +149,8 @@ def run_backfill(conn: psycopg.Connection, target: Target, batch: Batch, run: Ba
     # Fixed chunks (the comparison point) do not listen to the database, so they pay for no watches either.
     fixed = run.fixed_chunk_rows is not None
     watch = nullcontext() if fixed else CommitWatch(batch.name, lambda: target.connect(autocommit=True))
-    watch_locks = not fixed and lock_watch.supported(conn)  # else chunks keep to the budget
+    # The lock watch serves the stretched limits only: without them, chunks keep to the budget whoever waits.
+    watch_locks = not fixed and run.throttle.stretch_uncontended and lock_watch.supported(conn)
     waiters = LockWatch(batch.name, conn.info.backend_pid, lambda: target.connect(autocommit=True),
                         partial(conn.cancel_safe, timeout=CANCEL_TIMEOUT_S)) if watch_locks else nullcontext()
     with target.connect(autocommit=True) as monitor, watch as commits, waiters as locks:
@@ -409,7 +410,7 @@ class _Filler:
     def _new_throttle(self, stretch: bool = True) -> AdaptiveThrottle | FixedThrottle:
         if self.run.fixed_chunk_rows:
             return FixedThrottle(self.run.fixed_chunk_rows)
-        return AdaptiveThrottle(self.run.throttle, stretch)
+        return AdaptiveThrottle(self.run.throttle, stretch and self.run.throttle.stretch_uncontended)
 
     # -- validation -------------------------------------------------------------------------------------
     def validate(self, checks: Callable[[], tuple[CheckResult, ...]]) -> tuple[CheckResult, ...]:

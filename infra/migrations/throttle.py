@@ -9,7 +9,8 @@ limits stretch UNCONTENDED times (a table the application does not write, rows i
 chunks, for less fixed cost per row; their statement timeout is STRETCHED_TIMEOUT times their stretched limit
 (not CHUNK_TIMEOUT of it), since it no longer protects a waiting session. Such a chunk carries a patience
 (WAIT_PATIENCE of the target): a session that has waited that long on it gets the chunk cancelled by the watch,
-rolled back, its locks released; the next chunks keep to the budget again. Without the watch, chunks always keep to the budget.
+rolled back, its locks released; the next chunks keep to the budget again. Without the watch, chunks always keep to the
+budget; and the engine runs without it when ThrottleSettings.stretch_uncontended is off (the benchmark's comparison).
 
 Within the limits, it sizes chunks from the measured cost per row, and it backs off on the signals the database
 gives:
@@ -72,6 +73,9 @@ class ThrottleSettings:
     max_chunk_rows: int = 20_000
     max_replay_lag_ms: int = 2_000
     initial_chunk_rows: int = 1_000
+    # Not a stack setting: False turns the stretched limits off, and the lock watch they need (the bench's
+    # adaptive-unstretched, to measure whether they pay: bench/RESULTS.md, "Order, the watches, and the size").
+    stretch_uncontended: bool = True
 
     @property
     def chunk_budget_ms(self) -> float:
