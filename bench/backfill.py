@@ -1,6 +1,6 @@
 """`make bench-backfill`: batch 0002's backfill under concurrent writes, adaptive vs fixed vs naive, and 0003.
 
-    python -m bench.backfill [--leads N] [--out DIR] [--no-replica] [--only adaptive,fixed-1000,...]
+    python -m bench.backfill [--leads N] [--out DIR] [--no-replica] [--only adaptive,fixed-1000,...] [--rounds 2]
 
 Seeds N leads (one job each) with legacy conversation data (bench/legacy.py) in a template, then on fresh
 copies, with 4 writer processes running the application's post-deploy transaction (a new customer and its
@@ -14,7 +14,9 @@ lead with customer_id, a random job's status update), runs:
 - tighten: batch 0003 on the adaptive scenario's database, as in production (0002 applied under traffic);
 - naive, last (the contrast, and the longest to run): every part set-based over its whole table, all in one
   transaction (statements of at most NAIVE_KEYS_PER_STATEMENT keys: one jsonb value is limited to 256 MB).
-Each scenario's database is dropped once measured.
+Each scenario's database is dropped once measured. With --rounds 2, the backfills through the engine (adaptive,
+adaptive-unstretched, fixed-1000, as chosen) run again after the first round, in the reverse order, named "... (2)":
+where a scenario runs in a run matters (bench/RESULTS.md), and opposite orders balance it.
 Writes bench/BACKFILL-RESULTS section into bench/RESULTS.md and bench/backfill-latency-N.png.
 """
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import shutil
 import signal
 import sys
@@ -63,6 +66,9 @@ PREPARE_CHUNK_ROWS = 20_000
 # Naive: at most this many keys per statement. One statement cannot build a jsonb value over 256 MB, and at 2M
 # leads one part's legacy history is more than that; every statement still runs in the one transaction.
 NAIVE_KEYS_PER_STATEMENT = 250_000
+SCENARIOS = ("writers-alone", "adaptive", "tighten-0003", "adaptive-unstretched", "fixed-1000", "adaptive+replica",
+             "fixed-1000+replica", "naive")
+OPT_IN = frozenset({"adaptive-unstretched"})  # run only when named in --only
 
 
 def server_settings() -> dict[str, str]:
@@ -196,7 +202,7 @@ Action = Callable[[str, list[tuple[float, str]]], Done]
 
 
 def database_of(scenario: str) -> str:
-    return f"bench_{scenario.replace('-', '_').replace('+', '_')}"
+    return "bench_" + re.sub(r"[^a-z0-9]+", "_", scenario.lower()).strip("_")
 
 
 def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Action,
@@ -328,14 +334,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench")
     parser.add_argument("--no-replica", action="store_true")
     parser.add_argument("--floor-seconds", type=float, default=FLOOR_S, help="how long writers-alone measures")
-    parser.add_argument("--only", default="", help="comma-separated scenarios to run (default: all), e.g. adaptive,fixed-1000")
+    parser.add_argument("--only", default="", help="comma-separated scenarios to run (default: all but "
+                        f"{', '.join(sorted(OPT_IN))}), of: {', '.join(SCENARIOS)}")
+    parser.add_argument("--rounds", type=int, choices=(1, 2), default=1,
+                        help="2: the backfills through the engine again, in the reverse order")
     args = parser.parse_args(argv)
     # Stopped from outside (kill, timeout): leave as on Ctrl-C, so the servers stop and their data is removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     wanted = set(filter(None, args.only.split(",")))
+    if wanted - set(SCENARIOS):
+        parser.error(f"unknown scenario {', '.join(sorted(wanted - set(SCENARIOS)))}; choose from {', '.join(SCENARIOS)}")
 
     def chosen(name: str) -> bool:
-        return not wanted or name in wanted
+        return name in wanted or (not wanted and name not in OPT_IN)
     batches = load_batches(REPO / "sql")
     b2, b3 = batches[2], batches[3]
     load = os.getloadavg()[0]
@@ -355,20 +366,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print(result)
             write(args.out, args.leads, entries, seed_s, info, settings, load, results, quiet=True)
 
-        plain = (("writers-alone", writers_alone(args.floor_seconds)), ("adaptive", adaptive(b2)),
-                 ("adaptive-unstretched", adaptive(b2, stretch=False)), ("fixed-1000", adaptive(b2, 1000)))
-        for name, action in plain:
-            if chosen(name) if name != "adaptive-unstretched" else name in wanted:
-                print(f"scenario {name} ...", flush=True)
-                keep = name == "adaptive" and chosen("tighten-0003")
-                result = run_scenario(server, name, job_ids, action, keep=keep)
-                record(result)
-                if keep:  # 0003 right away, on the database the adaptive backfill left (dropped after)
-                    print("scenario tighten-0003 ...", flush=True)
-                    applied = result.outcome == "applied and validated"
-                    if not applied:
-                        drop(server, database_of(name))
-                    record(_tighten(server, job_ids, b2, b3, database_of(name) if applied else None))
+        # The backfills through the engine, in this order.
+        engine = [(name, action) for name, action in (
+            ("adaptive", adaptive(b2)), ("adaptive-unstretched", adaptive(b2, stretch=False)),
+            ("fixed-1000", adaptive(b2, 1000))) if chosen(name)]
+        first = [("writers-alone", writers_alone(args.floor_seconds))] if chosen("writers-alone") else []
+        for name, action in first + engine:
+            print(f"scenario {name} ...", flush=True)
+            keep = name == "adaptive" and chosen("tighten-0003")
+            result = run_scenario(server, name, job_ids, action, keep=keep)
+            record(result)
+            if keep:  # 0003 right away, on the database the adaptive backfill left (dropped after)
+                print("scenario tighten-0003 ...", flush=True)
+                applied = result.outcome == "applied and validated"
+                if not applied:
+                    drop(server, database_of(name))
+                record(_tighten(server, job_ids, b2, b3, database_of(name) if applied else None))
+        if args.rounds == 2:
+            for name, action in reversed(engine):
+                print(f"scenario {name} (2) ...", flush=True)
+                record(run_scenario(server, f"{name} (2)", job_ids, action))
         if not args.no_replica and (chosen("adaptive+replica") or chosen("fixed-1000+replica")):
             replica = start_replica(server, Path(tmp))
             try:

@@ -47,7 +47,7 @@ def write(out: Path, leads: int, entries: int, seed_s: float, info: Any, setting
         lag = f"{r.max_lag_ms / 1000:.2f} s" if r.max_lag_ms is not None else "—"
         lines.append(f"| {r.name} | {r.outcome[:120]} | {secs:.1f} s | {r.rows / secs if secs else 0:,.0f} | {w.writes} | "
                      f"{w.failed} | {w.p99_ms:.1f} | {w.max_ms:.1f} | {over_target(r)} | {slowest_during(r)} | {r.longest_lock_ms:.0f} | {_count(r.wal_checkpoints)} | {_count(r.wal_ready)} / {_count(r.wal_created)} | {r.split.cell() if r.split else '—'} | {lag} |")
-    lines += ["", "| target | measured | met |", "|---|---|---|", *_targets(by), "",
+    lines += ["", "| target | measured | met |", "|---|---|---|", *_targets(by, results), "",
               f"![write latency during the backfills]({plot_name})"]
     section = "\n".join(lines)
     path = out / "RESULTS.md"
@@ -103,7 +103,16 @@ def _count(value: int | None) -> str:
     return "—" if value is None else str(value)
 
 
-def _targets(by: dict[str, Any]) -> list[str]:
+def rounds_of(results: Sequence[Any], name: str) -> list[Any]:
+    """Every round of a scenario: `name`, then "`name` (2)" when the run repeated it (--rounds 2)."""
+    return [r for r in results if r.name in (name, f"{name} (2)")]
+
+
+def _rate(r: Any) -> float:
+    return r.rows / (r.end - r.start) if r.end > r.start else 0.0
+
+
+def _targets(by: dict[str, Any], results: Sequence[Any]) -> list[str]:
     out = []
 
     def goal(text: str, measured: str, met: bool) -> None:
@@ -113,22 +122,23 @@ def _targets(by: dict[str, Any]) -> list[str]:
         b = by["writers-alone"]
         w = window_stats(b.samples, b.start, b.end)
         out.append(f"| (the floor) writers alone, no backfill: max / p99 write latency | {w.max_ms:.0f} / {w.p99_ms:.0f} ms | — |")
-    for name in ("adaptive", "adaptive+replica"):
-        if name in by:
-            w = window_stats(by[name].samples, by[name].start, by[name].end)
-            goal(f"{name}: max write latency <= {TARGET_MS:.0f} ms", f"{w.max_ms:.0f} ms", w.max_ms <= TARGET_MS)
-            goal(f"{name}: zero failed writes", str(w.failed), w.failed == 0)
+    for r in rounds_of(results, "adaptive") + rounds_of(results, "adaptive+replica"):
+        w = window_stats(r.samples, r.start, r.end)
+        goal(f"{r.name}: max write latency <= {TARGET_MS:.0f} ms", f"{w.max_ms:.0f} ms", w.max_ms <= TARGET_MS)
+        goal(f"{r.name}: zero failed writes", str(w.failed), w.failed == 0)
     if "adaptive+replica" in by:
         lag = by["adaptive+replica"].max_lag_ms
         goal(f"adaptive+replica: max replay lag <= {TARGET_LAG_S:.0f} s",
              "not measured: no replica streamed during it" if lag is None else f"{lag / 1000:.2f} s",
              lag is not None and lag / 1000 <= TARGET_LAG_S)
-    if "adaptive" in by and "fixed-1000" in by:
-        a, f = by["adaptive"], by["fixed-1000"]
-        wa, wf = window_stats(a.samples, a.start, a.end), window_stats(f.samples, f.start, f.end)
-        ra, rf = a.rows / (a.end - a.start), f.rows / (f.end - f.start)
-        goal("adaptive beats fixed-1000 on rows/s at equal or better max latency",
-             f"{ra:,.0f} vs {rf:,.0f} rows/s; max {wa.max_ms:.0f} vs {wf.max_ms:.0f} ms", ra > rf and wa.max_ms <= wf.max_ms)
+    adaptive, fixed = rounds_of(results, "adaptive"), rounds_of(results, "fixed-1000")
+    if adaptive and fixed:
+        # Over every round of each (opposite orders with --rounds 2): the mean rate, the worst max.
+        ra, rf = (sum(map(_rate, rs)) / len(rs) for rs in (adaptive, fixed))
+        ma, mf = (max(window_stats(r.samples, r.start, r.end).max_ms for r in rs) for rs in (adaptive, fixed))
+        rounds = f" (mean rows/s and worst max over {len(adaptive)} and {len(fixed)} rounds)" if len(adaptive) + len(fixed) > 2 else ""
+        goal(f"adaptive beats fixed-1000 on rows/s at equal or better max latency{rounds}",
+             f"{ra:,.0f} vs {rf:,.0f} rows/s; max {ma:.0f} vs {mf:.0f} ms", ra > rf and ma <= mf)
     if "tighten-0003" in by:
         t = by["tighten-0003"]
         w = window_stats(t.samples, t.start, t.end)

@@ -410,7 +410,7 @@ class _Filler:
     def _new_throttle(self, stretch: bool = True) -> AdaptiveThrottle | FixedThrottle:
         if self.run.fixed_chunk_rows:
             return FixedThrottle(self.run.fixed_chunk_rows)
-        return AdaptiveThrottle(self.run.throttle, stretch and self.run.throttle.stretch_uncontended)
+        return AdaptiveThrottle(self.run.throttle, stretch)
 
     # -- validation -------------------------------------------------------------------------------------
     def validate(self, checks: Callable[[], tuple[CheckResult, ...]]) -> tuple[CheckResult, ...]:

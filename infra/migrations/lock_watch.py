@@ -9,7 +9,8 @@ long they have waited for that lock. Between chunks it does not look: the backfi
 
 "Nobody waited on the chunk" takes a look that began within COVERED_POLLS of the watch's cycles (a poll interval
 plus the last look's own time) of the chunk's end: a session that began to wait after the last look has waited at
-most that long unseen. The first look, at the chunk's start, comes before the chunk holds any row lock, so alone it
+most that long unseen (over a stretched chunk's patience, at the default target, once a look takes over 5 ms).
+The first look, at or soon after the chunk's start, may come before the chunk holds any row lock, so alone it
 covers only a chunk that ends soon after it; a chunk during which no look finished (one shorter than a look), or
 whose later looks were held up, has not been watched. A wait that was seen is reported however the looks after it
 went: it is a lower bound.
@@ -114,8 +115,9 @@ class LockWatch:
             with self._lock:
                 self._in_flight.clear()
                 self._patience_ms = None
+                cycle_s = self._every_s + self._last_look_s
                 self._unwatched = not self._looks or (
-                    not self._worst_ms and self._clock() - self._last_look_at > COVERED_POLLS * (self._every_s + self._last_look_s))
+                    not self._worst_ms and self._clock() - self._last_look_at > COVERED_POLLS * cycle_s)
                 failed = self._cancel_failed
             if failed is not None:
                 raise self._failed(failed) from failed

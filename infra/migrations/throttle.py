@@ -10,7 +10,8 @@ chunks, for less fixed cost per row; their statement timeout is STRETCHED_TIMEOU
 (not CHUNK_TIMEOUT of it), since it no longer protects a waiting session. Such a chunk carries a patience
 (WAIT_PATIENCE of the target): a session that has waited that long on it gets the chunk cancelled by the watch,
 rolled back, its locks released; the next chunks keep to the budget again. Without the watch, chunks always keep to the
-budget; and the engine runs without it when ThrottleSettings.stretch_uncontended is off (the benchmark's comparison).
+budget. With ThrottleSettings.stretch_uncontended off (the benchmark's comparison), the limits never stretch, and
+no lock watch runs.
 
 Within the limits, it sizes chunks from the measured cost per row, and it backs off on the signals the database
 gives:
@@ -66,7 +67,8 @@ WAIT_PATIENCE = 0.5  # of the target: how long a session may wait on a stretched
 
 @dataclass(frozen=True)
 class ThrottleSettings:
-    """Per stack: the application's write-latency target, the bounds on chunk size, the replica lag limit."""
+    """Per stack: the application's write-latency target, the bounds on chunk size, the replica lag limit. Not per
+    stack: the first chunk's size, and whether the limits may stretch (the bench and the tests)."""
 
     target_write_latency_ms: int = 100
     min_chunk_rows: int = 100
@@ -160,7 +162,8 @@ class AdaptiveThrottle:
 
     def __init__(self, settings: ThrottleSettings, stretch: bool = True) -> None:
         self.settings = settings
-        self._stretch = stretch  # False: the limits never stretch (reads: their cost is WAL, not lock waits)
+        # False: the limits never stretch (reads: their cost is WAL, not lock waits; or the settings say so)
+        self._stretch = stretch and settings.stretch_uncontended
         self.chunk_rows = self._clamp(settings.initial_chunk_rows)
         self._backoff_ms = 0.0
         self._ms_per_row: float | None = None

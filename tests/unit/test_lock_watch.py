@@ -146,7 +146,7 @@ def test_a_chunk_without_one_look_finished_during_it_reads_as_not_watched(looks:
         assert watch.waiter_ms() is None
 
 
-def test_a_chunk_whose_last_look_began_over_two_poll_intervals_before_its_end_reads_as_not_watched(
+def test_a_chunk_whose_last_look_began_over_two_cycles_before_its_end_reads_as_not_watched(
         looks: Looks) -> None:
     clock = Clock()
     with watching(looks, Cancels(), clock) as watch:
@@ -161,7 +161,7 @@ def test_a_chunk_whose_last_look_began_over_two_poll_intervals_before_its_end_re
             looks.next_look()
             looks.answers.put(NOBODY)
             looks.next_look()
-            clock.now += 0.039  # the last finished look began within two poll intervals of the end: covered
+            clock.now += 0.039  # the last finished look (of no time) began within two cycles of the end: covered
         assert watch.waiter_ms() == 0
 
 

@@ -323,3 +323,12 @@ def test_a_chunk_is_kept_unless_rolled_back_or_its_locks_not_taken_in_time() -> 
     assert not Observation(rows=500, duration_ms=91, cancelled=True).kept
     assert not Observation(rows=500, duration_ms=60, cancelled_for_waiter=True, waiter_ms=50).kept
     assert not Observation(rows=0, duration_ms=70, lock_wait=True).kept
+
+
+def test_with_stretching_off_the_limits_stay_at_the_budget_however_long_nobody_waits() -> None:
+    throttle = AdaptiveThrottle(ThrottleSettings(stretch_uncontended=False))
+    for _ in range(CALM_CHUNKS + 10):
+        throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=throttle.chunk_rows / 10, waiter_ms=0))
+    assert throttle.limits.patience_ms is None
+    assert throttle.limits.budget_ms == 70
+    assert throttle.chunk_rows == 700
