@@ -14,9 +14,10 @@ lead with customer_id, a random job's status update), runs:
 - tighten: batch 0003 on the adaptive scenario's database, as in production (0002 applied under traffic);
 - naive, last (the contrast, and the longest to run): every part set-based over its whole table, all in one
   transaction (statements of at most NAIVE_KEYS_PER_STATEMENT keys: one jsonb value is limited to 256 MB).
-Each scenario's database is dropped once measured. With --rounds 2, the backfills through the engine (adaptive,
-adaptive-unstretched, fixed-1000, as chosen) run again after the first round, in the reverse order, named "... (2)":
-where a scenario runs in a run matters (bench/RESULTS.md), and opposite orders balance it.
+Each scenario's database is dropped once measured. With --rounds 2, adaptive, adaptive-unstretched and fixed-1000
+(as chosen) run again after the first round, in the reverse order, named "... (2)": a scenario varies within a run
+by as much as the differences sought (bench/RESULTS.md), and two rounds in opposite orders average over its position
+and some of the noise. (0003, when chosen, runs once, after the first adaptive; the floor before the first round.)
 Writes bench/BACKFILL-RESULTS section into bench/RESULTS.md and bench/backfill-latency-N.png.
 """
 
@@ -337,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated scenarios to run (default: all but "
                         f"{', '.join(sorted(OPT_IN))}), of: {', '.join(SCENARIOS)}")
     parser.add_argument("--rounds", type=int, choices=(1, 2), default=1,
-                        help="2: the backfills through the engine again, in the reverse order")
+                        help="2: adaptive, adaptive-unstretched and fixed-1000 (as chosen) again, in the reverse order")
     args = parser.parse_args(argv)
     # Stopped from outside (kill, timeout): leave as on Ctrl-C, so the servers stop and their data is removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
