@@ -20,7 +20,6 @@ def write(out: Path, leads: int, entries: int, seed_s: float, info: Any, setting
     out.mkdir(parents=True, exist_ok=True)
     plot_name = f"backfill-latency-{leads}.png"
     _plot(out / plot_name, leads, results)
-    by = {r.name: r for r in results}
     lines = [
         f"## Backfill (batch 0002) and tighten (0003): {leads:,} leads, {leads:,} jobs, {entries:,} legacy entries", "",
         f"Written {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, on {info.cores} cores ({info.cpu_model}), "
@@ -45,9 +44,9 @@ def write(out: Path, leads: int, entries: int, seed_s: float, info: Any, setting
         w = window_stats(r.samples, r.start, r.end)
         secs = r.end - r.start
         lag = f"{r.max_lag_ms / 1000:.2f} s" if r.max_lag_ms is not None else "—"
-        lines.append(f"| {r.name} | {r.outcome[:120]} | {secs:.1f} s | {r.rows / secs if secs else 0:,.0f} | {w.writes} | "
+        lines.append(f"| {r.name} | {r.outcome[:120]} | {secs:.1f} s | {_rate(r):,.0f} | {w.writes} | "
                      f"{w.failed} | {w.p99_ms:.1f} | {w.max_ms:.1f} | {over_target(r)} | {slowest_during(r)} | {r.longest_lock_ms:.0f} | {_count(r.wal_checkpoints)} | {_count(r.wal_ready)} / {_count(r.wal_created)} | {r.split.cell() if r.split else '—'} | {lag} |")
-    lines += ["", "| target | measured | met |", "|---|---|---|", *_targets(by, results), "",
+    lines += ["", "| target | measured | met |", "|---|---|---|", *_targets(results), "",
               f"![write latency during the backfills]({plot_name})"]
     section = "\n".join(lines)
     path = out / "RESULTS.md"
@@ -112,7 +111,8 @@ def _rate(r: Any) -> float:
     return r.rows / (r.end - r.start) if r.end > r.start else 0.0
 
 
-def _targets(by: dict[str, Any], results: Sequence[Any]) -> list[str]:
+def _targets(results: Sequence[Any]) -> list[str]:
+    by = {r.name: r for r in results}
     out = []
 
     def goal(text: str, measured: str, met: bool) -> None:
