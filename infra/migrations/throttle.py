@@ -34,7 +34,8 @@ gives:
   writes) or on a synchronous standby, which no lock shows. Pause with exponential backoff, keeping the size
   (smaller chunks would write the same WAL in more commits; the pause is what lets the disk catch up; a chunk
   cancelled meanwhile is still halved); over a fifth of the target, do not grow;
-- a streaming replica replays too far behind: halve, and wait until the lag is back under half the limit;
+- a streaming replica replays too far behind: halve (or less, to fit the budget, when the chunk was also over its
+  limit, pausing as long as it took first), and wait until the lag is back under half the limit;
 - otherwise: aim at the budget from the cost per row of the recent full chunks, at most doubling per chunk,
   with no pause (a pause would not shorten any wait; it would only lengthen the run).
 
@@ -228,16 +229,19 @@ class AdaptiveThrottle:
                                   f"commits stalling: a commit waited {seen.commit_wait_ms:.0f} ms longer than "
                                   f"usual (target {s.target_write_latency_ms} ms)")
         self._backoff_ms = 0.0
+        # Over its limit: waiters may have queued behind it (not behind a stretched one nobody waited on).
+        drain_ms = seen.duration_ms if over and (before.patience_ms is None or seen.waiter_ms != 0) else 0.0
+        took = f"chunk of {seen.rows} rows took {seen.duration_ms:.0f} ms ({before.over_label})"
         if seen.replay_lag_ms is not None and seen.replay_lag_ms > s.max_replay_lag_ms / 2 and (
                 seen.rows == 0 or seen.replay_lag_ms > s.max_replay_lag_ms):
-            return Decision(self._clamp(self.chunk_rows // 2), LAG_POLL_MS,
-                            f"replica replay lag {seen.replay_lag_ms / 1000:.1f} s (limit {s.max_replay_lag_ms / 1000:.1f} s)")
+            # The lag halves the chunk; a chunk also over its limit shrinks to fit the budget if that is smaller.
+            lagging = f"replica replay lag {seen.replay_lag_ms / 1000:.1f} s (limit {s.max_replay_lag_ms / 1000:.1f} s)"
+            return Decision(self._clamp(min(self.chunk_rows // 2, scaled)), max(LAG_POLL_MS, drain_ms),
+                            f"{lagging}; {took}" if over else lagging)
         if seen.rows == 0:
             return Decision(self.chunk_rows, 0.0)
         if over:
-            queued = before.patience_ms is None or seen.waiter_ms != 0  # not for a stretched one nobody waited on
-            return Decision(self._clamp(scaled), seen.duration_ms if queued else 0.0,
-                            f"chunk of {seen.rows} rows took {seen.duration_ms:.0f} ms ({before.over_label})")
+            return Decision(self._clamp(scaled), drain_ms, took)
         # A waiter is the reason only when it ended stretched limits (within the budget, the cost was).
         return self._aim(seen, waited if before.patience_ms is not None else None)
 

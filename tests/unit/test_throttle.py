@@ -75,6 +75,14 @@ def test_replay_lag_over_the_limit_halves_the_chunk_and_waits() -> None:
     assert decision.slowed_because == "replica replay lag 3.5 s (limit 2.0 s)"
 
 
+def test_a_chunk_over_the_target_while_the_replica_lags_shrinks_to_the_budget_and_lets_waiters_drain() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    decision = throttle.next(Observation(rows=1_000, duration_ms=400, replay_lag_ms=3_500))  # not watched
+    assert decision.chunk_rows == 175  # the 70 ms budget at 2.5 rows per ms, not half of 1,000
+    assert decision.pause_ms == 400  # as long as it took, not the 250 ms lag poll
+    assert decision.slowed_because == "replica replay lag 3.5 s (limit 2.0 s); chunk of 1000 rows took 400 ms (target 100 ms)"
+
+
 def test_replay_lag_over_half_the_limit_stops_growth() -> None:
     throttle = AdaptiveThrottle(SETTINGS)
     decision = throttle.next(Observation(rows=1_000, duration_ms=5, replay_lag_ms=1_500))
