@@ -454,7 +454,7 @@ class _Filler:
         commit still waiting counts, so a stall that is over stops nothing."""
         waited = self.watches.commits.waiting_ms() if self.watches.commits else 0.0
         if waited > MAX_COMMIT_WAIT_S * 1000:
-            raise CommitsStalled(self.batch.name, where.name, waited, int(MAX_COMMIT_WAIT_S * 1000))
+            raise CommitsStalled(self.batch.name, where.name, waited, int(MAX_COMMIT_WAIT_S * 1000), where.unit)
 
     def _wait_for_replicas(self, where: _Where) -> None:
         """Before a chunk: while a replica replays too far behind, wait (polling) instead of writing more."""
@@ -464,7 +464,7 @@ class _Filler:
             if lag is None or lag <= self.run.throttle.max_replay_lag_ms / 2 or isinstance(self.throttle, FixedThrottle):
                 return
             if time.monotonic() > deadline:
-                raise ReplicaLagging(self.batch.name, where.name, lag, self.run.throttle.max_replay_lag_ms)
+                raise ReplicaLagging(self.batch.name, where.name, lag, self.run.throttle.max_replay_lag_ms, where.unit)
             self._stop_if_paused(where)
             self._stop_if_commits_stalled(where)
             decision = self.throttle.next(Observation(0, 0.0, replay_lag_ms=lag))

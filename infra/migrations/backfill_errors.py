@@ -13,6 +13,13 @@ def one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}".splitlines()[0]
 
 
+def _where(part: str, unit: str, in_part: str) -> str:
+    """Where a backfill stopped between two chunks: in one of its parts, or in the reads before its checks."""
+    if unit != "rows":
+        return f"after its chunks, while reading table {part} before the checks"
+    return f"{in_part} part '{part}'"
+
+
 @dataclass(eq=False)
 class BackfillDeclarationInvalid(MigrationError):
     """A batch's backfill.toml or gate.toml cannot be read."""
@@ -46,9 +53,10 @@ class ReplicaLagging(MigrationError):
     part: str
     lag_ms: float
     limit_ms: int
+    unit: str = "rows"  # "pages": while reading the tables the checks read (`part` names the table)
 
     def message(self, say: Actions) -> str:
-        return (f"backfill of batch '{self.batch}' stopped before a chunk of part '{self.part}': a streaming "
+        return (f"backfill of batch '{self.batch}' stopped {_where(self.part, self.unit, 'before a chunk of')}: a streaming "
                 f"replica is {self.lag_ms / 1000:.1f} s behind (limit {self.limit_ms / 1000:.1f} s) and did not "
                 f"catch up; check the replica (is replay paused?), then {say.apply} again to continue from here")
 
@@ -90,9 +98,10 @@ class CommitsStalled(MigrationError):
     part: str
     waited_ms: float
     limit_ms: int
+    unit: str = "rows"  # "pages": while reading the tables the checks read (`part` names the table)
 
     def message(self, say: Actions) -> str:
-        return (f"backfill of batch '{self.batch}' stopped in part '{self.part}': a durable commit has waited "
+        return (f"backfill of batch '{self.batch}' stopped {_where(self.part, self.unit, 'in')}: a durable commit has waited "
                 f"{self.waited_ms / 1000:.0f} s (limit {self.limit_ms / 1000:.0f} s), so the application's commits "
                 f"are stalled too; everything done so far is kept; check synchronous_standby_names against the "
                 f"standbys connected (pg_stat_replication) and the server's disk, then {say.apply} again to continue "
