@@ -1,10 +1,12 @@
 """`make bench-backfill`: batch 0002's backfill under concurrent writes, adaptive vs fixed vs naive, and 0003.
 
     python -m bench.backfill [--leads N] [--out DIR] [--no-replica] [--only adaptive,fixed-1000,...] [--rounds 2]
+                             [--writer-rate TPS]
 
 Seeds N leads (one job each) with legacy conversation data (bench/legacy.py) in a template, then on fresh
 copies, with 4 writer processes running the application's post-deploy transaction (a new customer and its
-lead with customer_id, a random job's status update), runs:
+lead with customer_id, a random job's status update) at WRITER_RATE transactions a second on a fixed schedule
+(--writer-rate; 0 runs them flat out), runs:
 - writers-alone: no backfill for 10 min (--floor-seconds), the latency the writers see by themselves here;
 - adaptive: the engine's backfill (apply_batch of 0002), the throttle sized by the stack defaults;
 - fixed: the same chunks at a fixed 1,000 rows, no pause (pgroll's default);
@@ -67,6 +69,11 @@ PREPARE_CHUNK_ROWS = 20_000
 # Naive: at most this many keys per statement. One statement cannot build a jsonb value over 256 MB, and at 2M
 # leads one part's legacy history is more than that; every statement still runs in the one transaction.
 NAIVE_KEYS_PER_STATEMENT = 250_000
+# The writers' rate, transactions a second over the 4 clients, each on a fixed schedule (bench/writer.py): about a
+# quarter of what they reach flat out on this 2-core machine with the server beside them (1,939 a second in the
+# floor of the 10:20 run, RESULTS.md), so the server has CPU left to give a backfill, as an application's own
+# servers leave it. 0: flat out, as the runs in RESULTS.md before the first at this rate.
+WRITER_RATE = 500.0
 SCENARIOS = ("writers-alone", "adaptive", "tighten-0003", "adaptive-unstretched", "fixed-1000", "adaptive+replica",
              "fixed-1000+replica", "naive")
 OPT_IN = frozenset({"adaptive-unstretched"})  # run only when named in --only
@@ -207,14 +214,14 @@ def database_of(scenario: str) -> str:
 
 
 def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Action,
-                 replica: LocalServer | None = None, *, keep: bool = False) -> Result:
+                 replica: LocalServer | None = None, *, keep: bool = False, rate: float | None = None) -> Result:
     """One scenario on a fresh copy of the template, dropped once measured unless `keep` (a later one needs it)."""
     database = database_of(name)
     wal.fill(server)  # first: what it writes evicts the page cache the copy fills
     dsn = clone(server, TEMPLATE, database)
     if replica:
         wal.wait_replayed(server, replica)
-    writers = Writers(dsn, job_ids, write=write_linked, max_seconds=WRITERS_MAX_S)
+    writers = Writers(dsn, job_ids, write=write_linked, max_seconds=WRITERS_MAX_S, rate=rate)
     sampler = LagSampler(dsn) if replica else None
     try:
         if sampler:
@@ -339,7 +346,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"{', '.join(sorted(OPT_IN))}), of: {', '.join(SCENARIOS)}")
     parser.add_argument("--rounds", type=int, choices=(1, 2), default=1,
                         help="2: adaptive, adaptive-unstretched and fixed-1000 (as chosen) again, in the reverse order")
+    parser.add_argument("--writer-rate", type=float, default=WRITER_RATE,
+                        help="the writers' transactions a second, on a fixed schedule (0: flat out)")
     args = parser.parse_args(argv)
+    if args.writer_rate < 0:
+        parser.error("--writer-rate must be 0 (flat out) or more")
+    rate = args.writer_rate or None
     # Stopped from outside (kill, timeout): leave as on Ctrl-C, so the servers stop and their data is removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     wanted = set(filter(None, args.only.split(",")))
@@ -365,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             """Print it, and rewrite the report with every scenario so far (a run cut short keeps its figures)."""
             results.append(result)
             _print(result)
-            write(args.out, args.leads, entries, seed_s, info, settings, load, results, quiet=True)
+            write(args.out, args.leads, entries, seed_s, info, settings, load, results, quiet=True, rate=rate)
 
         # The backfills through the engine, in this order.
         engine = [(name, action) for name, action in (
@@ -375,33 +387,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, action in first + engine:
             print(f"scenario {name} ...", flush=True)
             keep = name == "adaptive" and chosen("tighten-0003")
-            result = run_scenario(server, name, job_ids, action, keep=keep)
+            result = run_scenario(server, name, job_ids, action, keep=keep, rate=rate)
             record(result)
             if keep:  # 0003 right away, on the database the adaptive backfill left (dropped after)
                 print("scenario tighten-0003 ...", flush=True)
                 applied = result.outcome == "applied and validated"
                 if not applied:
                     drop(server, database_of(name))
-                record(_tighten(server, job_ids, b2, b3, database_of(name) if applied else None))
+                record(_tighten(server, job_ids, b2, b3, database_of(name) if applied else None, rate))
         if args.rounds == 2:
             for name, action in reversed(engine):
                 print(f"scenario {name} (2) ...", flush=True)
-                record(run_scenario(server, f"{name} (2)", job_ids, action))
+                record(run_scenario(server, f"{name} (2)", job_ids, action, rate=rate))
         if not args.no_replica and (chosen("adaptive+replica") or chosen("fixed-1000+replica")):
             replica = start_replica(server, Path(tmp))
             try:
                 for name, action in (("adaptive+replica", adaptive(b2)), ("fixed-1000+replica", adaptive(b2, 1000))):
                     if chosen(name):
                         print(f"scenario {name} ...", flush=True)
-                        record(run_scenario(server, name, job_ids, action, replica))
+                        record(run_scenario(server, name, job_ids, action, replica, rate=rate))
             finally:
                 stop_replica(server, replica)
         if chosen("tighten-0003") and not chosen("adaptive"):  # else it ran right after adaptive
             print("scenario tighten-0003 ...", flush=True)
-            record(_tighten(server, job_ids, b2, b3, None))
+            record(_tighten(server, job_ids, b2, b3, None, rate))
         if chosen("naive"):  # last: the contrast, and the longest to run
             print("scenario naive ...", flush=True)
-            record(run_scenario(server, "naive", job_ids, naive(b2)))
+            record(run_scenario(server, "naive", job_ids, naive(b2), rate=rate))
     return 0
 
 
@@ -413,7 +425,8 @@ def writers_alone(seconds: float) -> Action:
     return action
 
 
-def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch, applied: str | None) -> Result:
+def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch, applied: str | None,
+             rate: float | None = None) -> Result:
     """0003, measured with writers on, on a database where 0002 has been applied: the adaptive scenario's when
     it ran (0002 applied under traffic, as in production), else a copy of the template where 0002 is applied
     first with the writers stopped. The outcome says which. The database is dropped after, whatever happens."""
@@ -432,7 +445,7 @@ def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch, appl
             # longer than lock_timeout: 0003 would retry until it gives up.)
             conn.execute("VACUUM ANALYZE")
             conn.execute("CHECKPOINT")  # every scenario starts right after a checkpoint
-        writers = Writers(dsn, job_ids, write=write_linked, max_seconds=WRITERS_MAX_S)
+        writers = Writers(dsn, job_ids, write=write_linked, max_seconds=WRITERS_MAX_S, rate=rate)
         t0 = writers.start()
         try:
             time.sleep(LEAD_IN_S)

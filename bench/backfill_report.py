@@ -16,7 +16,7 @@ TARGET_LAG_S = 2.0
 
 
 def write(out: Path, leads: int, entries: int, seed_s: float, info: Any, settings: str, load: float,
-          results: Sequence[Any], *, quiet: bool = False) -> None:
+          results: Sequence[Any], *, quiet: bool = False, rate: float | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     plot_name = f"backfill-latency-{leads}.png"
     _plot(out / plot_name, leads, results)
@@ -26,7 +26,9 @@ def write(out: Path, leads: int, entries: int, seed_s: float, info: Any, setting
         f"{info.ram_gib:.1f} GiB RAM, load average {load:.2f} before the run and {os.getloadavg()[0]:.2f} after the last "
         f"scenario below (the report is rewritten after each); {info.postgres}. Seeding took {seed_s:.0f} s.",
         f"Settings while measured: {settings}.",
-        "Writers: 4 processes, each transaction inserts a customer and its lead (customer_id set) and updates a random job.",
+        "Writers: 4 processes, each transaction inserts a customer and its lead (customer_id set) and updates a random job; "
+        + (f"{rate:,.0f} transactions a second in all, each on a fixed schedule, its latency counted from when it was due "
+           "(bench/writer.py)." if rate else "flat out, each client starting its next transaction when the last ends."),
         "Rows = rows the keyset passes went through, summed over the four parts. Longest lock = the longest chunk transaction",
         "(its row locks are held that long); for naive, the one transaction. Slowest write during = what the backfill",
         "was doing when the slowest write began (the part and phase of the next progress event), and when (UTC, to",
