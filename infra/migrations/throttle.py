@@ -242,16 +242,24 @@ class AdaptiveThrottle:
             return Decision(self.chunk_rows, 0.0)
         if over:
             return Decision(self._clamp(scaled), drain_ms, took)
-        # A waiter is the reason only when it ended stretched limits (within the budget, the cost was).
+        # A waiter, or a chunk the watch did not see to its end, is the reason only when it ended stretched limits
+        # (within the budget, the cost was).
+        if before.patience_ms is not None and self.limits.patience_ms is None and not waited:
+            waited = (f"the lock watch did not see the chunk of {seen.rows} rows to its end (chunks keep to the "
+                      f"{s.chunk_budget_ms:.0f} ms budget)")
         return self._aim(seen, waited if before.patience_ms is not None else None)
 
     def _hear_waiters(self, seen: Observation) -> str | None:
-        """Count the chunks in a row that nobody waited on (a chunk not watched starts the count again); when a
-        session waited, say so."""
+        """Count the chunks in a row that nobody waited on; when a session waited, say so. A chunk not watched
+        starts the count again, unless it was shorter than the patience: nobody can have waited that long on it,
+        so it neither counts nor resets (the watch cannot see a chunk shorter than its poll to its end)."""
         if seen.rows == 0:
             return None  # a replica-lag poll: no chunk ran
         if not seen.waiter_ms:
-            self._calm = self._calm + 1 if seen.waiter_ms is not None else 0
+            if seen.waiter_ms is not None:
+                self._calm += 1
+            elif seen.duration_ms >= self.settings.target_write_latency_ms * WAIT_PATIENCE:
+                self._calm = 0
             return None
         self._calm = 0
         return (f"a session waited {seen.waiter_ms:.0f} ms on the backfill's locks (chunks keep to the "

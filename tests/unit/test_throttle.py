@@ -236,6 +236,28 @@ def test_a_session_waiting_on_a_stretched_chunk_brings_the_next_back_to_the_budg
     assert chunks_nobody_waited_on(throttle, CALM_CHUNKS - 1).chunk_rows == 700  # the count starts again
 
 
+def test_a_chunk_the_watch_did_not_see_to_its_end_brings_the_next_back_to_the_budget_and_says_so() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    decision = throttle.next(Observation(rows=3_500, duration_ms=350))  # not watched: a wait may have gone unseen
+    assert decision.chunk_rows == 700
+    assert decision.slowed_because == ("the lock watch did not see the chunk of 3500 rows to its end (chunks keep to "
+                                       "the 70 ms budget)")
+    assert throttle.limits.patience_ms is None
+
+
+def test_a_chunk_too_short_for_the_patience_neither_counts_nor_ends_the_stretched_limits() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    decision = throttle.next(Observation(rows=51, duration_ms=10))  # the end of a pass, too short to be seen
+    assert decision.slowed_because is None
+    assert throttle.limits.patience_ms == 50
+    fresh = AdaptiveThrottle(SETTINGS)
+    chunks_nobody_waited_on(fresh, CALM_CHUNKS - 1)
+    fresh.next(Observation(rows=51, duration_ms=10))
+    assert fresh.limits.patience_ms is None  # it did not count as the hundredth
+
+
 def test_a_chunk_the_lock_watch_cancelled_is_followed_by_one_within_the_budget_from_what_it_cost_so_far() -> None:
     throttle = AdaptiveThrottle(SETTINGS)
     chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
