@@ -69,10 +69,11 @@ PREPARE_CHUNK_ROWS = 20_000
 # Naive: at most this many keys per statement. One statement cannot build a jsonb value over 256 MB, and at 2M
 # leads one part's legacy history is more than that; every statement still runs in the one transaction.
 NAIVE_KEYS_PER_STATEMENT = 250_000
-# The writers' rate, transactions a second over the 4 clients, each on a fixed schedule (bench/writer.py): about a
-# quarter of what they reach flat out on this 2-core machine with the server beside them (1,939 a second in the
-# floor of the 10:20 run, RESULTS.md), so the server has CPU left to give a backfill, as an application's own
-# servers leave it. 0: flat out, as the runs in RESULTS.md before the first at this rate.
+# The writers' rate, transactions a second over the 4 clients, each on a fixed schedule (bench/writer.py). Flat out
+# on this 2-core machine they reached 1,939 a second alone, and about 890 and 990 beside the adaptive and fixed
+# backfills, taking as much CPU as the server (RESULTS.md, the 10:20 run): 500 is about a quarter of the first and
+# over half the others, and leaves the server CPU to give a backfill, as an application on its own servers would.
+# 0: flat out, as the runs in RESULTS.md before the first at this rate.
 WRITER_RATE = 500.0
 SCENARIOS = ("writers-alone", "adaptive", "tighten-0003", "adaptive-unstretched", "fixed-1000", "adaptive+replica",
              "fixed-1000+replica", "naive")
@@ -473,7 +474,8 @@ def _print(r: Result) -> None:
     w = window_stats(r.samples, r.start, r.end)
     lag = f", max replay lag {r.max_lag_ms / 1000:.2f} s" if r.max_lag_ms is not None else ""
     print(f"  {r.name}: {r.outcome}; {r.end - r.start:.1f} s, {r.rows / max(r.end - r.start, 1e-9):,.0f} rows/s, "
-          f"writes max {w.max_ms:.0f} ms p99 {w.p99_ms:.0f} ms, failed {w.failed}, longest lock {r.longest_lock_ms:.0f} ms{lag}"
+          f"writes max {w.max_ms:.0f} ms p99 {w.p99_ms:.0f} ms, failed {w.failed}, started late by up to "
+          f"{w.late_max_ms:.0f} ms, not started {w.not_started}, longest lock {r.longest_lock_ms:.0f} ms{lag}"
           f"; slowest write during: {slowest_during(r)}; WAL-forced checkpoints {r.wal_checkpoints}"
           f"; WAL segments ready at start {r.wal_ready}, created by sessions {r.wal_created}"
           f"{'; in chunks / not kept / asleep ' + r.split.cell() if r.split else ''}",

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .writer import Sample
+from .writer import NOT_STARTED, Sample
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,8 @@ class WindowStats:
     p99_ms: float
     max_ms: float
     errors: dict[str, int]
+    late_max_ms: float = 0.0  # on a schedule: the latest any write started after it was due
+    not_started: int = 0  # on a schedule: writes due before the writers stopped that never began
 
     @property
     def per_second(self) -> float:
@@ -35,6 +37,8 @@ def window_stats(samples: Sequence[Sample], start: float, end: float) -> WindowS
         seconds=end - start, writes=len(inside), failed=len(failed),
         p50_ms=percentile(latencies, 50), p99_ms=percentile(latencies, 99),
         max_ms=latencies[-1] if latencies else 0.0, errors=dict(Counter(s.error for s in failed)),
+        late_max_ms=max((s.late * 1000 for s in inside), default=0.0),
+        not_started=sum(1 for s in inside if s.error == NOT_STARTED),
     )
 
 

@@ -13,6 +13,12 @@ def one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}".splitlines()[0]
 
 
+def _resume(unit: str) -> str:
+    """What the next apply does after a stop between two chunks: go on from there, or (stopped in the reads before
+    the checks, which record nothing) those reads, then the checks."""
+    return "to continue from here" if unit == "rows" else "to finish: these reads, then the checks"
+
+
 def _where(part: str, unit: str, in_part: str) -> str:
     """Where a backfill stopped between two chunks: in one of its parts, or in the reads before its checks."""
     if unit != "rows":
@@ -58,7 +64,7 @@ class ReplicaLagging(MigrationError):
     def message(self, say: Actions) -> str:
         return (f"backfill of batch '{self.batch}' stopped {_where(self.part, self.unit, 'before a chunk of')}: a streaming "
                 f"replica is {self.lag_ms / 1000:.1f} s behind (limit {self.limit_ms / 1000:.1f} s) and did not "
-                f"catch up; check the replica (is replay paused?), then {say.apply} again to continue from here")
+                f"catch up; check the replica (is replay paused?), then {say.apply} again {_resume(self.unit)}")
 
 
 @dataclass(eq=False)
@@ -103,9 +109,9 @@ class CommitsStalled(MigrationError):
     def message(self, say: Actions) -> str:
         return (f"backfill of batch '{self.batch}' stopped {_where(self.part, self.unit, 'in')}: a durable commit has waited "
                 f"{self.waited_ms / 1000:.0f} s (limit {self.limit_ms / 1000:.0f} s), so the application's commits "
-                f"are stalled too; everything done so far is kept; check synchronous_standby_names against the "
-                f"standbys connected (pg_stat_replication) and the server's disk, then {say.apply} again to continue "
-                f"from here")
+                f"are stalled too; {'every chunk' if self.unit != 'rows' else 'everything done so far'} is kept; "
+                f"check synchronous_standby_names against the standbys connected (pg_stat_replication) and the "
+                f"server's disk, then {say.apply} again {_resume(self.unit)}")
 
 
 @dataclass(eq=False)

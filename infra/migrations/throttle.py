@@ -35,7 +35,8 @@ gives:
   (smaller chunks would write the same WAL in more commits; the pause is what lets the disk catch up; a chunk
   cancelled meanwhile is still halved); over a fifth of the target, do not grow;
 - a streaming replica replays too far behind: halve (or less, to fit the budget, when the chunk was also over its
-  limit, pausing as long as it took first), and wait until the lag is back under half the limit;
+  limit; then it pauses as long as it took first, unless it was a stretched one nobody waited on), and wait until
+  the lag is back under half the limit;
 - otherwise: aim at the budget from the cost per row of the recent full chunks, at most doubling per chunk,
   with no pause (a pause would not shorten any wait; it would only lengthen the run).
 
@@ -235,9 +236,10 @@ class AdaptiveThrottle:
         if seen.replay_lag_ms is not None and seen.replay_lag_ms > s.max_replay_lag_ms / 2 and (
                 seen.rows == 0 or seen.replay_lag_ms > s.max_replay_lag_ms):
             # The lag halves the chunk; a chunk also over its limit shrinks to fit the budget if that is smaller.
-            lagging = f"replica replay lag {seen.replay_lag_ms / 1000:.1f} s (limit {s.max_replay_lag_ms / 1000:.1f} s)"
+            because = [f"replica replay lag {seen.replay_lag_ms / 1000:.1f} s (limit {s.max_replay_lag_ms / 1000:.1f} s)",
+                       took if over else None, waited]
             return Decision(self._clamp(min(self.chunk_rows // 2, scaled)), max(LAG_POLL_MS, drain_ms),
-                            f"{lagging}; {took}" if over else lagging)
+                            "; ".join(b for b in because if b))
         if seen.rows == 0:
             return Decision(self.chunk_rows, 0.0)
         if over:
@@ -252,13 +254,13 @@ class AdaptiveThrottle:
     def _hear_waiters(self, seen: Observation) -> str | None:
         """Count the chunks in a row that nobody waited on; when a session waited, say so. A chunk not watched
         starts the count again, unless it was shorter than the patience: nobody can have waited that long on it,
-        so it neither counts nor resets (the watch cannot see a chunk shorter than its poll to its end)."""
+        so it neither counts nor resets."""
         if seen.rows == 0:
             return None  # a replica-lag poll: no chunk ran
         if not seen.waiter_ms:
             if seen.waiter_ms is not None:
                 self._calm += 1
-            elif seen.duration_ms >= self.settings.target_write_latency_ms * WAIT_PATIENCE:
+            elif seen.duration_ms >= (self.settings.limits(contended=False).patience_ms or 0.0):
                 self._calm = 0
             return None
         self._calm = 0

@@ -52,7 +52,7 @@ CASES = [
      "apply again to continue from here", "run `pulumi up` again to continue from here"),
     (ReplicaLagging("0002_x", "Lead", 9000.0, 2000, "pages"),
      "stopped after its chunks, while reading table Lead before the checks: a streaming replica is 9.0 s behind",
-     "run `pulumi up` again to continue from here"),
+     "run `pulumi up` again to finish: these reads, then the checks"),
     (CommitWatchFailed("0002_x", "OperationalError: server closed the connection unexpectedly"),
      "everything done so far is kept; check the server and that the migration user owns schema_ledger, then apply "
      "again to continue from here", "owns schema_ledger, then run `pulumi up` again to continue from here"),
@@ -66,7 +66,7 @@ CASES = [
      "server's disk, then apply again to continue from here", "then run `pulumi up` again to continue from here"),
     (CommitsStalled("0002_x", "Job", 61_200.0, 60_000, "pages"),
      "stopped after its chunks, while reading table Job before the checks: a durable commit has waited 61 s",
-     "then run `pulumi up` again to continue from here"),
+     "every chunk is kept; check synchronous_standby_names"),
     (ChunkTooSlow("0002_x", "jobs", 100, 93.0, 8, "pass", "a1"),
      "90 % of the stack's backfill target write latency) and were rolled back; all earlier chunks are kept; check "
      "what slows the server (locks, I/O) or those rows, or raise the target, then apply to continue",

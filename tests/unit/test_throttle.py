@@ -83,6 +83,21 @@ def test_a_chunk_over_the_target_while_the_replica_lags_shrinks_to_the_budget_an
     assert decision.slowed_because == "replica replay lag 3.5 s (limit 2.0 s); chunk of 1000 rows took 400 ms (target 100 ms)"
 
 
+def test_a_chunk_just_over_the_target_while_the_replica_lags_is_halved_after_the_lag_poll_only_if_that_is_smaller() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    decision = throttle.next(Observation(rows=1_000, duration_ms=110, replay_lag_ms=3_500))  # not watched
+    assert decision.chunk_rows == 500  # half; the budget would allow 636
+    assert decision.pause_ms == 250  # the lag poll is longer than what waiters need to drain (110 ms)
+
+
+def test_a_stretched_chunk_nobody_waited_on_while_the_replica_lags_waits_only_for_the_lag_poll() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    decision = throttle.next(Observation(rows=3_500, duration_ms=600, replay_lag_ms=3_500, waiter_ms=0.0))
+    assert decision.pause_ms == 250  # no queue formed behind it: nobody waited
+    assert decision.chunk_rows == 1_750  # half; the stretched budget would allow 2,041
+
+
 def test_replay_lag_over_half_the_limit_stops_growth() -> None:
     throttle = AdaptiveThrottle(SETTINGS)
     decision = throttle.next(Observation(rows=1_000, duration_ms=5, replay_lag_ms=1_500))
