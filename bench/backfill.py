@@ -53,7 +53,7 @@ from . import legacy, wal
 from .server import (BENCH_SETTINGS, FAST_LOAD, bench_server, checkpoints_requested, clone, configure, drop, machine,
                      host_settings, make_durable, quarter_of_ram, settings_in_effect)
 from .backfill_report import slowest_during, write
-from .stats import window_stats
+from .stats import WindowStats, window_stats
 from .writer import Sample, Writers
 
 REPO = Path(__file__).resolve().parent.parent
@@ -470,12 +470,19 @@ def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch, appl
                   wal_ready=pool, wal_created=created)
 
 
+def _lateness(w: WindowStats) -> str:
+    """On a schedule: how late the writes that started began, and how many never did (nothing when flat out)."""
+    if not (w.late_max_ms or w.not_started):
+        return ""
+    return f", started late by up to {w.late_max_ms:.0f} ms, not started {w.not_started}"
+
+
 def _print(r: Result) -> None:
     w = window_stats(r.samples, r.start, r.end)
     lag = f", max replay lag {r.max_lag_ms / 1000:.2f} s" if r.max_lag_ms is not None else ""
     print(f"  {r.name}: {r.outcome}; {r.end - r.start:.1f} s, {r.rows / max(r.end - r.start, 1e-9):,.0f} rows/s, "
-          f"writes max {w.max_ms:.0f} ms p99 {w.p99_ms:.0f} ms, failed {w.failed}, started late by up to "
-          f"{w.late_max_ms:.0f} ms, not started {w.not_started}, longest lock {r.longest_lock_ms:.0f} ms{lag}"
+          f"writes max {w.max_ms:.0f} ms p99 {w.p99_ms:.0f} ms, failed {w.failed}{_lateness(w)}, "
+          f"longest lock {r.longest_lock_ms:.0f} ms{lag}"
           f"; slowest write during: {slowest_during(r)}; WAL-forced checkpoints {r.wal_checkpoints}"
           f"; WAL segments ready at start {r.wal_ready}, created by sessions {r.wal_created}"
           f"{'; in chunks / not kept / asleep ' + r.split.cell() if r.split else ''}",

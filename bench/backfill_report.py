@@ -28,7 +28,8 @@ def write(out: Path, leads: int, entries: int, seed_s: float, info: Any, setting
         f"Settings while measured: {settings}.",
         "Writers: 4 processes, each transaction inserts a customer and its lead (customer_id set) and updates a random job; "
         + (f"{rate:,.0f} transactions a second in all, each on a fixed schedule, its latency counted from when it was due "
-           "(bench/writer.py)." if rate else "flat out, each client starting its next transaction when the last ends."),
+           "(bench/writer.py); the writes and latencies include those due but not started when the writers stopped, "
+           "each with its wait so far." if rate else "flat out, each client starting its next transaction when the last ends."),
         "Rows = rows the keyset passes went through, summed over the four parts. Longest lock = the longest chunk transaction",
         "(its row locks are held that long); for naive, the one transaction. Slowest write during = what the backfill",
         "was doing when the slowest write began (the part and phase of the next progress event), and when (UTC, to",

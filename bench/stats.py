@@ -12,7 +12,9 @@ from .writer import NOT_STARTED, Sample
 
 @dataclass(frozen=True)
 class WindowStats:
-    """Writer transactions that overlapped [start, end] (so a write stalled across the window counts)."""
+    """Writer transactions that overlapped [start, end] (so a write stalled across the window counts). On a schedule,
+    the writes due but not started when the writers stopped are among them (writes, percentiles, max), each with its
+    wait so far: a lower bound of its latency."""
 
     seconds: float
     writes: int
@@ -21,7 +23,7 @@ class WindowStats:
     p99_ms: float
     max_ms: float
     errors: dict[str, int]
-    late_max_ms: float = 0.0  # on a schedule: the latest any write started after it was due
+    late_max_ms: float = 0.0  # on a schedule: the latest any write that started did so after it was due
     not_started: int = 0  # on a schedule: writes due before the writers stopped that never began
 
     @property
@@ -37,7 +39,7 @@ def window_stats(samples: Sequence[Sample], start: float, end: float) -> WindowS
         seconds=end - start, writes=len(inside), failed=len(failed),
         p50_ms=percentile(latencies, 50), p99_ms=percentile(latencies, 99),
         max_ms=latencies[-1] if latencies else 0.0, errors=dict(Counter(s.error for s in failed)),
-        late_max_ms=max((s.late * 1000 for s in inside), default=0.0),
+        late_max_ms=max((s.late * 1000 for s in inside if s.error != NOT_STARTED), default=0.0),
         not_started=sum(1 for s in inside if s.error == NOT_STARTED),
     )
 

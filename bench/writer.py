@@ -19,7 +19,6 @@ the writers line up with the apply window measured in the main process.
 
 from __future__ import annotations
 
-import math
 import multiprocessing as mp
 import queue
 import random
@@ -77,8 +76,10 @@ class Schedule:
 
     def missed(self, until: float) -> list[float]:
         """The due times before `until` not taken: writes the client never started."""
-        count = max(0, math.ceil((until - self.due) / self.interval))
-        return [self.take() for _ in range(count)]
+        due: list[float] = []
+        while self.due < until:
+            due.append(self.take())
+        return due
 
 
 class Writers:
@@ -145,7 +146,8 @@ def _client(dsn: str, job_ids: list[str], seed: int, barrier: Barrier, go: Event
     rng = random.Random(seed)
     conn = psycopg.connect(dsn, autocommit=True, application_name="bench writer")
     barrier.wait(timeout=60)
-    go.wait(timeout=60)
+    if not go.wait(timeout=60):
+        raise RuntimeError("the writers were never released (Writers.start did not finish)")
     begun = times[0]
     deadline = begun + max_seconds
     rows: list[Row] = []
@@ -158,7 +160,7 @@ def _client(dsn: str, job_ids: list[str], seed: int, barrier: Barrier, go: Event
         else:
             while not stop.wait(max(0.0, plan.due - time.monotonic())) and plan.due < deadline:
                 conn = _one(conn, dsn, rng, job_ids, rows, write, plan.take())
-            until = times[1] if stop.is_set() else deadline
+            until = min(times[1], deadline) if stop.is_set() else deadline
             rows.extend((due, until - due, True, NOT_STARTED, until - due) for due in plan.missed(until))
     finally:
         out.put(rows)

@@ -83,7 +83,7 @@ def test_a_chunk_over_the_target_while_the_replica_lags_shrinks_to_the_budget_an
     assert decision.slowed_because == "replica replay lag 3.5 s (limit 2.0 s); chunk of 1000 rows took 400 ms (target 100 ms)"
 
 
-def test_a_chunk_just_over_the_target_while_the_replica_lags_is_halved_after_the_lag_poll_only_if_that_is_smaller() -> None:
+def test_a_chunk_just_over_the_target_while_the_replica_lags_is_halved_when_half_is_under_the_budget_and_waits_the_lag_poll() -> None:
     throttle = AdaptiveThrottle(SETTINGS)
     decision = throttle.next(Observation(rows=1_000, duration_ms=110, replay_lag_ms=3_500))  # not watched
     assert decision.chunk_rows == 500  # half; the budget would allow 636
