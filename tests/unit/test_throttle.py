@@ -91,8 +91,7 @@ def test_a_chunk_just_over_the_target_while_the_replica_lags_is_halved_when_half
 
 
 def test_a_stretched_chunk_nobody_waited_on_while_the_replica_lags_waits_only_for_the_lag_poll() -> None:
-    throttle = AdaptiveThrottle(SETTINGS)
-    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    throttle = stretched()
     decision = throttle.next(Observation(rows=3_500, duration_ms=600, replay_lag_ms=3_500, waiter_ms=0.0))
     assert decision.pause_ms == 250  # no queue formed behind it: nobody waited
     assert decision.chunk_rows == 1_750  # half; the stretched budget would allow 2,041
@@ -219,6 +218,13 @@ def chunks_nobody_waited_on(throttle: AdaptiveThrottle, count: int, rows_per_ms:
     return decision
 
 
+def stretched() -> AdaptiveThrottle:
+    """A throttle whose limits have stretched: more than CALM_CHUNKS chunks in a row that nobody waited on."""
+    throttle = AdaptiveThrottle(SETTINGS)
+    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    return throttle
+
+
 def test_chunks_keep_to_the_budget_until_100_in_a_row_had_nobody_waiting_on_them() -> None:
     throttle = AdaptiveThrottle(SETTINGS)
     assert chunks_nobody_waited_on(throttle, CALM_CHUNKS - 1).chunk_rows == 700
@@ -242,8 +248,7 @@ def test_without_the_lock_watch_chunks_always_keep_to_the_budget() -> None:
 
 
 def test_a_session_waiting_on_a_stretched_chunk_brings_the_next_back_to_the_budget_at_once_and_counts_again() -> None:
-    throttle = AdaptiveThrottle(SETTINGS)
-    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    throttle = stretched()
     decision = throttle.next(Observation(rows=3_500, duration_ms=350, waiter_ms=30))
     assert decision.chunk_rows == 700
     assert decision.pause_ms == 0
@@ -252,8 +257,7 @@ def test_a_session_waiting_on_a_stretched_chunk_brings_the_next_back_to_the_budg
 
 
 def test_a_chunk_the_watch_did_not_see_to_its_end_brings_the_next_back_to_the_budget_and_says_so() -> None:
-    throttle = AdaptiveThrottle(SETTINGS)
-    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    throttle = stretched()
     decision = throttle.next(Observation(rows=3_500, duration_ms=350))  # not watched: a wait may have gone unseen
     assert decision.chunk_rows == 700
     assert decision.slowed_because == ("the lock watch did not see the chunk of 3500 rows to its end (chunks keep to "
@@ -262,8 +266,7 @@ def test_a_chunk_the_watch_did_not_see_to_its_end_brings_the_next_back_to_the_bu
 
 
 def test_a_chunk_too_short_for_the_patience_neither_counts_nor_ends_the_stretched_limits() -> None:
-    throttle = AdaptiveThrottle(SETTINGS)
-    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    throttle = stretched()
     decision = throttle.next(Observation(rows=51, duration_ms=10))  # the end of a pass, too short to be seen
     assert decision.slowed_because is None
     assert throttle.limits.patience_ms == 50
@@ -274,8 +277,7 @@ def test_a_chunk_too_short_for_the_patience_neither_counts_nor_ends_the_stretche
 
 
 def test_a_chunk_the_lock_watch_cancelled_is_followed_by_one_within_the_budget_from_what_it_cost_so_far() -> None:
-    throttle = AdaptiveThrottle(SETTINGS)
-    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    throttle = stretched()
     decision = throttle.next(Observation(rows=3_500, duration_ms=700, cancelled_for_waiter=True, waiter_ms=52))
     assert decision.chunk_rows == 350  # it ran 700 ms over 3,500 rows without finishing: 5 rows per ms at most
     assert decision.pause_ms == 0  # its locks are released already
@@ -285,23 +287,20 @@ def test_a_chunk_the_lock_watch_cancelled_is_followed_by_one_within_the_budget_f
 
 
 def test_a_new_part_starts_within_the_budget_until_its_own_chunks_had_nobody_waiting() -> None:
-    throttle = AdaptiveThrottle(SETTINGS)
-    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    throttle = stretched()
     throttle.start_part()
     assert throttle.limits.patience_ms is None
     assert throttle.chunk_rows == 700  # the stretched size brought within the budget, not cancelled at 90 ms first
 
 
 def test_a_lock_wait_shows_the_application_holds_rows_of_the_part_and_the_count_starts_again() -> None:
-    throttle = AdaptiveThrottle(SETTINGS)
-    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    throttle = stretched()
     throttle.next(Observation(rows=0, duration_ms=70, lock_wait=True))
     assert throttle.limits.patience_ms is None
 
 
 def test_a_stretched_chunk_cancelled_at_its_timeout_halves_within_the_stretched_limits() -> None:
-    throttle = AdaptiveThrottle(SETTINGS)
-    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    throttle = stretched()
     decision = throttle.next(Observation(rows=3_500, duration_ms=1_000, cancelled=True, waiter_ms=0.0))
     assert decision.chunk_rows == 1_750
     assert decision.slowed_because == "chunk of 3500 rows cancelled at 1000 ms (limit 1000 ms) and rolled back"
@@ -316,16 +315,14 @@ def test_a_session_waiting_on_a_chunk_within_the_budget_is_not_what_slowed_it_do
 
 
 def test_a_chunk_over_its_stretched_limit_that_nobody_waited_on_shrinks_without_a_pause_and_says_which_limit() -> None:
-    throttle = AdaptiveThrottle(SETTINGS)
-    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    throttle = stretched()
     decision = throttle.next(Observation(rows=3_500, duration_ms=700, waiter_ms=0.0))
     assert decision.chunk_rows == 1_750 and decision.pause_ms == 0  # no queue formed behind it: nothing to drain
     assert decision.slowed_because == "chunk of 3500 rows took 700 ms (limit 500 ms while nobody waits on its locks)"
 
 
 def test_a_stretched_chunk_over_its_limit_that_a_session_waited_on_pauses_as_long_as_it_took() -> None:
-    throttle = AdaptiveThrottle(SETTINGS)
-    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    throttle = stretched()
     assert throttle.next(Observation(rows=3_500, duration_ms=700, waiter_ms=30)).pause_ms == 700
 
 
@@ -343,8 +340,7 @@ def test_a_read_before_the_checks_over_its_limit_pauses_as_long_as_it_took() -> 
 
 
 def test_a_stretched_chunk_over_its_limit_while_commits_stall_pauses_at_least_as_long_as_it_took() -> None:
-    throttle = AdaptiveThrottle(SETTINGS)
-    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    throttle = stretched()
     decision = throttle.next(Observation(rows=3_500, duration_ms=700, waiter_ms=0.0, commit_wait_ms=80))
     assert decision.pause_ms == 700  # a queue on WAL flushes, which no lock shows
 
@@ -356,8 +352,7 @@ def test_reads_before_the_checks_never_stretch_their_limits() -> None:
 
 
 def test_a_session_waiting_while_commits_stall_still_brings_the_next_chunk_within_the_budget() -> None:
-    throttle = AdaptiveThrottle(SETTINGS)
-    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    throttle = stretched()
     decision = throttle.next(Observation(rows=3_500, duration_ms=350, waiter_ms=30, commit_wait_ms=80))
     assert decision.chunk_rows == 700  # the stall keeps the size, the waiter brings it within the budget
     assert decision.pause_ms == 100
