@@ -98,9 +98,7 @@ BEGIN
     WITH src AS (
         SELECT l."id", l."name", l."phone", l."email", customer_backfill.contact_key(l."phone", l."email", l."id") AS "key"
         FROM "Lead" l
-        -- never a bitmap scan of "Lead_customer_id_idx" for IS NULL: it reads every NULL entry, the dead ones of
-        -- the rows linked so far included, whatever the chunk's size (`|| ''` keeps that index out of the plan)
-        WHERE l."id" = ANY (ids) AND (l."customer_id" || '') IS NULL
+        WHERE l."id" = ANY (ids) AND l."customer_id" IS NULL
         FOR UPDATE OF l SKIP LOCKED
     ), keyed AS (
         SELECT DISTINCT ON ("key") "key", "name", "phone", "email" FROM src ORDER BY "key", "id"
@@ -149,7 +147,7 @@ BEGIN
     WITH todo AS (
         SELECT j."id", l."customer_id"
         FROM "Job" j JOIN "Lead" l ON l."id" = j."leadId"
-        WHERE j."id" = ANY (ids) AND (j."customer_id" || '') IS NULL  -- never a scan of "Job_customer_id_idx" (above)
+        WHERE j."id" = ANY (ids) AND j."customer_id" IS NULL
           AND coalesce(l."customer_id", '') <> ''  -- never a scan of "Lead_customer_id_idx" (every linked lead)
         FOR UPDATE OF j SKIP LOCKED
     ), links AS (
