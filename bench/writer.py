@@ -11,7 +11,8 @@ Two ways to drive them:
   them counts that lateness too (the correction for coordinated omission, as wrk2 and HdrHistogram make it). The
   writes still due when the writers stop, never started, count as well, with their wait so far (a lower bound).
   A stream's writes queue behind its own connection only: an application with a pool would hand them to another
-  connection, so these latencies are on the high side of such an application's.
+  connection, so these latencies are on the high side of such an application's. After a long stall a stream
+  catches up by writing back to back, flat out, until it is on schedule again.
 
 Timestamps are time.monotonic() (CLOCK_MONOTONIC, one clock for every process on Linux), so samples from
 the writers line up with the apply window measured in the main process.
@@ -145,14 +146,14 @@ def _client(dsn: str, job_ids: list[str], seed: int, barrier: Barrier, go: Event
     """Write until stopped: flat out, or with `schedule` (interval, offset) on a fixed schedule from the start."""
     rng = random.Random(seed)
     conn = psycopg.connect(dsn, autocommit=True, application_name="bench writer")
-    barrier.wait(timeout=60)
-    if not go.wait(timeout=60):
-        raise RuntimeError("the writers were never released (Writers.start did not finish)")
-    begun = times[0]
-    deadline = begun + max_seconds
     rows: list[Row] = []
-    plan = Schedule(begun + schedule[1], schedule[0]) if schedule else None
     try:
+        barrier.wait(timeout=60)
+        if not go.wait(timeout=60):
+            raise RuntimeError("the writers were never released (Writers.start did not finish)")
+        begun = times[0]
+        deadline = begun + max_seconds
+        plan = Schedule(begun + schedule[1], schedule[0]) if schedule else None
         if plan is None:
             stop.wait(max(0.0, begun - time.monotonic()))
             while not stop.is_set() and time.monotonic() < deadline:

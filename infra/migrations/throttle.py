@@ -254,7 +254,8 @@ class AdaptiveThrottle:
     def _hear_waiters(self, seen: Observation) -> str | None:
         """Count the chunks in a row that nobody waited on; when a session waited, say so. A chunk not watched
         starts the count again, unless it was shorter than the patience: nobody can have waited that long on it,
-        so it neither counts nor resets."""
+        so it neither counts nor resets. (A watched chunk that someone waited on, however briefly, does reset it:
+        a wait seen says the application writes these rows; a chunk not seen says nothing either way.)"""
         if seen.rows == 0:
             return None  # a replica-lag poll: no chunk ran
         if not seen.waiter_ms:
