@@ -125,11 +125,11 @@ class BackfillPaused(MigrationError):
     unit: str = "rows"  # "pages": paused while reading the tables the checks read (nothing there to keep)
 
     def message(self, say: Actions) -> str:
+        where = _where(self.part, self.unit, "before a chunk of")
         if self.unit != "rows":
-            return (f"backfill of batch '{self.batch}' paused ({say.pause_setting}) after its chunks, while reading "
-                    f"table {self.part} before the checks ({self.rows_done:,}/{self.rows_total:,} {self.unit}); every "
-                    f"chunk is kept; {say.unpause} to finish: these reads, then the checks")
-        return (f"backfill of batch '{self.batch}' paused ({say.pause_setting}) before a chunk of part '{self.part}' "
+            return (f"backfill of batch '{self.batch}' paused ({say.pause_setting}) {where} ({self.rows_done:,}/"
+                    f"{self.rows_total:,} {self.unit}); every chunk is kept; {say.unpause} {_resume(self.unit)}")
+        return (f"backfill of batch '{self.batch}' paused ({say.pause_setting}) {where} "
                 f"({self.rows_done:,}/{self.rows_total:,} rows of it done and kept); {say.unpause} to continue")
 
 
@@ -147,11 +147,11 @@ class ChunkTooSlow(MigrationError):
 
     def message(self, say: Actions) -> str:
         if self.phase == "settle":
-            return (f"backfill of batch '{self.batch}' stopped after its chunks, while reading table {self.part} "
-                    f"before the checks: {self.attempts} reads in a row of the pages of about {self.rows} rows (at "
-                    f"{self.after_key}), the fewest allowed, ran past their limit ({self.took_ms:.0f} ms the last; "
-                    f"90 % of {say.throttle_setting}); every chunk is kept; check what slows the server (locks, I/O), "
-                    f"or raise the target, then {say.apply} to validate")
+            return (f"backfill of batch '{self.batch}' stopped {_where(self.part, 'pages', '')}: {self.attempts} "
+                    f"reads in a row of the pages of about {self.rows} rows (at {self.after_key}), the fewest allowed, "
+                    f"ran past their limit ({self.took_ms:.0f} ms the last; 90 % of {say.throttle_setting}); every "
+                    f"chunk is kept; check what slows the server (locks, I/O), or raise the target, then {say.apply} "
+                    f"to validate")
         where = ("in its sweep" if self.phase != "pass" else
                  f"after key '{self.after_key}'" if self.after_key else "at the start of its pass")
         return (f"backfill of batch '{self.batch}' stopped in part '{self.part}' {where}: {self.attempts} chunks in "
