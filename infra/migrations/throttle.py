@@ -94,8 +94,12 @@ class ThrottleSettings:
         if contended:
             return ChunkLimits(float(self.target_write_latency_ms), self.chunk_budget_ms, self.chunk_timeout_ms, None)
         over = self.target_write_latency_ms * UNCONTENDED
-        return ChunkLimits(over, over * CHUNK_BUDGET, max(1, int(over * STRETCHED_TIMEOUT)),
-                           self.target_write_latency_ms * WAIT_PATIENCE)
+        return ChunkLimits(over, over * CHUNK_BUDGET, max(1, int(over * STRETCHED_TIMEOUT)), self.wait_patience_ms)
+
+    @property
+    def wait_patience_ms(self) -> float:
+        """How long a session may wait on a stretched chunk before the lock watch cancels it."""
+        return self.target_write_latency_ms * WAIT_PATIENCE
 
     @property
     def lock_timeout_ms(self) -> int:
@@ -232,12 +236,12 @@ class AdaptiveThrottle:
         self._backoff_ms = 0.0
         # Over its limit: waiters may have queued behind it (not behind a stretched one nobody waited on).
         drain_ms = seen.duration_ms if over and (before.patience_ms is None or seen.waiter_ms != 0) else 0.0
-        took = f"chunk of {seen.rows} rows took {seen.duration_ms:.0f} ms ({before.over_label})"
+        took = f"chunk of {seen.rows} rows took {seen.duration_ms:.0f} ms ({before.over_label})" if over else None
         if seen.replay_lag_ms is not None and seen.replay_lag_ms > s.max_replay_lag_ms / 2 and (
                 seen.rows == 0 or seen.replay_lag_ms > s.max_replay_lag_ms):
             # The lag halves the chunk; a chunk also over its limit shrinks to fit the budget if that is smaller.
             because = [f"replica replay lag {seen.replay_lag_ms / 1000:.1f} s (limit {s.max_replay_lag_ms / 1000:.1f} s)",
-                       took if over else None, waited]
+                       took, waited]
             return Decision(self._clamp(min(self.chunk_rows // 2, scaled)), max(LAG_POLL_MS, drain_ms),
                             "; ".join(b for b in because if b))
         if seen.rows == 0:
@@ -261,7 +265,7 @@ class AdaptiveThrottle:
         if not seen.waiter_ms:
             if seen.waiter_ms is not None:
                 self._calm += 1
-            elif seen.duration_ms >= (self.settings.limits(contended=False).patience_ms or 0.0):
+            elif seen.duration_ms >= self.settings.wait_patience_ms:
                 self._calm = 0
             return None
         self._calm = 0
