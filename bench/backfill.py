@@ -214,6 +214,11 @@ def database_of(scenario: str) -> str:
     return "bench_" + re.sub(r"[^a-z0-9]+", "_", scenario.lower()).strip("_")
 
 
+def _writers(dsn: str, job_ids: list[str], rate: float | None) -> Writers:
+    """The application's post-deploy transaction on 4 connections: at `rate` a second in all, or flat out (None)."""
+    return Writers(dsn, job_ids, write=write_linked, max_seconds=WRITERS_MAX_S, rate=rate)
+
+
 def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Action,
                  replica: LocalServer | None = None, *, keep: bool = False, rate: float | None = None) -> Result:
     """One scenario on a fresh copy of the template, dropped once measured unless `keep` (a later one needs it)."""
@@ -222,7 +227,7 @@ def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Act
     dsn = clone(server, TEMPLATE, database)
     if replica:
         wal.wait_replayed(server, replica)
-    writers = Writers(dsn, job_ids, write=write_linked, max_seconds=WRITERS_MAX_S, rate=rate)
+    writers = _writers(dsn, job_ids, rate)
     sampler = LagSampler(dsn) if replica else None
     try:
         if sampler:
@@ -446,7 +451,7 @@ def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch, appl
             # longer than lock_timeout: 0003 would retry until it gives up.)
             conn.execute("VACUUM ANALYZE")
             conn.execute("CHECKPOINT")  # every scenario starts right after a checkpoint
-        writers = Writers(dsn, job_ids, write=write_linked, max_seconds=WRITERS_MAX_S, rate=rate)
+        writers = _writers(dsn, job_ids, rate)
         t0 = writers.start()
         try:
             time.sleep(LEAD_IN_S)

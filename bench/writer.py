@@ -55,6 +55,7 @@ class Sample:
 
 
 NOT_STARTED = "not started"  # a write due before the writers stopped that its client never began
+Row = tuple[float, float, bool, str, float]  # a Sample as a client sends it back
 
 
 @dataclass
@@ -119,7 +120,7 @@ class Writers:
         not start), ordered by start time."""
         self._times[1] = time.monotonic()
         self._stop.set()
-        rows: list[tuple[float, float, bool, str, float]] = []
+        rows: list[Row] = []
         deadline = time.monotonic() + JOIN_GRACE_S
         for _ in self._procs:
             try:
@@ -135,9 +136,6 @@ class Writers:
             if proc.is_alive():
                 proc.terminate()
                 proc.join(timeout=5)
-
-
-Row = tuple[float, float, bool, str, float]
 
 
 def _client(dsn: str, job_ids: list[str], seed: int, barrier: Barrier, go: Event, stop: Event, times: Any,
