@@ -86,12 +86,17 @@ CREATE INDEX "message_message_id_idx" ON customer_backfill.message ("message_id"
 -- backfill runs, faster than ANALYZE sees, and a plan made on their old statistics (a sequential scan of a
 -- table believed empty) would make each chunk slower than the last. SET enable_seqscan = off keeps every
 -- plan on the indexes; plan_cache_mode = force_custom_plan plans each call for its own keys.
+-- The link functions also SET enable_bitmapscan = off: for "id" = ANY (ids) AND "customer_id" IS NULL the
+-- planner may AND a bitmap of the primary key with one of "<Table>_customer_id_idx" for IS NULL, which reads
+-- every NULL entry of that index (the dead ones of the rows linked so far included) whatever the chunk's size:
+-- 62 to 85 ms a chunk on 2M leads, against 2 ms for the primary key alone. Written this way the test keeps
+-- its statistics, so the rest of the plan is estimated as before.
 
 -- Part "customers": link the chunk's leads to a customer per contact key, creating the customers that do
 -- not exist yet (neither in customer_key nor, created by the application, in "Customer"). Rows another
 -- transaction holds are skipped (SKIP LOCKED); the sweep picks them up. Returns the leads linked.
 CREATE FUNCTION customer_backfill.link_leads(ids text[]) RETURNS integer
-    LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan SET enable_seqscan = off AS $$
+    LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan SET enable_seqscan = off SET enable_bitmapscan = off AS $$
 DECLARE
     linked integer;
 BEGIN
@@ -140,7 +145,7 @@ $$;
 
 -- Part "jobs": a job gets its lead's customer. Returns the jobs linked.
 CREATE FUNCTION customer_backfill.link_jobs(ids text[]) RETURNS integer
-    LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan SET enable_seqscan = off AS $$
+    LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan SET enable_seqscan = off SET enable_bitmapscan = off AS $$
 DECLARE
     linked integer;
 BEGIN
