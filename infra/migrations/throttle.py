@@ -9,8 +9,9 @@ limits stretch UNCONTENDED times (a table the application does not write, rows i
 chunks, for less fixed cost per row; their statement timeout is STRETCHED_TIMEOUT times their stretched limit
 (not CHUNK_TIMEOUT of it), since it no longer protects a waiting session. Such a chunk carries a patience
 (WAIT_PATIENCE of the target): a session that has waited that long on it gets the chunk cancelled by the watch,
-rolled back, its locks released; the next chunks keep to the budget again. Without the watch, chunks always keep to the
-budget. With ThrottleSettings.stretch_uncontended off (the benchmark's comparison), the limits never stretch, and
+rolled back, its locks released; the part's next chunks keep to the budget until it ends (a wait seen says the
+application writes this part's rows: stretching again would keep one of its writes waiting the patience each time,
+and throw the cancelled chunk's work away). Without the watch, chunks always keep to the budget. With ThrottleSettings.stretch_uncontended off (the benchmark's comparison), the limits never stretch, and
 no lock watch runs.
 
 Within the limits, it sizes chunks from the measured cost per row, and it backs off on the signals the database
@@ -20,8 +21,8 @@ gives:
   it took (waiters drain). Except for a stretched chunk that the lock watch saw nobody wait on: a session that
   waits on one gets it cancelled after the patience, so no queue forms behind it, and a pause would only lengthen
   the run;
-- a session waited on the chunk's locks: back within the budget at once (whatever else the chunk showed), sized
-  from the cost per row; when the watch cancelled the chunk for it, its cost per row was at least the time it ran
+- a session waited on the chunk's locks: back within the budget at once (whatever else the chunk showed), for the
+  rest of the part, sized from the cost per row; when the watch cancelled the chunk for it, its cost per row was at least the time it ran
   over its rows, and there is no pause (its locks are released);
 - the chunk ran into its statement timeout (CHUNK_TIMEOUT of the target, STRETCHED_TIMEOUT of a stretched limit:
   the server cancels it at its first check for interrupts past it, instead of letting a stall keep its row locks)
@@ -175,12 +176,14 @@ class AdaptiveThrottle:
         self._ms_per_row: float | None = None
         self._cancelled = False  # the last chunk was cancelled at its timeout
         self._calm = 0  # chunks of this part in a row that the lock watch saw nobody wait on
+        self._contended = False  # a session waited on this part's rows (or a chunk on the application's): no stretching
         self.last_slowdown: str | None = None
 
     @property
     def limits(self) -> ChunkLimits:
-        """The next chunk's limits: stretched after CALM_CHUNKS chunks in a row that nobody waited on."""
-        return self.settings.limits(contended=not self._stretch or self._calm < CALM_CHUNKS)
+        """The next chunk's limits: stretched after CALM_CHUNKS chunks in a row that nobody waited on, in a part
+        where no session has waited on the backfill."""
+        return self.settings.limits(contended=not self._stretch or self._contended or self._calm < CALM_CHUNKS)
 
     def start_part(self) -> None:
         """A new part has its own cost per row and its own contention: forget the last one's. The chunk size
@@ -188,6 +191,7 @@ class AdaptiveThrottle:
         stretched = self.limits
         self._ms_per_row = None
         self._calm = 0
+        self._contended = False
         self.chunk_rows = self._within(stretched, self.chunk_rows)
 
     def next(self, seen: Observation) -> Decision:
@@ -202,11 +206,12 @@ class AdaptiveThrottle:
     def _decide(self, seen: Observation, before: ChunkLimits) -> Decision:
         s = self.settings
         if seen.lock_wait:
-            self._calm = 0  # the application holds rows of this part
+            self._calm, self._contended = 0, True  # the application holds rows of this part
             return self._back_off(self.chunk_rows // 2, 0.0,
                                   f"lock wait: the chunk could not take its locks within {s.lock_timeout_ms} ms")
         waited = self._hear_waiters(seen)
         if seen.cancelled_for_waiter:
+            self._contended = True
             self._ms_per_row = max(self._ms_per_row or 0.0, seen.ms_per_row)  # at least; it did not finish
             self._cancelled = False
             return Decision(self._clamp(int(self.limits.budget_ms / self._ms_per_row)), 0.0,
@@ -258,8 +263,9 @@ class AdaptiveThrottle:
     def _hear_waiters(self, seen: Observation) -> str | None:
         """Count the chunks in a row that nobody waited on; when a session waited, say so. A chunk not watched
         starts the count again, unless it was shorter than the patience: nobody can have waited that long on it,
-        so it neither counts nor resets. (A watched chunk that someone waited on, however briefly, does reset it:
-        a wait seen says the application writes these rows; a chunk not seen says nothing either way.)"""
+        so it neither counts nor resets. A watched chunk that someone waited on, however briefly, ends stretching
+        for the rest of the part: a wait seen says the application writes these rows; a chunk not seen says
+        nothing either way."""
         if seen.rows == 0:
             return None  # a replica-lag poll: no chunk ran
         if not seen.waiter_ms:
@@ -268,8 +274,8 @@ class AdaptiveThrottle:
             elif seen.duration_ms >= self.settings.wait_patience_ms:
                 self._calm = 0
             return None
-        self._calm = 0
-        return (f"a session waited {seen.waiter_ms:.0f} ms on the backfill's locks (chunks keep to the "
+        self._calm, self._contended = 0, True
+        return (f"a session waited {seen.waiter_ms:.0f} ms on the backfill's locks (this part's chunks keep to the "
                 f"{self.settings.chunk_budget_ms:.0f} ms budget)")
 
     def _within(self, before: ChunkLimits, rows: int) -> int:

@@ -247,13 +247,22 @@ def test_without_the_lock_watch_chunks_always_keep_to_the_budget() -> None:
     assert throttle.limits.patience_ms is None
 
 
-def test_a_session_waiting_on_a_stretched_chunk_brings_the_next_back_to_the_budget_at_once_and_counts_again() -> None:
+def test_a_session_waiting_on_a_stretched_chunk_brings_the_part_back_to_the_budget_at_once_and_for_good() -> None:
     throttle = stretched()
     decision = throttle.next(Observation(rows=3_500, duration_ms=350, waiter_ms=30))
     assert decision.chunk_rows == 700
     assert decision.pause_ms == 0
-    assert decision.slowed_because == "a session waited 30 ms on the backfill's locks (chunks keep to the 70 ms budget)"
-    assert chunks_nobody_waited_on(throttle, CALM_CHUNKS - 1).chunk_rows == 700  # the count starts again
+    assert decision.slowed_because == ("a session waited 30 ms on the backfill's locks (this part's chunks keep to the "
+                                       "70 ms budget)")
+    assert chunks_nobody_waited_on(throttle, CALM_CHUNKS * 2).chunk_rows == 700  # the application writes these rows
+    assert throttle.limits.patience_ms is None
+
+
+def test_the_next_part_counts_its_own_chunks_nobody_waited_on_again() -> None:
+    throttle = stretched()
+    throttle.next(Observation(rows=3_500, duration_ms=350, waiter_ms=30))
+    throttle.start_part()
+    assert chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10).chunk_rows == 3_500
 
 
 def test_a_chunk_the_watch_did_not_see_to_its_end_brings_the_next_back_to_the_budget_and_says_so() -> None:
@@ -263,6 +272,7 @@ def test_a_chunk_the_watch_did_not_see_to_its_end_brings_the_next_back_to_the_bu
     assert decision.slowed_because == ("the lock watch did not see the chunk of 3500 rows to its end (chunks keep to "
                                        "the 70 ms budget)")
     assert throttle.limits.patience_ms is None
+    assert chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10).chunk_rows == 3_500  # unseen is not a wait: counts again
 
 
 def test_a_chunk_too_short_for_the_patience_neither_counts_nor_ends_the_stretched_limits() -> None:
@@ -281,8 +291,9 @@ def test_a_chunk_the_lock_watch_cancelled_is_followed_by_one_within_the_budget_f
     decision = throttle.next(Observation(rows=3_500, duration_ms=700, cancelled_for_waiter=True, waiter_ms=52))
     assert decision.chunk_rows == 350  # it ran 700 ms over 3,500 rows without finishing: 5 rows per ms at most
     assert decision.pause_ms == 0  # its locks are released already
-    assert decision.slowed_because == ("a session waited 52 ms on the backfill's locks (chunks keep to the 70 ms "
-                                       "budget): chunk of 3500 rows cancelled at 700 ms and rolled back")
+    assert decision.slowed_because == ("a session waited 52 ms on the backfill's locks (this part's chunks keep to the "
+                                       "70 ms budget): chunk of 3500 rows cancelled at 700 ms and rolled back")
+    assert chunks_nobody_waited_on(throttle, CALM_CHUNKS * 2).chunk_rows == 700
     assert throttle.limits.patience_ms is None
 
 
@@ -293,9 +304,10 @@ def test_a_new_part_starts_within_the_budget_until_its_own_chunks_had_nobody_wai
     assert throttle.chunk_rows == 700  # the stretched size brought within the budget, not cancelled at 90 ms first
 
 
-def test_a_lock_wait_shows_the_application_holds_rows_of_the_part_and_the_count_starts_again() -> None:
+def test_a_lock_wait_shows_the_application_holds_rows_of_the_part_which_keeps_to_the_budget_from_then_on() -> None:
     throttle = stretched()
     throttle.next(Observation(rows=0, duration_ms=70, lock_wait=True))
+    chunks_nobody_waited_on(throttle, CALM_CHUNKS * 2)
     assert throttle.limits.patience_ms is None
 
 
@@ -312,6 +324,13 @@ def test_a_session_waiting_on_a_chunk_within_the_budget_is_not_what_slowed_it_do
     chunks_nobody_waited_on(throttle, 20)
     decision = throttle.next(Observation(rows=700, duration_ms=95, waiter_ms=3))
     assert decision.slowed_because == "chunk of 700 rows took 95 ms (budget 70 ms)"
+
+
+def test_a_session_waiting_before_the_limits_stretched_keeps_the_part_from_ever_stretching() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    chunks_nobody_waited_on(throttle, 20)
+    throttle.next(Observation(rows=700, duration_ms=60, waiter_ms=3))
+    assert chunks_nobody_waited_on(throttle, CALM_CHUNKS * 2).chunk_rows == 700
 
 
 def test_a_chunk_over_its_stretched_limit_that_nobody_waited_on_shrinks_without_a_pause_and_says_which_limit() -> None:
