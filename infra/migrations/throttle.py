@@ -4,15 +4,17 @@ The application's writes wait on a chunk when they touch a row it has locked: su
 chunk commits, at most the chunk's duration. So while the application contends for the chunks' rows, the
 controller keeps each chunk's duration within a budget: the per-stack write-latency target minus a share left for
 the write's own work (CHUNK_BUDGET of the target). A lock watch beside the chunks (lock_watch.py) says whether any
-session waited on the backfill's locks. After CALM_CHUNKS chunks of a part in a row that nobody waited on, the
-limits stretch UNCONTENDED times (a table the application does not write, rows it does not touch): fewer, larger
+session waited on the backfill's locks. After CALM_CHUNKS chunks of a part in a row that nobody waited on, in a
+part where no session has been seen waiting on one, the limits stretch UNCONTENDED times (a table the application
+does not write, rows it does not touch): fewer, larger
 chunks, for less fixed cost per row; their statement timeout is STRETCHED_TIMEOUT times their stretched limit
 (not CHUNK_TIMEOUT of it), since it no longer protects a waiting session. Such a chunk carries a patience
 (WAIT_PATIENCE of the target): a session that has waited that long on it gets the chunk cancelled by the watch,
 rolled back, its locks released; the part's next chunks keep to the budget until it ends (a wait seen says the
 application writes this part's rows: stretching again would keep one of its writes waiting the patience each time,
-and throw the cancelled chunk's work away). Without the watch, chunks always keep to the budget. With ThrottleSettings.stretch_uncontended off (the benchmark's comparison), the limits never stretch, and
-no lock watch runs.
+and throw the cancelled chunk's work away). Without the watch, chunks always keep to the budget. With
+ThrottleSettings.stretch_uncontended off (the benchmark's comparison), the limits never stretch, and no lock watch
+runs.
 
 Within the limits, it sizes chunks from the measured cost per row, and it backs off on the signals the database
 gives:
@@ -176,7 +178,7 @@ class AdaptiveThrottle:
         self._ms_per_row: float | None = None
         self._cancelled = False  # the last chunk was cancelled at its timeout
         self._calm = 0  # chunks of this part in a row that the lock watch saw nobody wait on
-        self._contended = False  # a session waited on this part's rows (or a chunk on the application's): no stretching
+        self._contended = False  # a session was seen waiting on one of this part's chunks: no stretching
         self.last_slowdown: str | None = None
 
     @property
@@ -206,7 +208,9 @@ class AdaptiveThrottle:
     def _decide(self, seen: Observation, before: ChunkLimits) -> Decision:
         s = self.settings
         if seen.lock_wait:
-            self._calm, self._contended = 0, True  # the application holds rows of this part
+            # Someone holds a lock the chunk needs (its own rows are taken with SKIP LOCKED: a key, a table): that
+            # says nothing of whether the application waits on this part's rows, so only the count starts again.
+            self._calm = 0
             return self._back_off(self.chunk_rows // 2, 0.0,
                                   f"lock wait: the chunk could not take its locks within {s.lock_timeout_ms} ms")
         waited = self._hear_waiters(seen)

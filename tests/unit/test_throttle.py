@@ -304,9 +304,25 @@ def test_a_new_part_starts_within_the_budget_until_its_own_chunks_had_nobody_wai
     assert throttle.chunk_rows == 700  # the stretched size brought within the budget, not cancelled at 90 ms first
 
 
-def test_a_lock_wait_shows_the_application_holds_rows_of_the_part_which_keeps_to_the_budget_from_then_on() -> None:
+def test_a_lock_wait_of_the_chunks_own_brings_the_budget_back_and_the_count_starts_again() -> None:
+    """Its own rows are taken with SKIP LOCKED: it waited on a key or a table, not on the part's rows."""
     throttle = stretched()
     throttle.next(Observation(rows=0, duration_ms=70, lock_wait=True))
+    assert throttle.limits.patience_ms is None
+    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    assert throttle.limits.patience_ms == 50
+
+
+def test_a_session_waiting_on_a_stretched_chunk_that_ran_into_its_timeout_keeps_the_part_within_the_budget() -> None:
+    throttle = stretched()
+    throttle.next(Observation(rows=3_500, duration_ms=1_000, cancelled=True, waiter_ms=20))
+    chunks_nobody_waited_on(throttle, CALM_CHUNKS * 2)
+    assert throttle.limits.patience_ms is None
+
+
+def test_a_session_seen_waiting_on_a_chunk_shorter_than_the_patience_still_keeps_the_part_within_the_budget() -> None:
+    throttle = stretched()
+    throttle.next(Observation(rows=51, duration_ms=10, waiter_ms=5))
     chunks_nobody_waited_on(throttle, CALM_CHUNKS * 2)
     assert throttle.limits.patience_ms is None
 
