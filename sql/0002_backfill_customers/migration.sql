@@ -202,17 +202,22 @@ BEGIN
     -- before are tracked first, each with its message's id, and their refs kept: joining the tracking rows just
     -- inserted back to the entries in one statement joins two CTEs, which the planner, estimating one row for
     -- each, did by a nested loop that costs in the square of the chunk (448 ms for 1,660 entries at 1M leads).
+    -- FOR KEY SHARE keeps each conversation's key until the chunk commits, so the next statement finds it for
+    -- every entry tracked here (a conversation deleted in between would leave an entry tracked without a message).
     WITH tracked AS (
         INSERT INTO customer_backfill.message ("legacy_ref", "message_id")
-        SELECT x."ref", gen_random_uuid()::text FROM jsonb_to_recordset(entries) AS x("ref" text, "channel" text, "external_id" text)
+        SELECT x."ref", gen_random_uuid()::text
+        FROM jsonb_to_recordset(entries) AS x("ref" text, "channel" text, "external_id" text)
         JOIN "Conversation" c ON c."channel" = x."channel" AND c."external_id" = x."external_id"
+        FOR KEY SHARE OF c
         ON CONFLICT ("legacy_ref") DO NOTHING
         RETURNING "legacy_ref"
     )
     SELECT coalesce(array_agg("legacy_ref"), '{}') INTO fresh FROM tracked;
 
-    -- Their messages: each entry's conversation and tracking row through their unique keys, the refs just tracked
-    -- as a constant array (planned per call: plan_cache_mode), which PostgreSQL matches through a hash.
+    -- Their messages: each entry's conversation and tracking row, through their unique keys in the expected plan;
+    -- the refs just tracked are a constant here (planned per call: plan_cache_mode), which PostgreSQL matches
+    -- through a hash from 9 refs up.
     INSERT INTO "Message" ("id", "conversation_id", "role", "content", "metadata", "created_at")
     SELECT m."message_id", c."id", customer_backfill.legacy_role(x."sender"), coalesce(x."content", ''),
            jsonb_build_object('source', 'backfill 0002', 'legacy_ref', x."ref") || coalesce(x."meta", '{}'::jsonb),
