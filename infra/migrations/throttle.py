@@ -6,9 +6,9 @@ controller keeps each chunk's duration within a budget: the per-stack write-late
 the write's own work (CHUNK_BUDGET of the target). A lock watch beside the chunks (lock_watch.py) says whether any
 session waited on the backfill's locks. After CALM_CHUNKS chunks of a part in a row that nobody waited on, in a
 part where no session has been seen waiting on one, the limits stretch UNCONTENDED times (a table the application
-does not write, rows it does not touch): fewer, larger
-chunks, for less fixed cost per row; their statement timeout is STRETCHED_TIMEOUT times their stretched limit
-(not CHUNK_TIMEOUT of it), since it no longer protects a waiting session. Such a chunk carries a patience
+does not write, rows it does not touch): fewer, larger chunks, for less fixed cost per row; their statement timeout
+is STRETCHED_TIMEOUT times their stretched limit (not CHUNK_TIMEOUT of it), since it no longer protects a waiting
+session. Such a chunk carries a patience
 (WAIT_PATIENCE of the target): a session that has waited that long on it gets the chunk cancelled by the watch,
 rolled back, its locks released; the part's next chunks keep to the budget until it ends (a wait seen says the
 application writes this part's rows: stretching again would keep one of its writes waiting the patience each time,
@@ -24,8 +24,8 @@ gives:
   waits on one gets it cancelled after the patience, so no queue forms behind it, and a pause would only lengthen
   the run;
 - a session waited on the chunk's locks: back within the budget at once (whatever else the chunk showed), for the
-  rest of the part, sized from the cost per row; when the watch cancelled the chunk for it, its cost per row was at least the time it ran
-  over its rows, and there is no pause (its locks are released);
+  rest of the part, sized from the cost per row; when the watch cancelled the chunk for it, its cost per row was at
+  least the time it ran over its rows, and there is no pause (its locks are released);
 - the chunk ran into its statement timeout (CHUNK_TIMEOUT of the target, STRETCHED_TIMEOUT of a stretched limit:
   the server cancels it at its first check for interrupts past it, instead of letting a stall keep its row locks)
   and was rolled back: halve; its cost per
