@@ -26,6 +26,7 @@ Writes bench/BACKFILL-RESULTS section into bench/RESULTS.md and bench/backfill-l
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import random
 import re
@@ -132,6 +133,7 @@ class Done:
     longest_lock_ms: float
     outcome: str
     split: TimeSplit | None = None
+    events: tuple[tuple[float, BackfillProgress], ...] = ()  # (when, event): every progress event, in order
 
 
 @dataclass
@@ -151,6 +153,7 @@ class Result:
     wal_ready: int | None = None  # WAL segments ready for reuse when the scenario began (bench/wal.py)
     wal_created: int | None = None  # WAL segments sessions had to create during it (PostgreSQL 18 and later)
     split: TimeSplit | None = None  # backfills through the engine only
+    events: tuple[tuple[float, BackfillProgress], ...] = ()  # backfills through the engine only
     wall_offset: float = field(default_factory=lambda: time.time() - time.monotonic())  # monotonic -> epoch s
 
     def doing_at(self, when: float) -> str:
@@ -252,7 +255,8 @@ def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Act
     series = sampler.series if sampler else []
     inside = [v for t, v in series if start <= t <= end + TAIL_S]
     return Result(name, samples, t0, start, end, done.rows, done.longest_lock_ms, done.outcome,
-                  max(inside) if inside else None, series, phases, checkpoints, pool, created, done.split)
+                  max(inside) if inside else None, series, phases, checkpoints, pool, created, done.split,
+                  done.events)
 
 
 def adaptive(batch: Batch, fixed: int | None = None, stretch: bool = True) -> Action:
@@ -261,6 +265,7 @@ def adaptive(batch: Batch, fixed: int | None = None, stretch: bool = True) -> Ac
         longest = [0.0]
         split = TimeSplit()
         shown = [time.monotonic()]
+        events: list[tuple[float, BackfillProgress]] = []
 
         def pause(seconds: float) -> None:
             began = time.monotonic()
@@ -269,6 +274,7 @@ def adaptive(batch: Batch, fixed: int | None = None, stretch: bool = True) -> Ac
 
         def on(event: BackfillProgress) -> None:
             phases.append((time.monotonic(), f"{event.part} {event.phase}"))
+            events.append((phases[-1][0], event))
             split.chunks_s += event.chunk_ms / 1000
             if not event.kept:
                 split.not_kept_s += event.chunk_ms / 1000
@@ -285,7 +291,7 @@ def adaptive(batch: Batch, fixed: int | None = None, stretch: bool = True) -> Ac
             outcome = "applied and validated"
         except Exception as err:  # noqa: BLE001 - the benchmark reports whatever happened
             outcome = f"failed: {err}"
-        return Done(sum(e.rows_done for e in seen.values()), longest[0], outcome, split)
+        return Done(sum(e.rows_done for e in seen.values()), longest[0], outcome, split, tuple(events))
     return action
 
 
@@ -354,6 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="2: adaptive, adaptive-unstretched and fixed-1000 (as chosen) again, in the reverse order")
     parser.add_argument("--writer-rate", type=float, default=WRITER_RATE,
                         help="the writers' transactions a second, on a fixed schedule (0: flat out)")
+    parser.add_argument("--samples", type=Path, default=None,
+                        help="also write each scenario's writes and progress events, with UTC times, as CSV here")
     args = parser.parse_args(argv)
     if args.writer_rate < 0:
         parser.error("--writer-rate must be 0 (flat out) or more")
@@ -383,6 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             """Print it, and rewrite the report with every scenario so far (a run cut short keeps its figures)."""
             results.append(result)
             _print(result)
+            if args.samples:
+                dump_samples(args.samples, result)
             write(args.out, args.leads, entries, seed_s, info, settings, load, results, quiet=True, rate=rate)
 
         # The backfills through the engine, in this order.
@@ -480,6 +490,25 @@ def _lateness(w: WindowStats) -> str:
     if not (w.late_max_ms or w.not_started):
         return ""
     return f", started late by up to {w.late_max_ms:.0f} ms, not started {w.not_started}"
+
+
+def dump_samples(directory: Path, r: Result) -> None:
+    """<scenario>.writes.csv (every write: when due, its latency and lateness, how it ended) and
+    <scenario>.events.csv (every progress event of a backfill through the engine: after each chunk, the chunk's
+    duration and the next one's size), times as UTC epoch seconds, to lay beside the server's log."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = database_of(r.name)
+    with open(directory / f"{stem}.writes.csv", "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["due_epoch_s", "latency_ms", "late_ms", "ok", "error"])
+        for s in r.samples:
+            out.writerow([f"{s.start + r.wall_offset:.4f}", f"{s.latency * 1000:.2f}", f"{s.late * 1000:.2f}",
+                          int(s.ok), s.error])
+    with open(directory / f"{stem}.events.csv", "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["epoch_s", "part", "phase", "done", "unit", "chunk_ms", "kept", "next_chunk_rows", "slowed_because"])
+        out.writerows([f"{t + r.wall_offset:.4f}", e.part, e.phase, e.rows_done, e.unit, f"{e.chunk_ms:.1f}",
+                       int(e.kept), e.chunk_rows, e.slowed_because or ""] for t, e in r.events)
 
 
 def _print(r: Result) -> None:
