@@ -54,6 +54,7 @@ from . import legacy, wal
 from .server import (BENCH_SETTINGS, FAST_LOAD, bench_server, checkpoints_requested, clone, configure, drop, machine,
                      host_settings, make_durable, quarter_of_ram, settings_in_effect)
 from .backfill_report import slowest_during, write
+from .host import EVERY_S, Steal, StealSampler
 from .stats import WindowStats, window_stats
 from .writer import Sample, Writers
 
@@ -154,6 +155,7 @@ class Result:
     wal_created: int | None = None  # WAL segments sessions had to create during it (PostgreSQL 18 and later)
     split: TimeSplit | None = None  # backfills through the engine only
     events: tuple[tuple[float, BackfillProgress], ...] = ()  # backfills through the engine only
+    steal: Steal | None = None  # the host's CPU time stolen during [start, end] (None: not counted here)
     wall_offset: float = field(default_factory=lambda: time.time() - time.monotonic())  # monotonic -> epoch s
 
     def doing_at(self, when: float) -> str:
@@ -378,7 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     b2, b3 = batches[2], batches[3]
     load = os.getloadavg()[0]
     results: list[Result] = []
-    with bench_server(server_settings()) as server, tempfile.TemporaryDirectory(prefix="jq-replica-") as tmp:
+    with bench_server(server_settings()) as server, tempfile.TemporaryDirectory(prefix="jq-replica-") as tmp, \
+            StealSampler() as host:
         configure(server, FAST_LOAD, reload=True)
         t = time.monotonic()
         job_ids, entries = seed(server, batches, args.leads)
@@ -389,6 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         def record(result: Result) -> None:
             """Print it, and rewrite the report with every scenario so far (a run cut short keeps its figures)."""
+            result.steal = host.over(result.start, result.end)
             results.append(result)
             _print(result)
             if args.samples:
@@ -519,7 +523,8 @@ def _print(r: Result) -> None:
           f"longest lock {r.longest_lock_ms:.0f} ms{lag}"
           f"; slowest write during: {slowest_during(r)}; WAL-forced checkpoints {r.wal_checkpoints}"
           f"; WAL segments ready at start {r.wal_ready}, created by sessions {r.wal_created}"
-          f"{'; in chunks / not kept / asleep ' + r.split.cell() if r.split else ''}",
+          f"{'; in chunks / not kept / asleep ' + r.split.cell() if r.split else ''}"
+          f"{'; CPU stolen by the host (mean / worst ' + str(EVERY_S) + ' s) ' + r.steal.cell() if r.steal else ''}",
           flush=True)
 
 

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .host import EVERY_S
 from .stats import window_stats
 
 TARGET_MS = 100.0
@@ -39,16 +40,18 @@ def write(out: Path, leads: int, entries: int, seed_s: float, info: Any, setting
         "each one 16 MB of zeros written and flushed before that session's WAL could go on. Time in chunks = the",
         "backfill's chunk transactions, the reads before the checks included / of that, chunks not kept (rolled back",
         "at a timeout or for a waiting session, or a lock not taken in time) / asleep (the throttle's pauses, and the waits",
-        "for a lagging replica).", "",
-        f"| scenario | outcome | time | rows/s | writes | failed | p99 ms | max ms | writes over {TARGET_MS:.0f} ms | slowest write during | longest lock ms | WAL checkpoints | WAL segments | time in chunks / not kept / asleep | max replay lag |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+        "for a lagging replica). CPU stolen = the share of the host's CPU time its hypervisor gave to other guests",
+        f"during the scenario, over all of it / in its worst {EVERY_S} s (bench/host.py): it delays the writers like a",
+        "backfill that takes the CPU, so a scenario with more of it is not comparable with one with less.", "",
+        f"| scenario | outcome | time | rows/s | writes | failed | p99 ms | max ms | writes over {TARGET_MS:.0f} ms | slowest write during | longest lock ms | WAL checkpoints | WAL segments | time in chunks / not kept / asleep | max replay lag | CPU stolen |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         w = window_stats(r.samples, r.start, r.end)
         secs = r.end - r.start
         lag = f"{r.max_lag_ms / 1000:.2f} s" if r.max_lag_ms is not None else "—"
         lines.append(f"| {r.name} | {r.outcome[:120]} | {secs:.1f} s | {_rate(r):,.0f} | {w.writes} | "
-                     f"{w.failed} | {w.p99_ms:.1f} | {w.max_ms:.1f} | {over_target(r)} | {slowest_during(r)} | {r.longest_lock_ms:.0f} | {_count(r.wal_checkpoints)} | {_count(r.wal_ready)} / {_count(r.wal_created)} | {r.split.cell() if r.split else '—'} | {lag} |")
+                     f"{w.failed} | {w.p99_ms:.1f} | {w.max_ms:.1f} | {over_target(r)} | {slowest_during(r)} | {r.longest_lock_ms:.0f} | {_count(r.wal_checkpoints)} | {_count(r.wal_ready)} / {_count(r.wal_created)} | {r.split.cell() if r.split else '—'} | {lag} | {r.steal.cell() if r.steal else '—'} |")
     lines += ["", "| target | measured | met |", "|---|---|---|", *_targets(results), "",
               f"![write latency during the backfills]({plot_name})"]
     section = "\n".join(lines)
