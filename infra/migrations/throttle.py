@@ -36,7 +36,11 @@ gives:
   longer than the run's fastest: every write is stalling on the disk (WAL flushes queued behind the backfill's
   writes) or on a synchronous standby, which no lock shows. Pause with exponential backoff, keeping the size
   (smaller chunks would write the same WAL in more commits; the pause is what lets the disk catch up; a chunk
-  cancelled meanwhile is still halved); over a fifth of the target, do not grow;
+  cancelled meanwhile is still halved); over a fifth of the target, do not grow, and pause as long as the chunk
+  took: chunks run back to back, so their size does not change the backfill's share of the server's CPU and disk,
+  and a pause does (it runs at most half the time while commits are slow). On a host short of CPU (a virtual
+  machine whose hypervisor gives its time to other guests) the probe slows this much, seldom more, while the
+  application's sessions fall behind;
 - a streaming replica replays too far behind: halve (or less, to fit the budget, when the chunk was also over its
   limit; then it pauses as long as it took first, unless it was a stretched one nobody waited on), and wait until
   the lag is back under half the limit;
@@ -59,7 +63,7 @@ CHUNK_TIMEOUT = 0.9  # a chunk still running at this fraction of the target is c
 MAX_GROWTH = 2.0  # at most double the chunk from one chunk to the next
 COST_SMOOTHING = 0.3  # weight of the newest full chunk in the moving average of the cost per row
 COMMIT_STALL = 0.5  # a probe commit over this fraction of the target: writes are stalling, back off
-COMMIT_BUSY = 0.2  # over this fraction: the disk is busy, do not grow
+COMMIT_BUSY = 0.2  # over this fraction: the server is busy, do not grow, and run at most half the time
 MAX_BACKOFF_MS = 5_000.0
 LAG_POLL_MS = 250.0
 CALM_CHUNKS = 100  # chunks of a part in a row that nobody waited on before the limits stretch
@@ -245,12 +249,17 @@ class AdaptiveThrottle:
         self._backoff_ms = 0.0
         # Over its limit: waiters may have queued behind it (not behind a stretched one nobody waited on).
         drain_ms = seen.duration_ms if over and (before.patience_ms is None or seen.waiter_ms != 0) else 0.0
+        # Commits slowing: every session waits longer for the server; a pause as long as the chunk gives it back.
+        slowing = self._slowing(seen)
+        drain_ms = max(drain_ms, seen.duration_ms if slowing else 0.0)
         took = f"chunk of {seen.rows} rows took {seen.duration_ms:.0f} ms ({before.over_label})" if over else None
+        if over and slowing:
+            took = f"{took}; {slowing}"
         if seen.replay_lag_ms is not None and seen.replay_lag_ms > s.max_replay_lag_ms / 2 and (
                 seen.rows == 0 or seen.replay_lag_ms > s.max_replay_lag_ms):
             # The lag halves the chunk; a chunk also over its limit shrinks to fit the budget if that is smaller.
             because = [f"replica replay lag {seen.replay_lag_ms / 1000:.1f} s (limit {s.max_replay_lag_ms / 1000:.1f} s)",
-                       took, waited]
+                       took if over else slowing, waited]
             return Decision(self._clamp(min(self.chunk_rows // 2, scaled)), max(LAG_POLL_MS, drain_ms),
                             "; ".join(b for b in because if b))
         if seen.rows == 0:
@@ -262,7 +271,7 @@ class AdaptiveThrottle:
         if before.patience_ms is not None and self.limits.patience_ms is None and not waited:
             waited = (f"the lock watch did not see the chunk of {seen.rows} rows to its end (chunks keep to the "
                       f"{s.chunk_budget_ms:.0f} ms budget)")
-        return self._aim(seen, waited if before.patience_ms is not None else None)
+        return self._aim(seen, waited if before.patience_ms is not None else None, drain_ms, slowing)
 
     def _hear_waiters(self, seen: Observation) -> str | None:
         """Count the chunks in a row that nobody waited on; when a session waited, say so. A chunk not watched
@@ -291,6 +300,16 @@ class AdaptiveThrottle:
         fits = budget_ms / self._ms_per_row if self._ms_per_row else rows * budget_ms / before.budget_ms
         return self._clamp(min(rows, int(fits)))
 
+    def _slowing(self, seen: Observation) -> str | None:
+        """A chunk's commit watch read a wait over COMMIT_BUSY of the target (and not over COMMIT_STALL: that is a
+        stall): why the next chunk waits as long as this one took."""
+        if seen.rows == 0 or seen.commit_wait_ms is None or self._stalling(seen):
+            return None
+        if seen.commit_wait_ms <= self.settings.target_write_latency_ms * COMMIT_BUSY:
+            return None
+        return (f"commits slowing: a commit waited {seen.commit_wait_ms:.0f} ms longer than usual (a pause as long "
+                "as the chunk took)")
+
     def _stalling(self, seen: Observation) -> bool:
         return seen.commit_wait_ms is not None and seen.commit_wait_ms > self.settings.target_write_latency_ms * COMMIT_STALL
 
@@ -299,24 +318,24 @@ class AdaptiveThrottle:
         self._backoff_ms = min(max(self._backoff_ms * 2, float(self.settings.target_write_latency_ms)), MAX_BACKOFF_MS)
         return Decision(self._clamp(rows), max(self._backoff_ms, at_least_ms), reason)
 
-    def _aim(self, seen: Observation, waited: str | None) -> Decision:
+    def _aim(self, seen: Observation, waited: str | None, pause_ms: float, slowing: str | None) -> Decision:
         s = self.settings
         budget_ms = self.limits.budget_ms
         ms_per_row = self._cost_per_row(seen)
         ideal = int(budget_ms / ms_per_row)
         size = min(ideal, int(self.chunk_rows * MAX_GROWTH))
         lag_near = seen.replay_lag_ms is not None and seen.replay_lag_ms > s.max_replay_lag_ms / 2
-        commits_slow = seen.commit_wait_ms is not None and seen.commit_wait_ms > s.target_write_latency_ms * COMMIT_BUSY
         reason = None
         if size < self.chunk_rows:
             reason = waited or f"chunk of {seen.rows} rows took {seen.duration_ms:.0f} ms (budget {budget_ms:.0f} ms)"
-        elif commits_slow and size > self.chunk_rows:
-            size = self.chunk_rows
-            reason = f"commits slowing: a commit waited {seen.commit_wait_ms:.0f} ms longer than usual"
+        if slowing:
+            size = min(size, self.chunk_rows)
+            reason = f"{reason}; {slowing}" if reason else slowing
         if lag_near:
             size = min(size, self.chunk_rows)
-            reason = f"replica replay lag {seen.replay_lag_ms / 1000:.1f} s is over half the limit"
-        return Decision(self._clamp(size), 0.0, reason)
+            reason = "; ".join(filter(None, (f"replica replay lag {seen.replay_lag_ms / 1000:.1f} s is over half the limit",
+                                             slowing)))
+        return Decision(self._clamp(size), pause_ms, reason)
 
     def _cost_per_row(self, seen: Observation) -> float:
         """ms per row: the moving average over full chunks (a short chunk only counts while there is none)."""

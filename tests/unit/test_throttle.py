@@ -163,19 +163,33 @@ def test_a_chunk_over_the_target_while_commits_stall_shrinks_and_pauses_as_much_
     assert after.chunk_rows <= 350 and after.pause_ms == 0
 
 
-def test_commits_slowing_but_not_stalling_stop_growth_without_a_pause() -> None:
+def test_commits_slowing_but_not_stalling_stop_growth_and_pause_as_long_as_the_chunk_took() -> None:
     throttle = AdaptiveThrottle(SETTINGS)
     decision = throttle.next(Observation(rows=1_000, duration_ms=5, commit_wait_ms=30))  # the chunk alone would double
     assert decision.chunk_rows == 1_000
-    assert decision.pause_ms == 0
-    assert decision.slowed_because == "commits slowing: a commit waited 30 ms longer than usual"
+    assert decision.pause_ms == 5  # the backfill runs at most half the time while commits are slow
+    assert decision.slowed_because == ("commits slowing: a commit waited 30 ms longer than usual (a pause as long as "
+                                       "the chunk took)")
+    recovered = throttle.next(Observation(rows=1_000, duration_ms=5, commit_wait_ms=3))
+    assert recovered.pause_ms == 0 and recovered.chunk_rows == 2_000
 
 
-def test_commits_slowing_are_not_named_when_the_chunk_budget_already_stopped_growth() -> None:
+def test_commits_slowing_while_the_chunk_budget_stopped_growth_name_both() -> None:
     throttle = AdaptiveThrottle(SETTINGS)
     decision = throttle.next(Observation(rows=1_000, duration_ms=90, commit_wait_ms=30))
-    assert decision.chunk_rows < 1_000
+    assert decision.chunk_rows < 1_000 and decision.pause_ms == 90
     assert (decision.slowed_because or "").startswith("chunk of 1000 rows took 90 ms")
+    assert "commits slowing: a commit waited 30 ms" in (decision.slowed_because or "")
+
+
+def test_a_stretched_chunk_over_its_limit_that_nobody_waited_on_pauses_only_while_commits_slow() -> None:
+    throttle = stretched()
+    rows = throttle.chunk_rows
+    calm = throttle.next(Observation(rows=rows, duration_ms=600, waiter_ms=0, commit_wait_ms=3))
+    assert calm.pause_ms == 0
+    slow = throttle.next(Observation(rows=calm.chunk_rows, duration_ms=600, waiter_ms=0, commit_wait_ms=30))
+    assert slow.pause_ms == 600
+    assert "took 600 ms" in (slow.slowed_because or "") and "commits slowing" in (slow.slowed_because or "")
 
 
 def test_a_commit_about_as_fast_as_usual_is_no_signal() -> None:
