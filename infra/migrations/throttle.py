@@ -22,7 +22,7 @@ gives:
 - the chunk took longer than its limit (the target, or the stretched one): shrink in proportion, pause as long as
   it took (waiters drain). Except for a stretched chunk that the lock watch saw nobody wait on: a session that
   waits on one gets it cancelled after the patience, so no queue forms behind it, and a pause would only lengthen
-  the run;
+  the run (unless commits are slowing, below);
 - a session waited on the chunk's locks: back within the budget at once (whatever else the chunk showed), for the
   rest of the part, sized from the cost per row; when the watch cancelled the chunk for it, its cost per row was at
   least the time it ran over its rows, and there is no pause (its locks are released);
@@ -30,22 +30,24 @@ gives:
   the server cancels it at its first check for interrupts past it, instead of letting a stall keep its row locks)
   and was rolled back: halve; its cost per
   row was at least the time it ran over the rows it was given. No pause after one such chunk (its locks are
-  released); with exponential backoff when they follow each other, or when commits are stalling meanwhile;
+  released), unless commits are slowing (below); with exponential backoff when they follow each other, or when
+  commits are stalling meanwhile;
 - the chunk could not take a lock in time (lock_timeout): halve, pause with exponential backoff;
 - a durable commit timed beside the backfill since the last chunk (commit_watch.py) waited over half the target
   longer than the run's fastest: every write is stalling on the disk (WAL flushes queued behind the backfill's
   writes) or on a synchronous standby, which no lock shows. Pause with exponential backoff, keeping the size
   (smaller chunks would write the same WAL in more commits; the pause is what lets the disk catch up; a chunk
-  cancelled meanwhile is still halved); over a fifth of the target, do not grow, and pause as long as the chunk
-  took: chunks run back to back, so their size does not change the backfill's share of the server's CPU and disk,
-  and a pause does (it runs at most half the time while commits are slow). On a host short of CPU (a virtual
-  machine whose hypervisor gives its time to other guests) the probe slows this much, seldom more, while the
-  application's sessions fall behind;
+  cancelled meanwhile is still halved). Over a fifth of the target ("slowing"): do not grow, and pause at least as
+  long as the chunk took, whatever else it showed: chunks run back to back, so their size does not change the
+  backfill's share of the server's CPU and disk, and a pause does (it runs at most half the time while commits
+  are slow). The backoff starts over only once a probe is back under a fifth: readings that go from stalling to
+  slowing and back keep it growing;
 - a streaming replica replays too far behind: halve (or less, to fit the budget, when the chunk was also over its
-  limit; then it pauses as long as it took first, unless it was a stretched one nobody waited on), and wait until
-  the lag is back under half the limit;
+  limit; then it pauses as long as it took first, unless it was a stretched one nobody waited on and commits are
+  not slowing), and wait until the lag is back under half the limit;
 - otherwise: aim at the budget from the cost per row of the recent full chunks, at most doubling per chunk,
-  with no pause (a pause would not shorten any wait; it would only lengthen the run).
+  with no pause unless commits are slowing (a pause would not shorten any lock wait; it would only lengthen the
+  run).
 
 The cost per row is a moving average over the full chunks of the current part (each part has its own):
 a chunk that came back short (the end of a pass, a sweep finding a few rows) is mostly fixed cost and would
@@ -232,8 +234,10 @@ class AdaptiveThrottle:
             again, self._cancelled = self._cancelled, True
             if self._stalling(seen):
                 reason += f"; commits stalling: a commit waited {seen.commit_wait_ms:.0f} ms longer than usual"
-            elif not again:  # its locks are already released: a smaller chunk right away
-                return Decision(self._clamp(self.chunk_rows // 2), 0.0, reason)
+            elif not again:  # its locks are already released: a smaller chunk right away, unless commits are slowing
+                slowing = self._slowing(seen)
+                return Decision(self._clamp(self.chunk_rows // 2), seen.duration_ms if slowing else 0.0,
+                                f"{reason}; {slowing}" if slowing else reason)
             return self._back_off(self.chunk_rows // 2, seen.duration_ms, reason)
         self._cancelled = False
         over = seen.rows > 0 and seen.duration_ms > before.over_ms
@@ -246,15 +250,16 @@ class AdaptiveThrottle:
             return self._back_off(scaled, seen.duration_ms if over else 0.0,
                                   f"commits stalling: a commit waited {seen.commit_wait_ms:.0f} ms longer than "
                                   f"usual (target {s.target_write_latency_ms} ms)")
-        self._backoff_ms = 0.0
-        # Over its limit: waiters may have queued behind it (not behind a stretched one nobody waited on).
-        drain_ms = seen.duration_ms if over and (before.patience_ms is None or seen.waiter_ms != 0) else 0.0
         # Commits slowing: every session waits longer for the server; a pause as long as the chunk gives it back.
         slowing = self._slowing(seen)
+        if not slowing:
+            self._backoff_ms = 0.0  # commits are back to usual: the next stall's backoff starts over
+        # Over its limit: waiters may have queued behind it (not behind a stretched one nobody waited on).
+        drain_ms = seen.duration_ms if over and (before.patience_ms is None or seen.waiter_ms != 0) else 0.0
         drain_ms = max(drain_ms, seen.duration_ms if slowing else 0.0)
         took = f"chunk of {seen.rows} rows took {seen.duration_ms:.0f} ms ({before.over_label})" if over else None
         if over and slowing:
-            took = f"{took}; {slowing}"
+            took = f"{took}; commits slowing: a commit waited {seen.commit_wait_ms:.0f} ms longer than usual"
         if seen.replay_lag_ms is not None and seen.replay_lag_ms > s.max_replay_lag_ms / 2 and (
                 seen.rows == 0 or seen.replay_lag_ms > s.max_replay_lag_ms):
             # The lag halves the chunk; a chunk also over its limit shrinks to fit the budget if that is smaller.
@@ -334,7 +339,7 @@ class AdaptiveThrottle:
         if lag_near:
             size = min(size, self.chunk_rows)
             reason = "; ".join(filter(None, (f"replica replay lag {seen.replay_lag_ms / 1000:.1f} s is over half the limit",
-                                             slowing)))
+                                             reason)))
         return Decision(self._clamp(size), pause_ms, reason)
 
     def _cost_per_row(self, seen: Observation) -> float:

@@ -192,6 +192,43 @@ def test_a_stretched_chunk_over_its_limit_that_nobody_waited_on_pauses_only_whil
     assert "took 600 ms" in (slow.slowed_because or "") and "commits slowing" in (slow.slowed_because or "")
 
 
+def test_slowing_begins_over_a_fifth_of_the_target_and_stalling_over_a_half() -> None:
+    def pause_after(wait_ms: float) -> float:
+        return AdaptiveThrottle(SETTINGS).next(Observation(rows=1_000, duration_ms=30, commit_wait_ms=wait_ms)).pause_ms
+    assert pause_after(20) == 0  # usual
+    assert pause_after(21) == 30  # slowing: as long as the chunk took
+    assert pause_after(50) == 30  # still slowing
+    assert pause_after(51) == 100  # stalling: the backoff's first step
+
+
+def test_readings_that_go_from_stalling_to_slowing_and_back_keep_the_backoff_growing() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    waits = [80, 30, 80, 30, 80, 3, 80]
+    pauses = [throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=20, commit_wait_ms=w)).pause_ms
+              for w in waits]
+    assert pauses == [100, 20, 200, 20, 400, 0, 100]  # it starts over only once a probe is back to usual
+
+
+def test_a_chunk_cancelled_at_its_timeout_while_commits_slow_is_followed_by_a_pause_as_long_as_it_ran() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    decision = throttle.next(Observation(rows=1_000, duration_ms=95, cancelled=True, commit_wait_ms=30))
+    assert decision.chunk_rows == 500 and decision.pause_ms == 95
+    assert "commits slowing: a commit waited 30 ms" in (decision.slowed_because or "")
+
+
+def test_replay_lag_and_commits_slowing_are_both_named_and_the_pause_is_the_longer() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    over_limit = throttle.next(Observation(rows=1_000, duration_ms=400, replay_lag_ms=3_000, commit_wait_ms=30))
+    assert over_limit.pause_ms == 400  # the chunk's own duration, longer than the lag poll
+    because = over_limit.slowed_because or ""
+    assert because.startswith("replica replay lag 3.0 s") and "commits slowing" in because
+    near = AdaptiveThrottle(SETTINGS).next(Observation(rows=1_000, duration_ms=90, replay_lag_ms=1_500,
+                                                       commit_wait_ms=30))
+    because = near.slowed_because or ""
+    assert near.pause_ms == 90
+    assert "over half the limit" in because and "took 90 ms" in because and "commits slowing" in because
+
+
 def test_a_commit_about_as_fast_as_usual_is_no_signal() -> None:
     throttle = AdaptiveThrottle(SETTINGS)
     assert throttle.next(Observation(rows=1_000, duration_ms=5, commit_wait_ms=19)).chunk_rows == 2_000
