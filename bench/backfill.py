@@ -135,6 +135,7 @@ class Done:
     outcome: str
     split: TimeSplit | None = None
     events: tuple[tuple[float, BackfillProgress], ...] = ()  # (when, event): every progress event, in order
+    sleeps: tuple[tuple[float, float], ...] = ()  # (when it began, seconds): every pause the throttle asked for
 
 
 @dataclass
@@ -155,6 +156,7 @@ class Result:
     wal_created: int | None = None  # WAL segments sessions had to create during it (PostgreSQL 18 and later)
     split: TimeSplit | None = None  # backfills through the engine only
     events: tuple[tuple[float, BackfillProgress], ...] = ()  # backfills through the engine only
+    sleeps: tuple[tuple[float, float], ...] = ()  # backfills through the engine only
     steal: Steal | None = None  # the host's CPU time stolen during [start, end] (None: not counted here)
     wall_offset: float = field(default_factory=lambda: time.time() - time.monotonic())  # monotonic -> epoch s
 
@@ -258,7 +260,7 @@ def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Act
     inside = [v for t, v in series if start <= t <= end + TAIL_S]
     return Result(name, samples, t0, start, end, done.rows, done.longest_lock_ms, done.outcome,
                   max(inside) if inside else None, series, phases, checkpoints, pool, created, done.split,
-                  done.events)
+                  done.events, done.sleeps)
 
 
 def adaptive(batch: Batch, fixed: int | None = None, stretch: bool = True) -> Action:
@@ -268,9 +270,11 @@ def adaptive(batch: Batch, fixed: int | None = None, stretch: bool = True) -> Ac
         split = TimeSplit()
         shown = [time.monotonic()]
         events: list[tuple[float, BackfillProgress]] = []
+        sleeps: list[tuple[float, float]] = []
 
         def pause(seconds: float) -> None:
             began = time.monotonic()
+            sleeps.append((began, seconds))
             time.sleep(seconds)
             split.asleep_s += time.monotonic() - began
 
@@ -293,7 +297,7 @@ def adaptive(batch: Batch, fixed: int | None = None, stretch: bool = True) -> Ac
             outcome = "applied and validated"
         except Exception as err:  # noqa: BLE001 - the benchmark reports whatever happened
             outcome = f"failed: {err}"
-        return Done(sum(e.rows_done for e in seen.values()), longest[0], outcome, split, tuple(events))
+        return Done(sum(e.rows_done for e in seen.values()), longest[0], outcome, split, tuple(events), tuple(sleeps))
     return action
 
 
@@ -499,7 +503,9 @@ def _lateness(w: WindowStats) -> str:
 def dump_samples(directory: Path, r: Result) -> None:
     """<scenario>.writes.csv (every write: when due, its latency and lateness, how it ended) and
     <scenario>.events.csv (every progress event of a backfill through the engine: after each chunk, the chunk's
-    duration and the next one's size), times as UTC epoch seconds, to lay beside the server's log."""
+    duration, the next one's size and the last reason the throttle slowed down, which stays until the next one)
+    and <scenario>.sleeps.csv (every pause it asked for), times as UTC epoch seconds, to lay beside the server's
+    log."""
     directory.mkdir(parents=True, exist_ok=True)
     stem = database_of(r.name)
     with open(directory / f"{stem}.writes.csv", "w", newline="") as f:
@@ -510,9 +516,13 @@ def dump_samples(directory: Path, r: Result) -> None:
                           int(s.ok), s.error])
     with open(directory / f"{stem}.events.csv", "w", newline="") as f:
         out = csv.writer(f)
-        out.writerow(["epoch_s", "part", "phase", "done", "unit", "chunk_ms", "kept", "next_chunk_rows", "slowed_because"])
+        out.writerow(["epoch_s", "part", "phase", "done", "unit", "chunk_ms", "kept", "next_chunk_rows", "last_slowdown"])
         out.writerows([f"{t + r.wall_offset:.4f}", e.part, e.phase, e.rows_done, e.unit, f"{e.chunk_ms:.1f}",
                        int(e.kept), e.chunk_rows, e.slowed_because or ""] for t, e in r.events)
+    with open(directory / f"{stem}.sleeps.csv", "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["epoch_s", "seconds"])
+        out.writerows([f"{t + r.wall_offset:.4f}", f"{seconds:.3f}"] for t, seconds in r.sleeps)
 
 
 def _print(r: Result) -> None:
@@ -524,7 +534,7 @@ def _print(r: Result) -> None:
           f"; slowest write during: {slowest_during(r)}; WAL-forced checkpoints {r.wal_checkpoints}"
           f"; WAL segments ready at start {r.wal_ready}, created by sessions {r.wal_created}"
           f"{'; in chunks / not kept / asleep ' + r.split.cell() if r.split else ''}"
-          f"{'; CPU stolen by the host (mean / worst ' + str(EVERY_S) + ' s) ' + r.steal.cell() if r.steal else ''}",
+          f"{'; CPU stolen by the hypervisor (mean / worst ~' + str(EVERY_S) + ' s) ' + r.steal.cell() if r.steal else ''}",
           flush=True)
 
 

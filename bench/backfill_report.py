@@ -40,9 +40,10 @@ def write(out: Path, leads: int, entries: int, seed_s: float, info: Any, setting
         "each one 16 MB of zeros written and flushed before that session's WAL could go on. Time in chunks = the",
         "backfill's chunk transactions, the reads before the checks included / of that, chunks not kept (rolled back",
         "at a timeout or for a waiting session, or a lock not taken in time) / asleep (the throttle's pauses, and the waits",
-        "for a lagging replica). CPU stolen = the share of the host's CPU time its hypervisor gave to other guests",
-        f"during the scenario, over all of it / in its worst {EVERY_S} s (bench/host.py): it delays the writers like a",
-        "backfill that takes the CPU, so a scenario with more of it is not comparable with one with less.", "",
+        "for a lagging replica). CPU stolen = the share of this virtual machine's CPU time (idle included) that its",
+        f"hypervisor gave to other guests, over the scenario / in its worst interval of about {EVERY_S} s (bench/host.py):",
+        "it delays the writers like a backfill that takes the CPU, so a scenario with more of it is not comparable with",
+        "one with less.", "",
         f"| scenario | outcome | time | rows/s | writes | failed | p99 ms | max ms | writes over {TARGET_MS:.0f} ms | slowest write during | longest lock ms | WAL checkpoints | WAL segments | time in chunks / not kept / asleep | max replay lag | CPU stolen |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]

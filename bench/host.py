@@ -36,13 +36,14 @@ def cpu_times(text: str) -> tuple[int, int] | None:
 def read_proc_stat() -> tuple[int, int] | None:
     try:
         return cpu_times(PROC_STAT.read_text())
-    except OSError:
+    except (OSError, ValueError):  # no /proc/stat, or one this parser does not know: nothing is reported
         return None
 
 
 @dataclass(frozen=True)
 class Steal:
-    """The share of CPU time stolen over a window (0 to 1), and in the worst sample within it."""
+    """The share of this machine's CPU time (idle included) stolen over a window (0 to 1), and in the worst interval
+    between two readings that overlaps it (about EVERY_S long)."""
 
     mean: float
     worst: float

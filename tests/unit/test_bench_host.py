@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from bench.host import Steal, StealSampler, cpu_times, steal_over
 
-PROC_STAT = """cpu  1000 10 300 5000 40 0 50 600 0 0
-cpu0 500 5 150 2500 20 0 25 300 0 0
+PROC_STAT = """cpu  1000 10 300 5000 40 0 50 600 70 7
+cpu0 500 5 150 2500 20 0 25 300 35 3
 intr 12345
 """
 
