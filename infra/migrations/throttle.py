@@ -25,7 +25,7 @@ gives:
   the run (unless commits are slowing, below);
 - a session waited on the chunk's locks: back within the budget at once (whatever else the chunk showed), for the
   rest of the part, sized from the cost per row; when the watch cancelled the chunk for it, its cost per row was at
-  least the time it ran over its rows, and there is no pause (its locks are released);
+  least the time it ran over its rows, and there is no pause (its locks are released) unless commits are slowing;
 - the chunk ran into its statement timeout (CHUNK_TIMEOUT of the target, STRETCHED_TIMEOUT of a stretched limit:
   the server cancels it at its first check for interrupts past it, instead of letting a stall keep its row locks)
   and was rolled back: halve; its cost per
@@ -38,7 +38,7 @@ gives:
   writes) or on a synchronous standby, which no lock shows. Pause with exponential backoff, keeping the size
   (smaller chunks would write the same WAL in more commits; the pause is what lets the disk catch up; a chunk
   cancelled meanwhile is still halved). Over a fifth of the target ("slowing"): do not grow, and pause at least as
-  long as the chunk took, whatever else it showed: chunks run back to back, so their size does not change the
+  long as the chunk took, whether it was kept or cancelled (a lock wait backs off anyway): chunks run back to back, so their size does not change the
   backfill's share of the server's CPU and disk, and a pause does (it runs at most half the time while commits
   are slow). The backoff starts over only once a probe is back under a fifth: readings that go from stalling to
   slowing and back keep it growing;
@@ -224,9 +224,11 @@ class AdaptiveThrottle:
             self._contended = True
             self._ms_per_row = max(self._ms_per_row or 0.0, seen.ms_per_row)  # at least; it did not finish
             self._cancelled = False
-            return Decision(self._clamp(int(self.limits.budget_ms / self._ms_per_row)), 0.0,
-                            f"{waited or 'a session waited on the backfill'}: chunk of {seen.rows} rows cancelled at "
-                            f"{seen.duration_ms:.0f} ms and rolled back")
+            slowing = self._slowing(seen)  # its locks are released: a pause only when commits are slowing
+            reason = (f"{waited or 'a session waited on the backfill'}: chunk of {seen.rows} rows cancelled at "
+                      f"{seen.duration_ms:.0f} ms and rolled back")
+            return Decision(self._clamp(int(self.limits.budget_ms / self._ms_per_row)),
+                            seen.duration_ms if slowing else 0.0, f"{reason}; {slowing}" if slowing else reason)
         if seen.cancelled:
             self._ms_per_row = max(self._ms_per_row or 0.0, seen.ms_per_row)  # at least; it did not finish
             reason = (f"chunk of {seen.rows} rows cancelled at {seen.duration_ms:.0f} ms (limit {before.timeout_ms} ms) "

@@ -216,6 +216,17 @@ def test_a_chunk_cancelled_at_its_timeout_while_commits_slow_is_followed_by_a_pa
     assert "commits slowing: a commit waited 30 ms" in (decision.slowed_because or "")
 
 
+def test_a_chunk_cancelled_for_a_waiter_while_commits_slow_is_followed_by_a_pause_as_long_as_it_ran() -> None:
+    throttle = stretched()
+    calm = throttle.next(Observation(rows=1_000, duration_ms=60, cancelled_for_waiter=True, waiter_ms=55,
+                                     commit_wait_ms=3))
+    assert calm.pause_ms == 0  # its locks are released
+    slow = stretched().next(Observation(rows=1_000, duration_ms=60, cancelled_for_waiter=True, waiter_ms=55,
+                                        commit_wait_ms=30))
+    assert slow.pause_ms == 60
+    assert "cancelled at 60 ms" in (slow.slowed_because or "") and "commits slowing" in (slow.slowed_because or "")
+
+
 def test_replay_lag_and_commits_slowing_are_both_named_and_the_pause_is_the_longer() -> None:
     throttle = AdaptiveThrottle(SETTINGS)
     over_limit = throttle.next(Observation(rows=1_000, duration_ms=400, replay_lag_ms=3_000, commit_wait_ms=30))
