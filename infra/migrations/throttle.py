@@ -38,10 +38,10 @@ gives:
   writes) or on a synchronous standby, which no lock shows. Pause with exponential backoff, keeping the size
   (smaller chunks would write the same WAL in more commits; the pause is what lets the disk catch up; a chunk
   cancelled meanwhile is still halved). Over a fifth of the target ("slowing"): do not grow, and pause at least as
-  long as the chunk took, whether it was kept or cancelled (a lock wait backs off anyway): chunks run back to back, so their size does not change the
-  backfill's share of the server's CPU and disk, and a pause does (it runs at most half the time while commits
-  are slow). The backoff starts over only once a probe is back under a fifth: readings that go from stalling to
-  slowing and back keep it growing;
+  long as the chunk took, whether it was kept or cancelled (a lock wait backs off anyway): chunks run back to
+  back, so their size does not change the backfill's share of the server's CPU and disk, and a pause does (it runs
+  at most half the time while commits are slow). The backoff starts over only once a probe is back under a fifth:
+  readings that go from stalling to slowing and back keep it growing;
 - a streaming replica replays too far behind: halve (or less, to fit the budget, when the chunk was also over its
   limit; then it pauses as long as it took first, unless it was a stretched one nobody waited on and commits are
   not slowing), and wait until the lag is back under half the limit;
