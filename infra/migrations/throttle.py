@@ -224,11 +224,9 @@ class AdaptiveThrottle:
             self._contended = True
             self._ms_per_row = max(self._ms_per_row or 0.0, seen.ms_per_row)  # at least; it did not finish
             self._cancelled = False
-            slowing = self._slowing(seen)  # its locks are released: a pause only when commits are slowing
-            reason = (f"{waited or 'a session waited on the backfill'}: chunk of {seen.rows} rows cancelled at "
-                      f"{seen.duration_ms:.0f} ms and rolled back")
-            return Decision(self._clamp(int(self.limits.budget_ms / self._ms_per_row)),
-                            seen.duration_ms if slowing else 0.0, f"{reason}; {slowing}" if slowing else reason)
+            return self._rolled_back(seen, int(self.limits.budget_ms / self._ms_per_row),
+                                     f"{waited or 'a session waited on the backfill'}: chunk of {seen.rows} rows "
+                                     f"cancelled at {seen.duration_ms:.0f} ms and rolled back")
         if seen.cancelled:
             self._ms_per_row = max(self._ms_per_row or 0.0, seen.ms_per_row)  # at least; it did not finish
             reason = (f"chunk of {seen.rows} rows cancelled at {seen.duration_ms:.0f} ms (limit {before.timeout_ms} ms) "
@@ -236,10 +234,8 @@ class AdaptiveThrottle:
             again, self._cancelled = self._cancelled, True
             if self._stalling(seen):
                 reason += f"; commits stalling: a commit waited {seen.commit_wait_ms:.0f} ms longer than usual"
-            elif not again:  # its locks are already released: a smaller chunk right away, unless commits are slowing
-                slowing = self._slowing(seen)
-                return Decision(self._clamp(self.chunk_rows // 2), seen.duration_ms if slowing else 0.0,
-                                f"{reason}; {slowing}" if slowing else reason)
+            elif not again:
+                return self._rolled_back(seen, self.chunk_rows // 2, reason)
             return self._back_off(self.chunk_rows // 2, seen.duration_ms, reason)
         self._cancelled = False
         over = seen.rows > 0 and seen.duration_ms > before.over_ms
@@ -257,11 +253,11 @@ class AdaptiveThrottle:
         if not slowing:
             self._backoff_ms = 0.0  # commits are back to usual: the next stall's backoff starts over
         # Over its limit: waiters may have queued behind it (not behind a stretched one nobody waited on).
-        drain_ms = seen.duration_ms if over and (before.patience_ms is None or seen.waiter_ms != 0) else 0.0
-        drain_ms = max(drain_ms, seen.duration_ms if slowing else 0.0)
+        waiters_queued = over and (before.patience_ms is None or seen.waiter_ms != 0)
+        drain_ms = seen.duration_ms if waiters_queued or slowing else 0.0
         took = f"chunk of {seen.rows} rows took {seen.duration_ms:.0f} ms ({before.over_label})" if over else None
         if over and slowing:
-            took = f"{took}; commits slowing: a commit waited {seen.commit_wait_ms:.0f} ms longer than usual"
+            took = f"{took}; {slowing}"
         if seen.replay_lag_ms is not None and seen.replay_lag_ms > s.max_replay_lag_ms / 2 and (
                 seen.rows == 0 or seen.replay_lag_ms > s.max_replay_lag_ms):
             # The lag halves the chunk; a chunk also over its limit shrinks to fit the budget if that is smaller.
@@ -306,6 +302,12 @@ class AdaptiveThrottle:
             return rows
         fits = budget_ms / self._ms_per_row if self._ms_per_row else rows * budget_ms / before.budget_ms
         return self._clamp(min(rows, int(fits)))
+
+    def _rolled_back(self, seen: Observation, rows: int, reason: str) -> Decision:
+        """After a chunk that was rolled back, its locks released: `rows` right away, unless commits are slowing."""
+        slowing = self._slowing(seen)
+        return Decision(self._clamp(rows), seen.duration_ms if slowing else 0.0,
+                        f"{reason}; {slowing}" if slowing else reason)
 
     def _slowing(self, seen: Observation) -> str | None:
         """A chunk's commit watch read a wait over COMMIT_BUSY of the target (and not over COMMIT_STALL: that is a
