@@ -25,13 +25,14 @@ gives:
   the run (unless commits are slowing, below);
 - a session waited on the chunk's locks: back within the budget at once (whatever else the chunk showed), for the
   rest of the part, sized from the cost per row; when the watch cancelled the chunk for it, its cost per row was at
-  least the time it ran over its rows, and there is no pause (its locks are released) unless commits are slowing;
+  least the time it ran over its rows, and there is no pause (its locks are released) unless commits are slowing
+  or stalling (below);
 - the chunk ran into its statement timeout (CHUNK_TIMEOUT of the target, STRETCHED_TIMEOUT of a stretched limit:
   the server cancels it at its first check for interrupts past it, instead of letting a stall keep its row locks)
   and was rolled back: halve; its cost per
   row was at least the time it ran over the rows it was given. No pause after one such chunk (its locks are
   released), unless commits are slowing (below); with exponential backoff when they follow each other, or when
-  commits are stalling meanwhile;
+  commits are stalling meanwhile (as after a chunk the watch cancelled);
 - the chunk could not take a lock in time (lock_timeout): halve, pause with exponential backoff;
 - a durable commit timed beside the backfill since the last chunk (commit_watch.py) waited over half the target
   longer than the run's fastest: every write is stalling on the disk (WAL flushes queued behind the backfill's
@@ -232,11 +233,7 @@ class AdaptiveThrottle:
             reason = (f"chunk of {seen.rows} rows cancelled at {seen.duration_ms:.0f} ms (limit {before.timeout_ms} ms) "
                       "and rolled back")
             again, self._cancelled = self._cancelled, True
-            if self._stalling(seen):
-                reason += f"; commits stalling: a commit waited {seen.commit_wait_ms:.0f} ms longer than usual"
-            elif not again:
-                return self._rolled_back(seen, self.chunk_rows // 2, reason)
-            return self._back_off(self.chunk_rows // 2, seen.duration_ms, reason)
+            return self._rolled_back(seen, self.chunk_rows // 2, reason, again)
         self._cancelled = False
         over = seen.rows > 0 and seen.duration_ms > before.over_ms
         if over:
@@ -303,8 +300,14 @@ class AdaptiveThrottle:
         fits = budget_ms / self._ms_per_row if self._ms_per_row else rows * budget_ms / before.budget_ms
         return self._clamp(min(rows, int(fits)))
 
-    def _rolled_back(self, seen: Observation, rows: int, reason: str) -> Decision:
-        """After a chunk that was rolled back, its locks released: `rows` right away, unless commits are slowing."""
+    def _rolled_back(self, seen: Observation, rows: int, reason: str, again: bool = False) -> Decision:
+        """After a chunk that was rolled back, its locks released: `rows` right away, unless commits are slowing
+        (a pause as long as it ran), stalling, or it was `again` one in a row (exponential backoff, at least as
+        long as it ran)."""
+        if self._stalling(seen):
+            reason += f"; commits stalling: a commit waited {seen.commit_wait_ms:.0f} ms longer than usual"
+        if again or self._stalling(seen):
+            return self._back_off(rows, seen.duration_ms, reason)
         slowing = self._slowing(seen)
         return Decision(self._clamp(rows), seen.duration_ms if slowing else 0.0,
                         f"{reason}; {slowing}" if slowing else reason)

@@ -227,6 +227,18 @@ def test_a_chunk_cancelled_for_a_waiter_while_commits_slow_is_followed_by_a_paus
     assert "cancelled at 60 ms" in (slow.slowed_because or "") and "commits slowing" in (slow.slowed_because or "")
 
 
+def test_a_chunk_cancelled_for_a_waiter_while_commits_stall_backs_off_at_least_as_long_as_it_ran() -> None:
+    throttle = stretched()
+    first = throttle.next(Observation(rows=1_000, duration_ms=60, cancelled_for_waiter=True, waiter_ms=55,
+                                      commit_wait_ms=80))
+    assert first.pause_ms == 100  # the stall's backoff starts at the target, longer than the 60 ms it ran
+    assert first.slowed_because is not None and first.slowed_because.endswith(
+        "rolled back; commits stalling: a commit waited 80 ms longer than usual")
+    long_run = stretched().next(Observation(rows=4_000, duration_ms=240, cancelled_for_waiter=True, waiter_ms=55,
+                                            commit_wait_ms=80))
+    assert long_run.pause_ms == 240
+
+
 def test_replay_lag_and_commits_slowing_are_both_named_and_the_pause_is_the_longer() -> None:
     throttle = AdaptiveThrottle(SETTINGS)
     over_limit = throttle.next(Observation(rows=1_000, duration_ms=400, replay_lag_ms=3_000, commit_wait_ms=30))
