@@ -31,18 +31,20 @@ gives:
   the server cancels it at its first check for interrupts past it, instead of letting a stall keep its row locks)
   and was rolled back: halve; its cost per
   row was at least the time it ran over the rows it was given. No pause after one such chunk (its locks are
-  released), unless commits are slowing (below); with exponential backoff when they follow each other, or when
-  commits are stalling meanwhile (as after a chunk the watch cancelled);
+  released), unless commits are slowing (below); with exponential backoff, at least as long as it ran, when
+  timeout cancellations follow each other, or when commits are stalling meanwhile (as after a chunk the watch
+  cancelled);
 - the chunk could not take a lock in time (lock_timeout): halve, pause with exponential backoff;
 - a durable commit timed beside the backfill since the last chunk (commit_watch.py) waited over half the target
   longer than the run's fastest: every write is stalling on the disk (WAL flushes queued behind the backfill's
   writes) or on a synchronous standby, which no lock shows. Pause with exponential backoff, keeping the size
   (smaller chunks would write the same WAL in more commits; the pause is what lets the disk catch up; a chunk
-  cancelled meanwhile is still halved). Over a fifth of the target ("slowing"): do not grow, and pause at least as
+  cancelled at its timeout meanwhile is still halved, one the watch cancelled still sized to the budget, and
+  either pauses at least as long as it ran). Over a fifth of the target ("slowing"): do not grow, and pause at least as
   long as the chunk took, whether it was kept or cancelled (a lock wait backs off anyway): chunks run back to
   back, so their size does not change the backfill's share of the server's CPU and disk, and a pause does (it runs
-  at most half the time while commits are slow). The backoff starts over only once a probe is back under a fifth:
-  readings that go from stalling to slowing and back keep it growing;
+  at most half the time while commits are slow). The backoff starts over only once a probe is back under a fifth
+  (after any chunk, kept or not): readings that go from stalling to slowing and back keep it growing;
 - a streaming replica replays too far behind: halve (or less, to fit the budget, when the chunk was also over its
   limit; then it pauses as long as it took first, unless it was a stretched one nobody waited on and commits are
   not slowing), and wait until the lag is back under half the limit;
@@ -302,13 +304,16 @@ class AdaptiveThrottle:
 
     def _rolled_back(self, seen: Observation, rows: int, reason: str, again: bool = False) -> Decision:
         """After a chunk that was rolled back, its locks released: `rows` right away, unless commits are slowing
-        (a pause as long as it ran), stalling, or it was `again` one in a row (exponential backoff, at least as
-        long as it ran)."""
-        if self._stalling(seen):
+        (a pause as long as it ran), or stalling, or `again` (the second timeout cancellation in a row):
+        exponential backoff, at least as long as it ran."""
+        stalling = self._stalling(seen)
+        if stalling:
             reason += f"; commits stalling: a commit waited {seen.commit_wait_ms:.0f} ms longer than usual"
-        if again or self._stalling(seen):
+        if again or stalling:
             return self._back_off(rows, seen.duration_ms, reason)
         slowing = self._slowing(seen)
+        if not slowing:
+            self._backoff_ms = 0.0  # commits are back to usual: the next stall's backoff starts over
         return Decision(self._clamp(rows), seen.duration_ms if slowing else 0.0,
                         f"{reason}; {slowing}" if slowing else reason)
 

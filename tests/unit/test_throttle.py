@@ -231,12 +231,32 @@ def test_a_chunk_cancelled_for_a_waiter_while_commits_stall_backs_off_at_least_a
     throttle = stretched()
     first = throttle.next(Observation(rows=1_000, duration_ms=60, cancelled_for_waiter=True, waiter_ms=55,
                                       commit_wait_ms=80))
-    assert first.pause_ms == 100  # the stall's backoff starts at the target, longer than the 60 ms it ran
+    # the stall's backoff starts at the target, longer than the 60 ms it ran; the size is the budget's (70 ms at
+    # 0.1 ms a row), not halved: the stall keeps the size, the waiter brings it within the budget
+    assert (first.chunk_rows, first.pause_ms) == (700, 100)
     assert first.slowed_because is not None and first.slowed_because.endswith(
         "rolled back; commits stalling: a commit waited 80 ms longer than usual")
     long_run = stretched().next(Observation(rows=4_000, duration_ms=240, cancelled_for_waiter=True, waiter_ms=55,
                                             commit_wait_ms=80))
-    assert long_run.pause_ms == 240
+    assert (long_run.chunk_rows, long_run.pause_ms) == (700, 240)
+
+
+def test_the_stall_backoff_keeps_growing_through_a_cancelled_chunk_and_starts_over_after_a_calm_one() -> None:
+    throttle = stretched()
+    kept = Observation(rows=1_000, duration_ms=10, commit_wait_ms=80)
+    cancelled = Observation(rows=1_000, duration_ms=60, cancelled_for_waiter=True, waiter_ms=55, commit_wait_ms=80)
+    calm_cancel = Observation(rows=1_000, duration_ms=60, cancelled_for_waiter=True, waiter_ms=55, commit_wait_ms=3)
+    pauses = [throttle.next(seen).pause_ms for seen in (kept, cancelled, kept, calm_cancel, kept)]
+    assert pauses == [100, 200, 400, 0, 100]
+
+
+def test_only_timeout_cancellations_in_a_row_back_off_a_chunk_the_watch_cancelled_is_not_one_of_them() -> None:
+    throttle = stretched()
+    throttle.next(Observation(rows=1_000, duration_ms=60, cancelled_for_waiter=True, waiter_ms=55))
+    after_watch = throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=95, cancelled=True))
+    assert after_watch.pause_ms == 0
+    again = throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=95, cancelled=True, commit_wait_ms=30))
+    assert again.pause_ms == 100  # the second in a row backs off, slowing or not
 
 
 def test_replay_lag_and_commits_slowing_are_both_named_and_the_pause_is_the_longer() -> None:
