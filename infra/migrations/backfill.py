@@ -36,6 +36,7 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from . import progress, settle
+from .checkpoints import CheckpointClock
 from .commit_watch import CommitWatch
 from . import lock_watch
 from .lock_watch import LockWatch
@@ -228,6 +229,8 @@ class _Filler:
         self.conn, self.batch, self.spec, self.run = conn, batch, spec, run
         self.verify_lock = verify_lock
         self.lag = ReplayLag(monitor)
+        # Fixed chunks (the comparison point) do not read it, as they hear no other signal.
+        self.checkpoints = CheckpointClock(monitor) if run.fixed_chunk_rows is None else None
         self.watches = watches
         self.throttle = self._new_throttle()
         self._cancelled_at_min = 0
@@ -330,7 +333,8 @@ class _Filler:
         last one (the commit wait read first, then the replay lag)."""
         waited = self.watches.commit_wait_ms()
         return Observation(rows, took_ms, replay_lag_ms=self.lag.recent(0.0), commit_wait_ms=waited,
-                           waiter_ms=self.watches.waiter_ms())
+                           waiter_ms=self.watches.waiter_ms(),
+                           checkpoint=self.checkpoints.read() if self.checkpoints else None)
 
     @staticmethod
     def _timed_out(err: pg_errors.QueryCanceled, took_ms: float, timeout_ms: int | None) -> bool:

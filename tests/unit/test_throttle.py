@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from infra.migrations.checkpoints import CheckpointAhead
 from infra.migrations.throttle import (CALM_CHUNKS, AdaptiveThrottle, ChunkLimits, Decision, FixedThrottle, Observation,
                                        ThrottleSettings)
 
@@ -501,3 +502,54 @@ def test_with_stretching_off_the_limits_stay_at_the_budget_however_long_nobody_w
     assert throttle.limits.patience_ms is None
     assert throttle.limits.budget_ms == 70
     assert throttle.chunk_rows == 700
+
+
+def around_a_checkpoint(wal_left_mb: list[float], seconds_left: float = 600.0) -> list[Decision]:
+    """Chunks of 0.05 ms a row, each writing 10 kB of WAL a row, with the next checkpoint this far after each."""
+    throttle = AdaptiveThrottle(SETTINGS)
+    at, decisions = 0, []
+    for left in wal_left_mb:
+        rows = throttle.chunk_rows
+        at += rows * 10 * 1024
+        checkpoint = CheckpointAhead(left * 2 ** 20, seconds_left, at)
+        decisions.append(throttle.next(Observation(rows=rows, duration_ms=rows * 0.05, checkpoint=checkpoint)))
+    return decisions
+
+
+def test_a_checkpoint_far_ahead_changes_nothing() -> None:
+    far = around_a_checkpoint([5_000, 4_990, 4_970])
+    assert [d.chunk_rows for d in far] == [1_400, 1_400, 1_400]  # the 70 ms budget at 0.05 ms a row
+    assert all(d.slowed_because is None for d in far)
+
+
+def test_the_chunks_up_to_a_checkpoints_start_take_an_eighth_and_run_half_the_time_then_wait_a_second() -> None:
+    # 1,400 rows write about 14 MB: a checkpoint 20 MB ahead is within two chunks
+    decisions = around_a_checkpoint([5_000, 1_000, 20, 18, -2, -30, -60, -120])
+    assert [d.chunk_rows for d in decisions] == [1_400, 1_400, 175, 175, 175, 350, 700, 1_400]
+    assert [d.pause_ms for d in decisions] == [0, 0, 70, 8.75, 1_000, 0, 0, 0]  # each as long as the chunk took
+    assert "a checkpoint starts within 20 MB of WAL" in (decisions[2].slowed_because or "")
+    assert (decisions[4].slowed_because or "").startswith("a checkpoint has just started")
+    assert "a pause of 1000 ms, then chunks from 175 rows" in (decisions[4].slowed_because or "")
+
+
+def test_a_checkpoint_due_by_time_within_two_chunks_and_a_second_shrinks_them_too() -> None:
+    decisions = around_a_checkpoint([5_000, 4_990, 4_980], seconds_left=1.1)
+    assert [d.chunk_rows for d in decisions] == [175, 175, 175]
+    assert "a checkpoint starts within 1.1 s" in (decisions[0].slowed_because or "")
+
+
+def test_a_checkpoint_already_under_way_when_first_read_or_long_since_changes_nothing() -> None:
+    under_way = around_a_checkpoint([-500, -520, -540])
+    assert [d.chunk_rows for d in under_way] == [1_400, 1_400, 1_400]
+    assert all(d.slowed_because is None for d in under_way)
+
+
+def test_without_a_checkpoint_reading_the_throttle_sizes_as_before() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    assert throttle.next(Observation(rows=1_000, duration_ms=50, checkpoint=None)).chunk_rows == 1_400
+
+
+def test_a_checkpoint_that_started_sooner_than_foreseen_still_gets_a_small_chunk_after_its_start() -> None:
+    decisions = around_a_checkpoint([5_000, 1_000, -5, -40])
+    assert [d.chunk_rows for d in decisions] == [1_400, 1_400, 175, 350]
+    assert [d.pause_ms for d in decisions] == [0, 0, 1_000, 0]

@@ -1,0 +1,98 @@
+"""How far the server is from its next checkpoint's start, by WAL volume and by time, read between chunks.
+
+When a checkpoint starts, the first change of every page after it writes a copy of the whole page to the WAL
+(full_page_writes). Right at the start, every page the application and the backfill touch is such a first change:
+a chunk running then writes many times its usual WAL, and every commit of the application's waits for that WAL to
+reach the disk before its own. The throttle (throttle.py) keeps the chunk that runs across the start small.
+
+PostgreSQL starts a checkpoint when checkpoint_timeout has passed since the last one started, or when the WAL
+written since the last one's redo point reaches max_wal_size / (1 + checkpoint_completion_target) (counted in
+whole segments, as the server does). pg_control_checkpoint() gives the last *completed* checkpoint's redo point
+and start time (EXECUTE is granted to PUBLIC by default); while one is under way (it is spread over most of the
+interval) both read as already past, which says nothing about the next one: only a reading that goes from ahead
+to past tells that a checkpoint has just started.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import errors as pg_errors
+
+SETTINGS_QUERY = """SELECT (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'),
+                           (SELECT setting::bigint FROM pg_settings WHERE name = 'max_wal_size'),
+                           (SELECT unit FROM pg_settings WHERE name = 'max_wal_size'),
+                           current_setting('checkpoint_completion_target')::float8,
+                           (SELECT setting::float8 FROM pg_settings WHERE name = 'checkpoint_timeout')"""
+POSITION_QUERY = """SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn, redo_lsn - '0/0'::pg_lsn,
+                           extract(epoch FROM clock_timestamp() - checkpoint_time)
+                    FROM pg_control_checkpoint()"""
+UNIT_BYTES = {"B": 1, "kB": 1024, "8kB": 8192, "MB": 1024 ** 2, "16MB": 16 * 1024 ** 2, "GB": 1024 ** 3}
+
+
+@dataclass(frozen=True)
+class CheckpointSettings:
+    """The server's checkpoint triggers: a segment's size, the segments of WAL after a redo point that start the
+    next checkpoint (as the server computes them), and checkpoint_timeout."""
+
+    segment_bytes: int
+    trigger_segments: int
+    timeout_s: float
+
+    @classmethod
+    def of(cls, segment_bytes: int, max_wal_size_bytes: int, completion_target: float, timeout_s: float
+           ) -> CheckpointSettings:
+        segments = max(1, int(max_wal_size_bytes / segment_bytes / (1.0 + completion_target)))
+        return cls(segment_bytes, segments, timeout_s)
+
+
+@dataclass(frozen=True)
+class CheckpointAhead:
+    """What is left before the next checkpoint starts: WAL bytes and seconds (whichever runs out first starts
+    it). At or under zero: it is due, or under way (its start is only seen as a change from ahead to past)."""
+
+    wal_bytes: float
+    seconds: float
+    wal_at: int  # the WAL insert position when read, in bytes: the difference of two readings is the WAL between
+
+    @property
+    def past(self) -> bool:
+        return self.wal_bytes <= 0 or self.seconds <= 0
+
+
+def ahead(settings: CheckpointSettings, wal_at: int, redo_at: int, since_start_s: float) -> CheckpointAhead:
+    """From the WAL insert position, the last checkpoint's redo point (both in bytes) and the time since it
+    started: the server asks for a checkpoint once it has filled segment redo + trigger_segments - 1, that is at
+    the start of the segment after it."""
+    trigger = (redo_at // settings.segment_bytes + settings.trigger_segments) * settings.segment_bytes
+    return CheckpointAhead(float(trigger - wal_at), settings.timeout_s - since_start_s, wal_at)
+
+
+class CheckpointClock:
+    """Reads how far the next checkpoint is, on the backfill's monitor connection (autocommit); reads nothing
+    where pg_control_checkpoint() is not granted to the backfill's role (read() is then None)."""
+
+    def __init__(self, monitor: psycopg.Connection) -> None:
+        self.monitor = monitor
+        self.settings = self._settings()
+
+    def _settings(self) -> CheckpointSettings | None:
+        segment, max_wal, unit, target, timeout = self.monitor.execute(SETTINGS_QUERY).fetchone()
+        if not self._readable():
+            return None
+        return CheckpointSettings.of(int(segment), int(max_wal) * UNIT_BYTES.get(unit or "B", 1), float(target),
+                                     float(timeout))
+
+    def _readable(self) -> bool:
+        try:
+            self.monitor.execute(POSITION_QUERY).fetchone()
+        except pg_errors.InsufficientPrivilege:
+            return False
+        return True
+
+    def read(self) -> CheckpointAhead | None:
+        if self.settings is None:
+            return None
+        wal_at, redo_at, since_s = self.monitor.execute(POSITION_QUERY).fetchone()
+        return ahead(self.settings, int(wal_at), int(redo_at), float(since_s))
