@@ -8,7 +8,8 @@ cursor, rows skipped because another transaction held them); a sweep's keys are 
 transaction, since a sweep query may scan the whole table. The throttle (throttle.py) sizes every chunk
 and the pause before it from the chunk's duration (the longest any of its row locks is held), lock waits
 (lock_timeout), whether any session waited on the backfill's locks (lock_watch.py), how long durable commits take
-meanwhile (commit_watch.py; both watch beside the chunks, off their path) and streaming replicas' replay lag. An
+meanwhile (commit_watch.py; both watch beside the chunks, off their path), streaming replicas' replay lag and how
+far the next checkpoint's start is (checkpoints.py). An
 adaptive chunk's statements also carry a statement timeout just under its limit (the write-latency target while
 the application waits on the chunks): a chunk that a sudden stall would keep running past it is cancelled and
 rolled back (then retried smaller), instead of holding its row locks to the end. A chunk allowed past the target
@@ -330,7 +331,7 @@ class _Filler:
 
     def _seen(self, rows: int, took_ms: float) -> Observation:
         """What a chunk (or read) that went through showed, with what the watches and the replicas say since the
-        last one (the commit wait read first, then the replay lag)."""
+        last one (the commit wait read first, then the replay lag), and how far the next checkpoint is now."""
         waited = self.watches.commit_wait_ms()
         return Observation(rows, took_ms, replay_lag_ms=self.lag.recent(0.0), commit_wait_ms=waited,
                            waiter_ms=self.watches.waiter_ms(),

@@ -9,8 +9,11 @@ PostgreSQL starts a checkpoint when checkpoint_timeout has passed since the last
 written since the last one's redo point reaches max_wal_size / (1 + checkpoint_completion_target) (counted in
 whole segments, as the server does). pg_control_checkpoint() gives the last *completed* checkpoint's redo point
 and start time (EXECUTE is granted to PUBLIC by default); while one is under way (it is spread over most of the
-interval) both read as already past, which says nothing about the next one: only a reading that goes from ahead
-to past tells that a checkpoint has just started.
+interval) the trigger that started it reads as already past, which says nothing about the next one: only a
+reading that goes from ahead to past tells that a checkpoint has just started. What it cannot foresee: a
+checkpoint asked for otherwise (CHECKPOINT, a base backup, CREATE DATABASE), and the first timed one after a
+restart or after the server skipped one for lack of WAL (its own timer has moved on; pg_control has not).
+The settings are read once, when the backfill starts.
 """
 
 from __future__ import annotations
@@ -18,17 +21,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import psycopg
-from psycopg import errors as pg_errors
 
-SETTINGS_QUERY = """SELECT (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'),
-                           (SELECT setting::bigint FROM pg_settings WHERE name = 'max_wal_size'),
-                           (SELECT unit FROM pg_settings WHERE name = 'max_wal_size'),
+SETTINGS_QUERY = """SELECT pg_size_bytes(current_setting('wal_segment_size')),
+                           pg_size_bytes(current_setting('max_wal_size')),
                            current_setting('checkpoint_completion_target')::float8,
                            (SELECT setting::float8 FROM pg_settings WHERE name = 'checkpoint_timeout')"""
 POSITION_QUERY = """SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn, redo_lsn - '0/0'::pg_lsn,
                            extract(epoch FROM clock_timestamp() - checkpoint_time)
                     FROM pg_control_checkpoint()"""
-UNIT_BYTES = {"B": 1, "kB": 1024, "8kB": 8192, "MB": 1024 ** 2, "16MB": 16 * 1024 ** 2, "GB": 1024 ** 3}
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,8 @@ class CheckpointSettings:
     @classmethod
     def of(cls, segment_bytes: int, max_wal_size_bytes: int, completion_target: float, timeout_s: float
            ) -> CheckpointSettings:
-        segments = max(1, int(max_wal_size_bytes / segment_bytes / (1.0 + completion_target)))
+        # as the server: whole segments of max_wal_size first (an integer division), then over 1 + the target
+        segments = max(1, int((max_wal_size_bytes // segment_bytes) / (1.0 + completion_target)))
         return cls(segment_bytes, segments, timeout_s)
 
 
@@ -70,29 +71,37 @@ def ahead(settings: CheckpointSettings, wal_at: int, redo_at: int, since_start_s
 
 
 class CheckpointClock:
-    """Reads how far the next checkpoint is, on the backfill's monitor connection (autocommit); reads nothing
-    where pg_control_checkpoint() is not granted to the backfill's role (read() is then None)."""
+    """Reads how far the next checkpoint is, on the backfill's monitor connection (autocommit, its login user).
+    An advisory signal: where the server does not give it (pg_control_checkpoint() not granted, not supported,
+    empty), read() is None from then on and the backfill runs without it; a connection that fails still fails."""
 
     def __init__(self, monitor: psycopg.Connection) -> None:
+        assert monitor.autocommit, "a refused read must not abort a transaction"
         self.monitor = monitor
-        self.settings = self._settings()
+        self.settings: CheckpointSettings | None = None
+        row = self._fetch(SETTINGS_QUERY)
+        if row is not None and self._fetch(POSITION_QUERY) is not None:
+            segment, max_wal, target, timeout = row
+            self.settings = CheckpointSettings.of(int(segment), int(max_wal), float(target), float(timeout))
 
-    def _settings(self) -> CheckpointSettings | None:
-        segment, max_wal, unit, target, timeout = self.monitor.execute(SETTINGS_QUERY).fetchone()
-        if not self._readable():
-            return None
-        return CheckpointSettings.of(int(segment), int(max_wal) * UNIT_BYTES.get(unit or "B", 1), float(target),
-                                     float(timeout))
-
-    def _readable(self) -> bool:
+    def _fetch(self, query: str) -> tuple[object, ...] | None:
         try:
-            self.monitor.execute(POSITION_QUERY).fetchone()
-        except pg_errors.InsufficientPrivilege:
-            return False
-        return True
+            row = self.monitor.execute(query).fetchone()
+        except psycopg.OperationalError:
+            raise
+        except psycopg.DatabaseError:  # not granted (42501), not supported by this server or service
+            self.settings = None
+            return None
+        if row is None or any(v is None for v in row):
+            self.settings = None
+            return None
+        return tuple(row)
 
     def read(self) -> CheckpointAhead | None:
         if self.settings is None:
             return None
-        wal_at, redo_at, since_s = self.monitor.execute(POSITION_QUERY).fetchone()
+        row = self._fetch(POSITION_QUERY)
+        if row is None or self.settings is None:
+            return None
+        wal_at, redo_at, since_s = row
         return ahead(self.settings, int(wal_at), int(redo_at), float(since_s))

@@ -48,7 +48,8 @@ gives:
 - a streaming replica replays too far behind: halve (or less, to fit the budget, when the chunk was also over its
   limit; then it pauses as long as it took first, unless it was a stretched one nobody waited on and commits are
   not slowing), and wait until the lag is back under half the limit;
-- a checkpoint starts within NEAR_CHECKPOINT chunks (by the WAL they write, or by their time, checkpoints.py):
+- a checkpoint starts within NEAR_CHECKPOINT chunks (by the WAL written per chunk, the application's included, or
+  by their time and pauses plus CHECKPOINT_MARGIN_S; read after each chunk kept, checkpoints.py):
   until it has started, the chunks take an eighth of the size (CHECKPOINT_SHRINK) and pause as long as they took;
   once a reading shows it started, the next chunk waits CHECKPOINT_SETTLE_MS and takes an eighth too, and the
   ones after grow back at most twofold a chunk. At the start every first change of a page copies the whole page
@@ -88,7 +89,7 @@ STRETCHED_TIMEOUT = 2.0
 WAIT_PATIENCE = 0.5  # of the target: how long a session may wait on a stretched chunk before it is cancelled
 NEAR_CHECKPOINT = 2.0  # chunks (of WAL, or of time) before a checkpoint's start, when chunks shrink for it
 CHECKPOINT_MARGIN_S = 1.0  # added to the time window: a timed checkpoint starts within about a second
-CHECKPOINT_SHRINK = 8  # the chunks across a checkpoint's start take this fraction of their size
+CHECKPOINT_SHRINK = 8  # the chunks across a checkpoint's start take 1/8 of their size
 CHECKPOINT_SETTLE_MS = 1_000.0  # the backfill writes nothing this long once a checkpoint is seen to have started
 
 
@@ -203,7 +204,8 @@ class AdaptiveThrottle:
         self._calm = 0  # chunks of this part in a row that the lock watch saw nobody wait on
         self._contended = False  # a session was seen waiting on one of this part's chunks: no stretching
         self._checkpoint: CheckpointAhead | None = None  # the last reading
-        self._wal_per_row: float | None = None  # WAL bytes between two readings, per row of the chunk between
+        self._wal_from: int | None = None  # the WAL position read right after the last chunk (None: a gap since)
+        self._wal_per_row: float | None = None  # WAL bytes from one chunk's reading to the next's, per row
         self._before_checkpoint: int | None = None  # the size before the chunks shrank for a checkpoint's start
         self.last_slowdown: str | None = None
 
@@ -218,7 +220,7 @@ class AdaptiveThrottle:
         carries over, brought back within the budget if the limits were stretched."""
         stretched = self.limits
         self._ms_per_row = None
-        self._wal_per_row = None
+        self._wal_per_row = self._wal_from = self._before_checkpoint = None
         self._calm = 0
         self._contended = False
         self.chunk_rows = self._within(stretched, self.chunk_rows)
@@ -299,12 +301,14 @@ class AdaptiveThrottle:
         first one after it; nothing when the clock was not read."""
         now, last = seen.checkpoint, self._checkpoint
         if now is None:
+            self._wal_from = None  # a wait, a chunk not kept: the WAL until the next reading is not one chunk's
             return decision
         self._checkpoint = now
-        if last is not None and seen.rows > 0 and seen.kept and now.wal_at > last.wal_at:
-            per_row = (now.wal_at - last.wal_at) / seen.rows  # the application's WAL meanwhile too: a wider window
+        if self._wal_from is not None and seen.rows > 0 and now.wal_at > self._wal_from:
+            per_row = (now.wal_at - self._wal_from) / seen.rows  # the application's WAL meanwhile too: wider
             self._wal_per_row = per_row if self._wal_per_row is None else (
                 COST_SMOOTHING * per_row + (1 - COST_SMOOTHING) * self._wal_per_row)
+        self._wal_from = now.wal_at
         if now.past:
             if last is None or last.past:
                 return decision  # under way since before: its first changes are behind

@@ -21,7 +21,12 @@ def test_right_after_a_checkpoint_the_next_is_its_timeout_and_its_wal_trigger_aw
     first = clock.read()
     assert first is not None and not first.past
     assert timeout - 30 < first.seconds <= timeout
-    assert 0 < first.wal_bytes <= max_wal  # max_wal_size over 1 + checkpoint_completion_target, in segments
+    target = db.execute("SELECT current_setting('checkpoint_completion_target')::float8").fetchone()[0]
+    segment = clock.settings.segment_bytes
+    assert segment == db.execute("SELECT pg_size_bytes(current_setting('wal_segment_size'))").fetchone()[0]
+    trigger = clock.settings.trigger_segments * segment  # max_wal_size over 1 + checkpoint_completion_target
+    assert max_wal / (1 + target) - segment < trigger <= max_wal / (1 + target)
+    assert 0 < first.wal_bytes <= trigger
 
     db.execute("CREATE TABLE wal_filler AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 20000) g")
     second = clock.read()

@@ -553,3 +553,31 @@ def test_a_checkpoint_that_started_sooner_than_foreseen_still_gets_a_small_chunk
     decisions = around_a_checkpoint([5_000, 1_000, -5, -40])
     assert [d.chunk_rows for d in decisions] == [1_400, 1_400, 175, 350]
     assert [d.pause_ms for d in decisions] == [0, 0, 1_000, 0]
+
+
+def test_the_wal_of_a_wait_between_two_readings_is_not_counted_as_the_next_chunks() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    mb = 2 ** 20
+
+    def chunk(at_mb: float, left_mb: float) -> Decision:
+        rows = throttle.chunk_rows
+        return throttle.next(Observation(rows=rows, duration_ms=rows * 0.05,
+                                         checkpoint=CheckpointAhead(left_mb * mb, 600.0, int(at_mb * mb))))
+    chunk(10, 5_000)
+    chunk(24, 4_986)  # 14 MB for 1,400 rows: a window of 28 MB
+    throttle.next(Observation(rows=0, duration_ms=0, replay_lag_ms=100))  # a wait: 2 GB of the application's WAL
+    assert chunk(2_062, 100).chunk_rows == 1_400  # 100 MB ahead is not within two chunks
+    assert chunk(2_076, 20).chunk_rows == 175
+
+
+def test_a_new_part_near_a_checkpoint_shrinks_from_its_own_size_not_the_last_parts() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    mb = 2 ** 20
+    throttle.next(Observation(rows=1_000, duration_ms=5, checkpoint=CheckpointAhead(5_000 * mb, 600.0, 0)))
+    throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=10,
+                              checkpoint=CheckpointAhead(40 * mb, 600.0, 20 * mb)))  # 2,000 rows, 20 MB
+    assert throttle.chunk_rows == 500  # near: an eighth of 4,000
+    throttle.start_part()
+    rows = throttle.chunk_rows
+    decision = throttle.next(Observation(rows=rows, duration_ms=rows * 0.5, checkpoint=CheckpointAhead(0.5 * mb, 1.0, 21 * mb)))
+    assert decision.chunk_rows == 100  # an eighth of this part's 140 (0.5 ms a row), within the bounds
