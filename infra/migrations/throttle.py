@@ -327,7 +327,7 @@ class AdaptiveThrottle:
             return decision
         self._before_checkpoint = full
         small = self._clamp(full // CHECKPOINT_SHRINK)
-        soon = (f"{now.wal_bytes / 2 ** 20:.0f} MB of WAL" if now.wal_bytes <= wal_window
+        soon = (f"{now.wal_bytes / 2 ** 20:.1f} MB of WAL" if now.wal_bytes <= wal_window
                 else f"{now.seconds:.1f} s")
         return self._shrunk(decision, small, seen.duration_ms,
                             f"a checkpoint starts within {soon} (each page's first change after it copies the whole "

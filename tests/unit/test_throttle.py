@@ -527,7 +527,7 @@ def test_the_chunks_up_to_a_checkpoints_start_take_an_eighth_and_run_half_the_ti
     decisions = around_a_checkpoint([5_000, 1_000, 20, 18, -2, -30, -60, -120])
     assert [d.chunk_rows for d in decisions] == [1_400, 1_400, 175, 175, 175, 350, 700, 1_400]
     assert [d.pause_ms for d in decisions] == [0, 0, 70, 8.75, 1_000, 0, 0, 0]  # each as long as the chunk took
-    assert "a checkpoint starts within 20 MB of WAL" in (decisions[2].slowed_because or "")
+    assert "a checkpoint starts within 20.0 MB of WAL" in (decisions[2].slowed_because or "")
     assert (decisions[4].slowed_because or "").startswith("a checkpoint has just started")
     assert "a pause of 1000 ms, then chunks from 175 rows" in (decisions[4].slowed_because or "")
 
