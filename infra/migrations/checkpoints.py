@@ -19,6 +19,7 @@ The settings are read once, when the backfill starts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
@@ -84,7 +85,7 @@ class CheckpointClock:
             segment, max_wal, target, timeout = row
             self.settings = CheckpointSettings.of(int(segment), int(max_wal), float(target), float(timeout))
 
-    def _fetch(self, query: str) -> tuple[object, ...] | None:
+    def _fetch(self, query: str) -> tuple[Any, ...] | None:
         try:
             row = self.monitor.execute(query).fetchone()
         except psycopg.OperationalError:
