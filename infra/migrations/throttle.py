@@ -50,7 +50,8 @@ gives:
   not slowing), and wait until the lag is back under half the limit;
 - a checkpoint starts within NEAR_CHECKPOINT chunks (by the WAL written per chunk, the application's included, or
   by their time and pauses plus CHECKPOINT_MARGIN_S; read after each chunk kept, checkpoints.py):
-  until it has started, the chunks take an eighth of the size (CHECKPOINT_SHRINK) and pause as long as they took;
+  until it has started, the chunks take an eighth of the size (CHECKPOINT_SHRINK; after a chunk rolled back meanwhile
+  too) and pause as long as they took;
   once a reading shows it started, the next chunk waits CHECKPOINT_SETTLE_MS and takes an eighth too, and the
   ones after grow back at most twofold a chunk. At the start every first change of a page copies the whole page
   into the WAL, the application's and the backfill's alike, and the application's commits wait for it: a large
@@ -302,7 +303,10 @@ class AdaptiveThrottle:
         now, last = seen.checkpoint, self._checkpoint
         if now is None:
             self._wal_from = None  # a wait, a chunk not kept: the WAL until the next reading is not one chunk's
-            return decision
+            if self._before_checkpoint is None:
+                return decision
+            small = self._clamp(self._before_checkpoint // CHECKPOINT_SHRINK)  # still before the start foreseen
+            return self._shrunk(decision, small, 0.0, f"a checkpoint starts soon: chunks of {small} rows until it has")
         self._checkpoint = now
         if self._wal_from is not None and seen.rows > 0 and now.wal_at > self._wal_from:
             per_row = (now.wal_at - self._wal_from) / seen.rows  # the application's WAL meanwhile too: wider

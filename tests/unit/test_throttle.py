@@ -581,3 +581,16 @@ def test_a_new_part_near_a_checkpoint_shrinks_from_its_own_size_not_the_last_par
     rows = throttle.chunk_rows
     decision = throttle.next(Observation(rows=rows, duration_ms=rows * 0.5, checkpoint=CheckpointAhead(0.5 * mb, 1.0, 21 * mb)))
     assert decision.chunk_rows == 100  # an eighth of this part's 140 (0.5 ms a row), within the bounds
+
+
+def test_a_chunk_the_watch_cancelled_while_a_checkpoint_is_near_is_followed_by_one_still_small() -> None:
+    throttle = stretched()  # stretched chunks of 0.1 ms a row: the budget after a waiter is 700 rows
+    mb = 2 ** 20
+    throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=300, waiter_ms=0,
+                              checkpoint=CheckpointAhead(5_000 * mb, 600.0, 0)))
+    near = throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=300, waiter_ms=0,
+                                     checkpoint=CheckpointAhead(1 * mb, 600.0, 30 * mb)))
+    small = near.chunk_rows
+    cancelled = throttle.next(Observation(rows=small, duration_ms=60, cancelled_for_waiter=True, waiter_ms=55))
+    assert cancelled.chunk_rows <= small  # not the 700 rows of the budget a waiter alone would give
+    assert "a checkpoint starts soon" in (cancelled.slowed_because or "")
