@@ -299,7 +299,7 @@ class AdaptiveThrottle:
 
     def _around_checkpoint(self, seen: Observation, decision: Decision) -> Decision:
         """Shrink the chunks that may run across a checkpoint's start (from the reading after this chunk), and the
-        first one after it; nothing when the clock was not read."""
+        first one after it. Without a reading (a chunk not kept, a wait), only the cap of a start foreseen holds."""
         now, last = seen.checkpoint, self._checkpoint
         if now is None:
             self._wal_from = None  # a wait, a chunk not kept: the WAL until the next reading is not one chunk's
