@@ -367,7 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--writer-rate", type=float, default=WRITER_RATE,
                         help="the writers' transactions a second, on a fixed schedule (0: flat out)")
     parser.add_argument("--samples", type=Path, default=None,
-                        help="also write each scenario's writes and progress events, with UTC times, as CSV here")
+                        help="also write each scenario's writes and progress events, with UTC times, as CSV here, "
+                             "and the server's log (statements over 50 ms and every autovacuum run logged)")
     args = parser.parse_args(argv)
     if args.writer_rate < 0:
         parser.error("--writer-rate must be 0 (flat out) or more")
@@ -392,6 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         make_durable(server)
         seed_s = time.monotonic() - t
         print(f"seeded {args.leads:,} leads, {entries:,} legacy entries in {seed_s:.0f} s", flush=True)
+        if args.samples:
+            configure(server, DIAGNOSTIC_LOGGING, reload=True)
         info, settings = machine(server), f"server: {settings_in_effect(server)}; host: {host_settings()}"
 
         def record(result: Result) -> None:
@@ -401,6 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print(result)
             if args.samples:
                 dump_samples(args.samples, result)
+                shutil.copyfile(server.data_dir / "server.log", args.samples / "server.log")  # the run's so far
             write(args.out, args.leads, entries, seed_s, info, settings, load, results, quiet=True, rate=rate)
 
         # The backfills through the engine, in this order.
@@ -439,6 +443,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("scenario naive ...", flush=True)
             record(run_scenario(server, "naive", job_ids, naive(b2), rate=rate))
     return 0
+
+
+# With --samples: what the server did beside the slow writes (a slow statement, an autovacuum or autoanalyze run),
+# in the log kept with the samples. A few lines a second; the measured scenarios are otherwise unchanged.
+DIAGNOSTIC_LOGGING = {"log_min_duration_statement": "50", "log_autovacuum_min_duration": "0"}
 
 
 def writers_alone(seconds: float) -> Action:
