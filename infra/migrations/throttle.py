@@ -310,8 +310,7 @@ class AdaptiveThrottle:
         self._checkpoint = now
         if self._wal_from is not None and seen.rows > 0 and now.wal_at > self._wal_from:
             per_row = (now.wal_at - self._wal_from) / seen.rows  # the application's WAL meanwhile too: wider
-            self._wal_per_row = per_row if self._wal_per_row is None else (
-                COST_SMOOTHING * per_row + (1 - COST_SMOOTHING) * self._wal_per_row)
+            self._wal_per_row = _smoothed(self._wal_per_row, per_row)
         self._wal_from = now.wal_at
         if now.past:
             if last is None or last.past:
@@ -427,12 +426,16 @@ class AdaptiveThrottle:
         """ms per row: the moving average over full chunks (a short chunk only counts while there is none)."""
         cost = seen.ms_per_row
         if seen.rows >= self.chunk_rows:
-            self._ms_per_row = cost if self._ms_per_row is None else (
-                COST_SMOOTHING * cost + (1 - COST_SMOOTHING) * self._ms_per_row)
+            self._ms_per_row = _smoothed(self._ms_per_row, cost)
         return self._ms_per_row if self._ms_per_row is not None else cost
 
     def _clamp(self, rows: int) -> int:
         return max(self.settings.min_chunk_rows, min(self.settings.max_chunk_rows, rows))
+
+
+def _smoothed(average: float | None, newest: float) -> float:
+    """The moving average with the newest value weighing COST_SMOOTHING (the first value starts it)."""
+    return newest if average is None else COST_SMOOTHING * newest + (1 - COST_SMOOTHING) * average
 
 
 class FixedThrottle:
