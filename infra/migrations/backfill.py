@@ -216,8 +216,8 @@ class _Watches:
     def waiter_ms(self) -> float | None:
         return self.locks.waiter_ms() if self.locks else None
 
-    def chunk(self, patience_ms: float | None) -> AbstractContextManager[None]:
-        return self.locks.chunk(patience_ms) if self.locks else nullcontext()
+    def chunk(self, patience_ms: float | None, look: bool) -> AbstractContextManager[None]:
+        return self.locks.chunk(patience_ms, look) if self.locks else nullcontext()
 
     def cancelled_for_waiter(self) -> bool:
         """The lock watch cancelled the last chunk, for a session it kept waiting."""
@@ -297,7 +297,8 @@ class _Filler:
         limits = self.throttle.limits
         started = time.monotonic()
         try:
-            with self.watches.chunk(limits.patience_ms), self.conn.pipeline(), self.conn.transaction():
+            with (self.watches.chunk(limits.patience_ms, look=self.throttle.hears_waiters), self.conn.pipeline(),
+                  self.conn.transaction()):
                 if limits.timeout_ms is not None:
                     self.conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{limits.timeout_ms}ms",))
                 result = work()

@@ -6,6 +6,9 @@ every POLL_S, on a connection of its own, for sessions waiting on a lock the bac
 (readable by any role, unlike other roles' wait events in pg_stat_activity) for the locks not granted,
 pg_blocking_pids for whom they wait on, evaluated only for those, and waitstart (PostgreSQL 14 and later) for how
 long they have waited for that lock. Between chunks it does not look: the backfill's session then holds no row lock.
+Nor during a chunk the throttle has nothing to learn from (a part where a session was already seen waiting keeps to
+the budget until it ends): each look is a query, every POLL_S, that takes every lock-manager partition lock for a
+moment, on a server whose CPU the chunks and the application share.
 
 "Nobody waited on the chunk" takes a look that began within COVERED_POLLS of the watch's cycles (a poll interval
 plus the last look's own time) of the chunk's end: a session that began to wait after the last look has waited at
@@ -101,14 +104,17 @@ class LockWatch:
                 pass  # the connection is gone: so is its look
 
     @contextmanager
-    def chunk(self, patience_ms: float | None) -> Iterator[None]:
+    def chunk(self, patience_ms: float | None, look: bool = True) -> Iterator[None]:
         """A chunk in flight, watched: with a patience, cancelled once a session has waited that long on it. A
-        cancel that failed raises LockWatchFailed here, once the chunk is over."""
+        cancel that failed raises LockWatchFailed here, once the chunk is over. look=False: nothing to learn from
+        this chunk's waiters (the throttle's part keeps to the budget already); it reads as not watched."""
+        assert look or patience_ms is None, "a chunk that may be cancelled for a waiter must be watched"
         with self._lock:
             self._chunk += 1
             self._looks, self._worst_ms = 0, 0.0
             self._patience_ms, self._cancelled = patience_ms, False
-            self._in_flight.set()
+            if look:
+                self._in_flight.set()
         try:
             yield
         finally:

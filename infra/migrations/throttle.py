@@ -4,8 +4,9 @@ The application's writes wait on a chunk when they touch a row it has locked: su
 chunk commits, at most the chunk's duration. So while the application contends for the chunks' rows, the
 controller keeps each chunk's duration within a budget: the per-stack write-latency target minus a share left for
 the write's own work (CHUNK_BUDGET of the target). A lock watch beside the chunks (lock_watch.py) says whether any
-session waited on the backfill's locks. After CALM_CHUNKS chunks of a part in a row that nobody waited on, in a
-part where no session has been seen waiting on one, the limits stretch UNCONTENDED times (a table the application
+session waited on the backfill's locks; it looks only while the answer can change something (hears_waiters), so
+not for the rest of a part once a session has been seen waiting. After CALM_CHUNKS chunks of a part in a row that
+nobody waited on, in a part where no session has been seen waiting on one, the limits stretch UNCONTENDED times (a table the application
 does not write, rows it does not touch): fewer, larger chunks, for less fixed cost per row; their statement timeout
 is STRETCHED_TIMEOUT times their stretched limit (not CHUNK_TIMEOUT of it), since it no longer protects a waiting
 session. Such a chunk carries a patience
@@ -215,6 +216,13 @@ class AdaptiveThrottle:
         """The next chunk's limits: stretched after CALM_CHUNKS chunks in a row that nobody waited on, in a part
         where no session has waited on the backfill."""
         return self.settings.limits(contended=not self._stretch or self._contended or self._calm < CALM_CHUNKS)
+
+    @property
+    def hears_waiters(self) -> bool:
+        """Whether a session seen waiting on the next chunk can still change anything: the limits may stretch in
+        this part, or have. Once one was seen, the part keeps to the budget until it ends, whoever waits: the lock
+        watch's looks beside its chunks would cost the server CPU for nothing."""
+        return self._stretch and not self._contended
 
     def start_part(self) -> None:
         """A new part has its own cost per row and its own contention: forget the last one's. The chunk size
@@ -449,6 +457,10 @@ class FixedThrottle:
     def limits(self) -> ChunkLimits:
         """None that binds: a fixed chunk runs to its end however long it takes."""
         return ChunkLimits(float("inf"), float("inf"), None, None)
+
+    @property
+    def hears_waiters(self) -> bool:
+        return False
 
     def start_part(self) -> None:
         pass

@@ -229,3 +229,28 @@ def test_a_chunk_ends_only_once_a_cancel_in_progress_has_returned(looks: Looks) 
         cancel.release.set()
         worker.join(60)
         assert ended.is_set() and watch.cancelled_for_waiter()
+
+
+def test_a_chunk_not_to_be_looked_at_reads_as_not_watched_and_leaves_the_next_look_to_the_next_chunk(
+        looks: Looks) -> None:
+    with watching(looks, Cancels()) as watch:
+        with watch.chunk(patience_ms=None):
+            looks.next_look()
+            looks.answers.put((500.0, 1))
+            looks.next_look()
+        with watch.chunk(patience_ms=None, look=False):
+            pass
+        assert watch.waiter_ms() is None  # not the last chunk's 500 ms
+        with watch.chunk(patience_ms=None):
+            looks.answers.put(NOBODY)  # the look begun during the first chunk, answered now: not counted
+            looks.next_look()  # a look begun during the unlooked chunk would take the answer below, and be dropped
+            looks.answers.put((70.0, 1))
+            looks.next_look()
+        assert watch.waiter_ms() == 70.0
+
+
+def test_a_chunk_that_may_be_cancelled_for_a_waiter_cannot_go_unwatched(looks: Looks) -> None:
+    with watching(looks, Cancels()) as watch:
+        with pytest.raises(AssertionError):
+            with watch.chunk(patience_ms=50, look=False):
+                pass

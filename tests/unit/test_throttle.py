@@ -594,3 +594,20 @@ def test_a_chunk_the_watch_cancelled_while_a_checkpoint_is_near_is_followed_by_o
     cancelled = throttle.next(Observation(rows=small, duration_ms=60, cancelled_for_waiter=True, waiter_ms=55))
     assert cancelled.chunk_rows <= small  # not the 700 rows of the budget a waiter alone would give
     assert "a checkpoint starts soon" in (cancelled.slowed_because or "")
+
+
+def test_the_lock_watch_looks_until_a_session_is_seen_waiting_on_the_part_and_again_from_the_next_part() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    assert throttle.hears_waiters
+    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    assert throttle.hears_waiters  # stretched: a waiter past the patience gets the chunk cancelled
+    throttle.next(Observation(rows=3_500, duration_ms=350, waiter_ms=30))
+    assert not throttle.hears_waiters  # the part keeps to the budget until it ends, whoever waits
+    throttle.start_part()
+    assert throttle.hears_waiters
+
+
+def test_without_stretching_and_with_fixed_chunks_nobody_looks_for_waiters() -> None:
+    assert not AdaptiveThrottle(SETTINGS, stretch=False).hears_waiters
+    assert not AdaptiveThrottle(ThrottleSettings(stretch_uncontended=False)).hears_waiters
+    assert not FixedThrottle().hears_waiters
