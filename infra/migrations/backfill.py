@@ -174,11 +174,15 @@ def _chunk_settings(conn: psycopg.Connection, lock_timeout_ms: int) -> Iterator[
       the last chunks, all of them, and the next run does them again (the chunk functions are idempotent);
     - backend_flush_after: the pages this session evicts from shared_buffers are handed to the disk as it goes
       (default: left dirty in the kernel's page cache, which then writes them back in bursts that stall every
-      other session's commit for hundreds of milliseconds)."""
-    names = ("lock_timeout", "synchronous_commit", "backend_flush_after")
+      other session's commit for hundreds of milliseconds);
+    - max_parallel_workers_per_gather 0: the run's reads (a part's count, a sweep, the checks) keep to this
+      session's one core. A parallel plan takes up to that many more of the server's cores for as long as the
+      read lasts, and the throttle, which paces chunks, does not pace a read."""
+    names = ("lock_timeout", "synchronous_commit", "backend_flush_after", "max_parallel_workers_per_gather")
     before = conn.execute("SELECT current_setting('lock_timeout'), current_setting('synchronous_commit'), "
-                          "current_setting('backend_flush_after')").fetchone()
-    _set(conn, names, (f"{int(lock_timeout_ms)}ms", "off", BACKEND_FLUSH_AFTER))
+                          "current_setting('backend_flush_after'), "
+                          "current_setting('max_parallel_workers_per_gather')").fetchone()
+    _set(conn, names, (f"{int(lock_timeout_ms)}ms", "off", BACKEND_FLUSH_AFTER, "0"))
     try:
         yield
     finally:

@@ -90,18 +90,20 @@ def test_a_customer_the_application_created_is_reused_not_duplicated(db_target: 
     assert counts(db)[0] == 1
 
 
-def test_chunks_commit_asynchronously_wait_at_most_the_target_for_locks_and_write_back_what_they_evict(
+def test_chunks_commit_asynchronously_wait_at_most_the_target_for_locks_write_back_what_they_evict_and_use_one_core(
         legacy_db: Target, db: psycopg.Connection) -> None:
-    """Seen from inside the chunk's own transaction: a statement trigger on "Lead" notes the session's settings."""
+    """Seen from inside the chunk's own transaction: a statement trigger on "Lead" notes the session's settings
+    (the run's reads, a count, a sweep, the checks, run in the same session, between its chunks)."""
     db.execute("CREATE TABLE seen (synchronous_commit text, lock_timeout text, backend_flush_after text, "
-               "statement_timeout text)")
+               "statement_timeout text, max_parallel_workers_per_gather text)")
     db.execute("""CREATE FUNCTION note_settings() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
                       INSERT INTO seen VALUES (current_setting('synchronous_commit'), current_setting('lock_timeout'),
-                                               current_setting('backend_flush_after'), current_setting('statement_timeout'));
+                                               current_setting('backend_flush_after'), current_setting('statement_timeout'),
+                                               current_setting('max_parallel_workers_per_gather'));
                       RETURN NULL; END $$""")
     db.execute('CREATE TRIGGER note_settings AFTER UPDATE ON "Lead" FOR EACH STATEMENT EXECUTE FUNCTION note_settings()')
     apply_batch(legacy_db, BACKFILL, settings())
-    assert set(db.execute("SELECT * FROM seen").fetchall()) == {("off", "70ms", "256kB", "90ms")}
+    assert set(db.execute("SELECT * FROM seen").fetchall()) == {("off", "70ms", "256kB", "90ms", "0")}
 
 
 def slow_job_updates(db: psycopg.Connection, times: int | None, seconds: float = 1.0) -> None:
