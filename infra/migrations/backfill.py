@@ -175,9 +175,9 @@ def _chunk_settings(conn: psycopg.Connection, lock_timeout_ms: int) -> Iterator[
     - backend_flush_after: the pages this session evicts from shared_buffers are handed to the disk as it goes
       (default: left dirty in the kernel's page cache, which then writes them back in bursts that stall every
       other session's commit for hundreds of milliseconds);
-    - max_parallel_workers_per_gather 0: the run's reads (a part's count, a sweep, the checks) keep to this
-      session's one core. A parallel plan takes up to that many more of the server's cores for as long as the
-      read lasts, and the throttle, which paces chunks, does not pace a read."""
+    - max_parallel_workers_per_gather 0: the run's reads (a part's count, a sweep; the checks set it for their own
+      transaction too) keep to this session's one core. A parallel plan takes up to that many more of the server's
+      cores for as long as the read lasts, and the throttle, which paces chunks, does not pace a read."""
     names = ("lock_timeout", "synchronous_commit", "backend_flush_after", "max_parallel_workers_per_gather")
     before = conn.execute("SELECT current_setting('lock_timeout'), current_setting('synchronous_commit'), "
                           "current_setting('backend_flush_after'), "
