@@ -6,9 +6,10 @@ every POLL_S, on a connection of its own, for sessions waiting on a lock the bac
 (readable by any role, unlike other roles' wait events in pg_stat_activity) for the locks not granted,
 pg_blocking_pids for whom they wait on, evaluated only for those, and waitstart (PostgreSQL 14 and later) for how
 long they have waited for that lock. Between chunks it does not look: the backfill's session then holds no row lock.
-Nor during a chunk the throttle has nothing to learn from (a part where a session was already seen waiting keeps to
-the budget until it ends): each look is a query, every POLL_S, that takes every lock-manager partition lock for a
-moment, on a server whose CPU the chunks and the application share.
+Nor does it look during a chunk the throttle has nothing to learn from (the reads before the checks, which never
+stretch; a part where a session was already seen waiting, which keeps to the budget until it ends): each look is a
+query, every POLL_S, that takes every lock-manager partition lock for a moment, on a server whose CPU the chunks
+and the application share.
 
 "Nobody waited on the chunk" takes a look that began within COVERED_POLLS of the watch's cycles (a poll interval
 plus the last look's own time) of the chunk's end: a session that began to wait after the last look has waited at

@@ -159,7 +159,7 @@ class Observation:
     of `rows` rows hit its statement timeout after duration_ms and changed nothing. commit_wait_ms: how much longer
     than the fastest of the run the slowest durable commit timed since the last chunk took, or is taking so far
     (None: not watched). waiter_ms: the longest any session waited for a lock of the backfill's during the chunk
-    (0: nobody; None: not watched); cancelled_for_waiter: the lock watch cancelled the chunk of `rows` rows after
+    (0: nobody; None: not watched, or not looked at since hears_waiters was off); cancelled_for_waiter: the lock watch cancelled the chunk of `rows` rows after
     duration_ms for that session, and nothing of it was kept."""
 
     rows: int

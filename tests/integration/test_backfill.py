@@ -106,6 +106,25 @@ def test_chunks_commit_asynchronously_wait_at_most_the_target_for_locks_write_ba
     assert set(db.execute("SELECT * FROM seen").fetchall()) == {("off", "70ms", "256kB", "90ms", "0")}
 
 
+def test_the_reads_between_chunks_run_without_parallel_workers_and_the_session_gets_its_setting_back_after(
+        legacy_db: Target) -> None:
+    """A part's count and its sweeps read whole tables between two chunks, in the backfill's session, as the checks
+    do (those set it for their own transaction too): seen here from the checks' call, outside any transaction."""
+    with legacy_db.connect(autocommit=True) as conn:
+        before = conn.execute("SHOW max_parallel_workers_per_gather").fetchone()[0]
+        assert before != "0"  # the server's default: parallel plans allowed
+        during: list[str] = []
+
+        def checks() -> tuple[CheckResult, ...]:
+            during.append(conn.execute("SHOW max_parallel_workers_per_gather").fetchone()[0])
+            return run_checks(conn, BACKFILL, 60_000)
+        run_backfill(conn, legacy_db, BACKFILL, BackfillRun(sleep=lambda _s: None), role=None, checks=checks,
+                     verify_lock=lambda: None)
+
+        assert during == ["0"]
+        assert conn.execute("SHOW max_parallel_workers_per_gather").fetchone()[0] == before
+
+
 def slow_job_updates(db: psycopg.Connection, times: int | None, seconds: float = 1.0) -> None:
     """The next `times` statements updating "Job" (every one: None) take `seconds`, as under a sudden I/O stall; a
     sequence counts them, since a cancelled statement's own writes are rolled back."""

@@ -231,19 +231,18 @@ def test_a_chunk_ends_only_once_a_cancel_in_progress_has_returned(looks: Looks) 
         assert ended.is_set() and watch.cancelled_for_waiter()
 
 
-def test_a_chunk_not_to_be_looked_at_reads_as_not_watched_and_leaves_the_next_look_to_the_next_chunk(
-        looks: Looks) -> None:
+def test_a_chunk_not_to_be_looked_at_is_not_looked_at_and_reads_as_not_watched(looks: Looks) -> None:
     with watching(looks, Cancels()) as watch:
         with watch.chunk(patience_ms=None):
             looks.next_look()
             looks.answers.put((500.0, 1))
             looks.next_look()
+        looks.answers.put(NOBODY)  # the look begun during that chunk ends: the watch is free to look again
         with watch.chunk(patience_ms=None, look=False):
-            pass
+            assert not watch._in_flight.is_set()  # what the watch's thread waits on before each look
         assert watch.waiter_ms() is None  # not the last chunk's 500 ms
         with watch.chunk(patience_ms=None):
-            looks.answers.put(NOBODY)  # the look begun during the first chunk, answered now: not counted
-            looks.next_look()  # a look begun during the unlooked chunk would take the answer below, and be dropped
+            looks.next_look()
             looks.answers.put((70.0, 1))
             looks.next_look()
         assert watch.waiter_ms() == 70.0
