@@ -53,11 +53,13 @@ gives:
   by their time and pauses plus CHECKPOINT_MARGIN_S; read after each chunk kept, checkpoints.py):
   until it has started, the chunks take an eighth of the size (CHECKPOINT_SHRINK; after a chunk rolled back meanwhile
   too) and pause as long as they took;
-  once a reading shows it started, the next chunk waits CHECKPOINT_SETTLE_MS and takes an eighth too, and the
-  ones after grow back at most twofold a chunk. At the start every first change of a page copies the whole page
-  into the WAL, the application's and the backfill's alike, and the application's commits wait for it: a large
-  chunk then writes many times its usual WAL at the worst moment (bench: 182 ms with one chunk of 7,874 rows
-  across it, 104 ms with chunks of 1,000 back to back);
+  once a reading shows it started, the next chunk waits CHECKPOINT_SETTLE_MS and takes the smallest size, and the
+  ones after write at most the WAL a chunk wrote before the start (from the WAL a row since the last reading) until
+  a row writes at most FULL_PAGES_FADED times its WAL of before, growing at most twofold a chunk. At the start
+  every first change of a page copies the whole page into the WAL, the application's and the backfill's alike, and
+  the application's commits wait for it: a large chunk then writes many times its usual WAL at the worst moment
+  (bench: 182 ms with one chunk of 7,874 rows across it, 104 ms with chunks of 1,000 back to back; 152 ms with an
+  eighth of the size right after it);
 - otherwise: aim at the budget from the cost per row of the recent full chunks, at most doubling per chunk,
   with no pause unless commits are slowing (a pause would not shorten any lock wait; it would only lengthen the
   run).
@@ -93,6 +95,9 @@ NEAR_CHECKPOINT = 2.0  # chunks (of WAL, or of time) before a checkpoint's start
 CHECKPOINT_MARGIN_S = 1.0  # added to the time window: a timed checkpoint starts within about a second
 CHECKPOINT_SHRINK = 8  # the chunks across a checkpoint's start take 1/8 of their size
 CHECKPOINT_SETTLE_MS = 1_000.0  # the backfill writes nothing this long once a checkpoint is seen to have started
+# After a checkpoint's start, chunks keep to the WAL a chunk wrote before it until a row writes at most this many
+# times its WAL of before (the pages it changes have had their first change since).
+FULL_PAGES_FADED = 1.5
 
 
 @dataclass(frozen=True)
@@ -209,6 +214,7 @@ class AdaptiveThrottle:
         self._wal_from: int | None = None  # the WAL position read right after the last chunk (None: a gap since)
         self._wal_per_row: float | None = None  # WAL bytes from one chunk's reading to the next's, per row
         self._before_checkpoint: int | None = None  # the size before the chunks shrank for a checkpoint's start
+        self._full_pages: _FullPages | None = None  # since a checkpoint's start, while rows write whole pages
         self.last_slowdown: str | None = None
 
     @property
@@ -229,7 +235,7 @@ class AdaptiveThrottle:
         carries over, brought back within the budget if the limits were stretched."""
         stretched = self.limits
         self._ms_per_row = None
-        self._wal_per_row = self._wal_from = self._before_checkpoint = None
+        self._wal_per_row = self._wal_from = self._before_checkpoint = self._full_pages = None
         self._calm = 0
         self._contended = False
         self.chunk_rows = self._within(stretched, self.chunk_rows)
@@ -306,25 +312,32 @@ class AdaptiveThrottle:
         return self._aim(seen, waited if before.patience_ms is not None else None, drain_ms, slowing)
 
     def _around_checkpoint(self, seen: Observation, decision: Decision) -> Decision:
-        """Shrink the chunks that may run across a checkpoint's start (from the reading after this chunk), and the
-        first one after it. Without a reading (a chunk not kept, a wait), only the cap of a start foreseen holds."""
+        """Shrink the chunks that may run across a checkpoint's start (from the reading after this chunk), and
+        pace the ones after it by their WAL until their rows no longer write whole pages. Without a reading (a chunk
+        not kept, a wait), only the caps already set hold."""
         now, last = seen.checkpoint, self._checkpoint
         if now is None:
             self._wal_from = None  # a wait, a chunk not kept: the WAL until the next reading is not one chunk's
+            if self._full_pages is not None:
+                return self._after_start(decision, None)
             if self._before_checkpoint is None:
                 return decision
             small = self._clamp(self._before_checkpoint // CHECKPOINT_SHRINK)  # still before the start foreseen
             return self._shrunk(decision, small, 0.0, f"a checkpoint starts soon: chunks of {small} rows until it has")
         self._checkpoint = now
+        before_per_row, per_row = self._wal_per_row, None
         if self._wal_from is not None and seen.rows > 0 and now.wal_at > self._wal_from:
             per_row = (now.wal_at - self._wal_from) / seen.rows  # the application's WAL meanwhile too: wider
             self._wal_per_row = _smoothed(self._wal_per_row, per_row)
         self._wal_from = now.wal_at
         if now.past:
             if last is None or last.past:
-                return decision  # under way since before: its first changes are behind
-            small = self._clamp((self._before_checkpoint or decision.chunk_rows) // CHECKPOINT_SHRINK)
+                return self._after_start(decision, per_row)
+            full = self._before_checkpoint or decision.chunk_rows
             self._before_checkpoint = None
+            if before_per_row:
+                self._full_pages = _FullPages(full * before_per_row, before_per_row, self._clamp(0))
+            small = self._clamp(0 if self._full_pages else full // CHECKPOINT_SHRINK)
             return self._shrunk(decision, small, CHECKPOINT_SETTLE_MS,
                                 "a checkpoint has just started (each page's first change after it copies the whole "
                                 f"page into the WAL): a pause of {CHECKPOINT_SETTLE_MS:.0f} ms, then chunks from "
@@ -343,6 +356,28 @@ class AdaptiveThrottle:
         return self._shrunk(decision, small, seen.duration_ms,
                             f"a checkpoint starts within {soon} (each page's first change after it copies the whole "
                             f"page into the WAL): chunks of {small} rows, each followed by a pause as long, until it has")
+
+    def _after_start(self, decision: Decision, per_row: float | None) -> Decision:
+        """While a checkpoint's first changes of pages are still being written (FULL_PAGES_FADED), a chunk writes at
+        most the WAL a chunk wrote before the start: the application's commits wait for all the WAL before theirs,
+        and a chunk of the usual size then writes many times its usual WAL (bench: a chunk of an eighth of the size
+        took 310 ms against 43, right after a start, and writes went to 152 ms). Sized from the WAL a row since
+        the last reading (the application's included: no pause, so that share stays a chunk's worth), as it falls;
+        without a reading, the last size allowed holds."""
+        paced = self._full_pages
+        if paced is None:
+            return decision  # under way since before, or nothing to pace by
+        if per_row is None:
+            return self._shrunk(decision, paced.rows, 0.0, f"a checkpoint has started: chunks of {paced.rows} rows at most")
+        if per_row <= paced.per_row * FULL_PAGES_FADED:
+            self._full_pages = None  # its rows write about what they did before: their pages have been copied
+            return decision
+        rows = self._clamp(int(paced.chunk_wal / per_row))
+        self._full_pages = replace(paced, rows=rows)
+        return self._shrunk(decision, rows, 0.0,
+                            f"a checkpoint has started: a row writes {per_row / 1024:.1f} kB of WAL against "
+                            f"{paced.per_row / 1024:.1f} kB before (whole pages): chunks of {rows} rows, to write no "
+                            "more WAL a chunk than before it")
 
     def _shrunk(self, decision: Decision, rows: int, pause_ms: float, reason: str) -> Decision:
         """At most `rows`, after at least `pause_ms`; the reason added when either changes the decision."""
@@ -439,6 +474,16 @@ class AdaptiveThrottle:
 
     def _clamp(self, rows: int) -> int:
         return max(self.settings.min_chunk_rows, min(self.settings.max_chunk_rows, rows))
+
+
+@dataclass(frozen=True)
+class _FullPages:
+    """What chunks keep to after a checkpoint's start: the WAL of a chunk before it and the WAL a row wrote then
+    (bytes), and the size the last reading allowed."""
+
+    chunk_wal: float
+    per_row: float
+    rows: int
 
 
 def _smoothed(average: float | None, newest: float) -> float:

@@ -504,13 +504,15 @@ def test_with_stretching_off_the_limits_stay_at_the_budget_however_long_nobody_w
     assert throttle.chunk_rows == 700
 
 
-def around_a_checkpoint(wal_left_mb: list[float], seconds_left: float = 600.0) -> list[Decision]:
-    """Chunks of 0.05 ms a row, each writing 10 kB of WAL a row, with the next checkpoint this far after each."""
+def around_a_checkpoint(wal_left_mb: list[float], seconds_left: float = 600.0,
+                        kb_a_row: list[float] | None = None) -> list[Decision]:
+    """Chunks of 0.05 ms a row, each writing 10 kB of WAL a row (or as kb_a_row says, chunk by chunk), with the next
+    checkpoint this far after each."""
     throttle = AdaptiveThrottle(SETTINGS)
     at, decisions = 0, []
-    for left in wal_left_mb:
+    for i, left in enumerate(wal_left_mb):
         rows = throttle.chunk_rows
-        at += rows * 10 * 1024
+        at += int(rows * (kb_a_row[i] if kb_a_row else 10) * 1024)
         checkpoint = CheckpointAhead(left * 2 ** 20, seconds_left, at)
         decisions.append(throttle.next(Observation(rows=rows, duration_ms=rows * 0.05, checkpoint=checkpoint)))
     return decisions
@@ -525,11 +527,38 @@ def test_a_checkpoint_far_ahead_changes_nothing() -> None:
 def test_the_chunks_up_to_a_checkpoints_start_take_an_eighth_and_run_half_the_time_then_wait_a_second() -> None:
     # 1,400 rows write about 14 MB: a checkpoint 20 MB ahead is within two chunks
     decisions = around_a_checkpoint([5_000, 1_000, 20, 18, -2, -30, -60, -120])
-    assert [d.chunk_rows for d in decisions] == [1_400, 1_400, 175, 175, 175, 350, 700, 1_400]
+    assert [d.chunk_rows for d in decisions] == [1_400, 1_400, 175, 175, 100, 200, 400, 800]
     assert [d.pause_ms for d in decisions] == [0, 0, 70, 8.75, 1_000, 0, 0, 0]  # each as long as the chunk took
     assert "a checkpoint starts within 20.0 MB of WAL" in (decisions[2].slowed_because or "")
     assert (decisions[4].slowed_because or "").startswith("a checkpoint has just started")
-    assert "a pause of 1000 ms, then chunks from 175 rows" in (decisions[4].slowed_because or "")
+    # from the smallest chunk; its rows write what they did before, so they grow back at once, doubling
+    assert "a pause of 1000 ms, then chunks from 100 rows" in (decisions[4].slowed_because or "")
+
+
+def test_after_a_checkpoints_start_chunks_write_no_more_wal_than_one_before_it_until_rows_write_as_before() -> None:
+    # Before: 1,400 rows of 10 kB, 14,000 kB a chunk. After: 80 kB a row (whole pages), then 40, then 12.
+    decisions = around_a_checkpoint([5_000, 1_000, 20, 18, -2, -30, -60, -90, -120],
+                                    kb_a_row=[10, 10, 10, 10, 10, 80, 80, 40, 12])
+    assert [d.chunk_rows for d in decisions[4:]] == [100, 175, 175, 350, 700]  # 14,000 kB at 80, then 40 kB a row
+    assert [d.pause_ms for d in decisions[4:]] == [1_000, 0, 0, 0, 0]
+    assert "a row writes 80.0 kB of WAL against 10.0 kB before (whole pages): chunks of 175 rows" in (
+        decisions[5].slowed_because or "")
+    assert decisions[8].slowed_because is None  # 12 kB a row: within 1.5 times, the pages have been copied
+
+
+def test_after_a_checkpoints_start_a_chunk_not_kept_is_followed_by_one_no_larger_than_the_wal_allows() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    mb, at = 2 ** 20, 0
+    for left, kb in [(5_000, 10), (1_000, 10), (-2, 10), (-30, 80)]:
+        rows = throttle.chunk_rows
+        at += rows * kb * 1024
+        throttle.next(Observation(rows=rows, duration_ms=rows * 0.05, checkpoint=CheckpointAhead(left * mb, 600.0, at)))
+    assert throttle.chunk_rows == 175
+    cancelled = throttle.next(Observation(rows=175, duration_ms=95, cancelled=True))
+    assert cancelled.chunk_rows == 100  # halved, within the 175 the WAL allows
+    again = throttle.next(Observation(rows=100, duration_ms=5))  # kept, but no reading after it
+    assert again.chunk_rows == 175  # not the 200 a doubling would give
+    assert (again.slowed_because or "").startswith("a checkpoint has started: chunks of 175 rows at most")
 
 
 def test_a_checkpoint_due_by_time_within_two_chunks_and_a_second_shrinks_them_too() -> None:
@@ -551,7 +580,7 @@ def test_without_a_checkpoint_reading_the_throttle_sizes_as_before() -> None:
 
 def test_a_checkpoint_that_started_sooner_than_foreseen_still_gets_a_small_chunk_after_its_start() -> None:
     decisions = around_a_checkpoint([5_000, 1_000, -5, -40])
-    assert [d.chunk_rows for d in decisions] == [1_400, 1_400, 175, 350]
+    assert [d.chunk_rows for d in decisions] == [1_400, 1_400, 100, 200]
     assert [d.pause_ms for d in decisions] == [0, 0, 1_000, 0]
 
 
