@@ -53,9 +53,10 @@ gives:
   by their time and pauses plus CHECKPOINT_MARGIN_S; read after each chunk kept, checkpoints.py):
   until it has started, the chunks take an eighth of the size (CHECKPOINT_SHRINK; after a chunk rolled back meanwhile
   too) and pause as long as they took;
-  once a reading shows it started, the next chunk waits CHECKPOINT_SETTLE_MS and takes the smallest size, and the
-  ones after write at most the WAL a chunk wrote before the start (from the WAL a row since the last reading) until
-  a row writes at most FULL_PAGES_FADED times its WAL of before, growing at most twofold a chunk. At the start
+  once a reading shows it started, the next chunk waits CHECKPOINT_SETTLE_MS and takes the smallest size (an eighth
+  when the WAL a row is not known yet), and the ones after write at most the WAL a chunk wrote before the start
+  (from the WAL a row since the last reading) until a row writes at most FULL_PAGES_FADED times its WAL of before
+  (FULL_PAGES_CHUNKS readings at most), growing at most twofold a chunk. At the start
   every first change of a page copies the whole page into the WAL, the application's and the backfill's alike, and
   the application's commits wait for it: a large chunk then writes many times its usual WAL at the worst moment
   (bench: 182 ms with one chunk of 7,874 rows across it, 104 ms with chunks of 1,000 back to back; 152 ms with an
@@ -96,8 +97,10 @@ CHECKPOINT_MARGIN_S = 1.0  # added to the time window: a timed checkpoint starts
 CHECKPOINT_SHRINK = 8  # the chunks across a checkpoint's start take 1/8 of their size
 CHECKPOINT_SETTLE_MS = 1_000.0  # the backfill writes nothing this long once a checkpoint is seen to have started
 # After a checkpoint's start, chunks keep to the WAL a chunk wrote before it until a row writes at most this many
-# times its WAL of before (the pages it changes have had their first change since).
+# times its WAL of before (the pages it changes have had their first change since), for at most FULL_PAGES_CHUNKS
+# chunks read (what the WAL a row keeps above that is then the application's own whole pages, not the backfill's).
 FULL_PAGES_FADED = 1.5
+FULL_PAGES_CHUNKS = 50
 
 
 @dataclass(frozen=True)
@@ -318,8 +321,7 @@ class AdaptiveThrottle:
         now, last = seen.checkpoint, self._checkpoint
         if now is None:
             self._wal_from = None  # a wait, a chunk not kept: the WAL until the next reading is not one chunk's
-            if self._full_pages is not None:
-                return self._after_start(decision, None)
+            decision = self._after_start(decision, None)
             if self._before_checkpoint is None:
                 return decision
             small = self._clamp(self._before_checkpoint // CHECKPOINT_SHRINK)  # still before the start foreseen
@@ -328,15 +330,17 @@ class AdaptiveThrottle:
         before_per_row, per_row = self._wal_per_row, None
         if self._wal_from is not None and seen.rows > 0 and now.wal_at > self._wal_from:
             per_row = (now.wal_at - self._wal_from) / seen.rows  # the application's WAL meanwhile too: wider
-            self._wal_per_row = _smoothed(self._wal_per_row, per_row)
+            if self._full_pages is None:  # whole pages after a start would widen the next start's window for long
+                self._wal_per_row = _smoothed(self._wal_per_row, per_row)
         self._wal_from = now.wal_at
+        decision = self._after_start(decision, per_row)
         if now.past:
             if last is None or last.past:
-                return self._after_start(decision, per_row)
-            full = self._before_checkpoint or decision.chunk_rows
+                return decision
+            full = self._before_checkpoint or self.chunk_rows
             self._before_checkpoint = None
-            if before_per_row:
-                self._full_pages = _FullPages(full * before_per_row, before_per_row, self._clamp(0))
+            self._full_pages = _FullPages(full * before_per_row, before_per_row, 0, self._clamp(0)) if (
+                before_per_row) else None
             small = self._clamp(0 if self._full_pages else full // CHECKPOINT_SHRINK)
             return self._shrunk(decision, small, CHECKPOINT_SETTLE_MS,
                                 "a checkpoint has just started (each page's first change after it copies the whole "
@@ -358,22 +362,24 @@ class AdaptiveThrottle:
                             f"page into the WAL): chunks of {small} rows, each followed by a pause as long, until it has")
 
     def _after_start(self, decision: Decision, per_row: float | None) -> Decision:
-        """While a checkpoint's first changes of pages are still being written (FULL_PAGES_FADED), a chunk writes at
-        most the WAL a chunk wrote before the start: the application's commits wait for all the WAL before theirs,
-        and a chunk of the usual size then writes many times its usual WAL (bench: a chunk of an eighth of the size
-        took 310 ms against 43, right after a start, and writes went to 152 ms). Sized from the WAL a row since
-        the last reading (the application's included: no pause, so that share stays a chunk's worth), as it falls;
-        without a reading, the last size allowed holds."""
+        """While a checkpoint's first changes of pages are still being written, a chunk writes at most the WAL a
+        chunk wrote before the start (its size then times the WAL a row then): the application's commits wait for
+        all the WAL before theirs, and a chunk of the usual size then writes many times its usual WAL (bench: a
+        chunk of an eighth of the size took 310 ms against 43, right after a start, and writes went to 152 ms).
+        Sized from the WAL a row since the last reading: the application's WAL in that time, pauses included,
+        counts as the chunk's, which errs small. It ends once a row writes at most FULL_PAGES_FADED times its WAL of
+        before, or after FULL_PAGES_CHUNKS readings; without a reading, the last size allowed holds."""
         paced = self._full_pages
         if paced is None:
-            return decision  # under way since before, or nothing to pace by
+            return decision  # no checkpoint started lately, or nothing to pace by
         if per_row is None:
-            return self._shrunk(decision, paced.rows, 0.0, f"a checkpoint has started: chunks of {paced.rows} rows at most")
-        if per_row <= paced.per_row * FULL_PAGES_FADED:
-            self._full_pages = None  # its rows write about what they did before: their pages have been copied
+            return self._shrunk(decision, paced.rows, 0.0,
+                                f"a checkpoint has started: chunks of {paced.rows} rows at most")
+        if per_row <= paced.per_row * FULL_PAGES_FADED or paced.readings >= FULL_PAGES_CHUNKS:
+            self._full_pages = None  # its rows write about what they did before, or what is left is not theirs
             return decision
         rows = self._clamp(int(paced.chunk_wal / per_row))
-        self._full_pages = replace(paced, rows=rows)
+        self._full_pages = replace(paced, readings=paced.readings + 1, rows=rows)
         return self._shrunk(decision, rows, 0.0,
                             f"a checkpoint has started: a row writes {per_row / 1024:.1f} kB of WAL against "
                             f"{paced.per_row / 1024:.1f} kB before (whole pages): chunks of {rows} rows, to write no "
@@ -479,10 +485,11 @@ class AdaptiveThrottle:
 @dataclass(frozen=True)
 class _FullPages:
     """What chunks keep to after a checkpoint's start: the WAL of a chunk before it and the WAL a row wrote then
-    (bytes), and the size the last reading allowed."""
+    (bytes), the readings paced since, and the size the last one allowed."""
 
     chunk_wal: float
     per_row: float
+    readings: int
     rows: int
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from infra.migrations.checkpoints import CheckpointAhead
-from infra.migrations.throttle import (CALM_CHUNKS, AdaptiveThrottle, ChunkLimits, Decision, FixedThrottle, Observation,
-                                       ThrottleSettings)
+from infra.migrations.throttle import (CALM_CHUNKS, FULL_PAGES_CHUNKS, AdaptiveThrottle, ChunkLimits, Decision,
+                                       FixedThrottle, Observation, ThrottleSettings)
 
 SETTINGS = ThrottleSettings(target_write_latency_ms=100, min_chunk_rows=100, max_chunk_rows=20_000,
                             max_replay_lag_ms=2_000, initial_chunk_rows=1_000)
@@ -537,13 +537,38 @@ def test_the_chunks_up_to_a_checkpoints_start_take_an_eighth_and_run_half_the_ti
 
 def test_after_a_checkpoints_start_chunks_write_no_more_wal_than_one_before_it_until_rows_write_as_before() -> None:
     # Before: 1,400 rows of 10 kB, 14,000 kB a chunk. After: 80 kB a row (whole pages), then 40, then 12.
-    decisions = around_a_checkpoint([5_000, 1_000, 20, 18, -2, -30, -60, -90, -120],
-                                    kb_a_row=[10, 10, 10, 10, 10, 80, 80, 40, 12])
-    assert [d.chunk_rows for d in decisions[4:]] == [100, 175, 175, 350, 700]  # 14,000 kB at 80, then 40 kB a row
-    assert [d.pause_ms for d in decisions[4:]] == [1_000, 0, 0, 0, 0]
+    decisions = around_a_checkpoint([5_000, 1_000, 20, 18, -2, -30, -60, -90, -120, -150],
+                                    kb_a_row=[10, 10, 10, 10, 10, 80, 80, 40, 12, 40])
+    # 14,000 kB at 80, then 40 kB a row; at 12 kB, within 1.5 times, the pages have been copied: 40 kB no longer caps
+    assert [d.chunk_rows for d in decisions[4:]] == [100, 175, 175, 350, 700, 1_400]
+    assert [d.pause_ms for d in decisions[4:]] == [1_000, 0, 0, 0, 0, 0]
     assert "a row writes 80.0 kB of WAL against 10.0 kB before (whole pages): chunks of 175 rows" in (
         decisions[5].slowed_because or "")
-    assert decisions[8].slowed_because is None  # 12 kB a row: within 1.5 times, the pages have been copied
+    assert decisions[8].slowed_because is None and decisions[9].slowed_because is None
+
+
+def test_after_a_checkpoints_start_the_wal_caps_chunks_for_50_readings_at_most() -> None:
+    # the WAL a row stays 8 times what it was: the application's own whole pages, which smaller chunks do not help
+    decisions = around_a_checkpoint([5_000, 1_000, -2] + [-10.0 - i for i in range(FULL_PAGES_CHUNKS + 3)],
+                                    kb_a_row=[10, 10, 10] + [80] * (FULL_PAGES_CHUNKS + 3))
+    paced = decisions[3:3 + FULL_PAGES_CHUNKS]
+    assert {d.chunk_rows for d in paced[1:]} == {175}
+    assert [d.chunk_rows for d in decisions[3 + FULL_PAGES_CHUNKS:]] == [350, 700, 1_400]
+
+
+def test_a_new_part_during_the_pacing_after_a_start_is_not_paced_by_the_last_parts_wal() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    mb, at = 2 ** 20, 0
+    for left, kb in [(5_000, 10), (1_000, 10), (-2, 10), (-30, 80)]:
+        rows = throttle.chunk_rows
+        at += rows * kb * 1024
+        throttle.next(Observation(rows=rows, duration_ms=rows * 0.05, checkpoint=CheckpointAhead(left * mb, 600.0, at)))
+    assert throttle.chunk_rows == 175
+    throttle.start_part()  # its rows write their own WAL a row, unknown before the start
+    rows = throttle.chunk_rows
+    decision = throttle.next(Observation(rows=rows, duration_ms=rows * 0.05,
+                                         checkpoint=CheckpointAhead(-60 * mb, 600.0, at + rows * 80 * 1024)))
+    assert decision.chunk_rows == 350 and decision.slowed_because is None
 
 
 def test_after_a_checkpoints_start_a_chunk_not_kept_is_followed_by_one_no_larger_than_the_wal_allows() -> None:
