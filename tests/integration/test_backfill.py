@@ -107,9 +107,12 @@ def test_chunks_commit_asynchronously_wait_at_most_the_target_for_locks_write_ba
 
 
 def test_the_reads_between_chunks_run_without_parallel_workers_and_the_session_gets_its_setting_back_after(
-        legacy_db: Target) -> None:
+        legacy_db: Target, db: psycopg.Connection) -> None:
     """A part's count and its sweeps read whole tables between two chunks, in the backfill's session, as the checks
-    do (those set it for their own transaction too): seen here from the checks' call, outside any transaction."""
+    do (those set it for their own transaction too): seen here from the checks' call, outside any transaction, in a
+    run over again from the first chunk."""
+    apply_batch(legacy_db, BACKFILL, settings())
+    db.execute("DELETE FROM schema_ledger.backfill_progress WHERE batch = %s", (BACKFILL.name,))
     with legacy_db.connect(autocommit=True) as conn:
         before = conn.execute("SHOW max_parallel_workers_per_gather").fetchone()[0]
         assert before != "0"  # the server's default: parallel plans allowed
