@@ -556,7 +556,9 @@ def test_after_a_checkpoints_start_the_wal_caps_chunks_for_50_readings_at_most()
     assert [d.chunk_rows for d in decisions[3 + FULL_PAGES_CHUNKS:]] == [350, 700, 1_400]
 
 
-def test_a_new_part_during_the_pacing_after_a_start_is_not_paced_by_the_last_parts_wal() -> None:
+def paced_after_a_start() -> tuple[AdaptiveThrottle, int]:
+    """A throttle whose chunks are paced by their WAL after a checkpoint's start: 10 kB a row before it, 80 kB
+    after (chunks of 175 rows). Also returns the WAL position of the last reading."""
     throttle = AdaptiveThrottle(SETTINGS)
     mb, at = 2 ** 20, 0
     for left, kb in [(5_000, 10), (1_000, 10), (-2, 10), (-30, 80)]:
@@ -564,21 +566,20 @@ def test_a_new_part_during_the_pacing_after_a_start_is_not_paced_by_the_last_par
         at += rows * kb * 1024
         throttle.next(Observation(rows=rows, duration_ms=rows * 0.05, checkpoint=CheckpointAhead(left * mb, 600.0, at)))
     assert throttle.chunk_rows == 175
+    return throttle, at
+
+
+def test_a_new_part_during_the_pacing_after_a_start_is_not_paced_by_the_last_parts_wal() -> None:
+    throttle, at = paced_after_a_start()
     throttle.start_part()  # its rows write their own WAL a row, unknown before the start
     rows = throttle.chunk_rows
     decision = throttle.next(Observation(rows=rows, duration_ms=rows * 0.05,
-                                         checkpoint=CheckpointAhead(-60 * mb, 600.0, at + rows * 80 * 1024)))
+                                         checkpoint=CheckpointAhead(-60 * 2 ** 20, 600.0, at + rows * 80 * 1024)))
     assert decision.chunk_rows == 350 and decision.slowed_because is None
 
 
 def test_after_a_checkpoints_start_a_chunk_not_kept_is_followed_by_one_no_larger_than_the_wal_allows() -> None:
-    throttle = AdaptiveThrottle(SETTINGS)
-    mb, at = 2 ** 20, 0
-    for left, kb in [(5_000, 10), (1_000, 10), (-2, 10), (-30, 80)]:
-        rows = throttle.chunk_rows
-        at += rows * kb * 1024
-        throttle.next(Observation(rows=rows, duration_ms=rows * 0.05, checkpoint=CheckpointAhead(left * mb, 600.0, at)))
-    assert throttle.chunk_rows == 175
+    throttle, _ = paced_after_a_start()
     cancelled = throttle.next(Observation(rows=175, duration_ms=95, cancelled=True))
     assert cancelled.chunk_rows == 100  # halved, within the 175 the WAL allows
     again = throttle.next(Observation(rows=100, duration_ms=5))  # kept, but no reading after it
