@@ -179,15 +179,20 @@ def _chunk_settings(conn: psycopg.Connection, lock_timeout_ms: int) -> Iterator[
       transaction too) keep to this session's one core. A parallel plan takes up to that many more of the server's
       cores for as long as the read lasts, and the throttle, which paces chunks, does not pace a read."""
     names = ("lock_timeout", "synchronous_commit", "backend_flush_after", "max_parallel_workers_per_gather")
-    before = conn.execute("SELECT current_setting('lock_timeout'), current_setting('synchronous_commit'), "
-                          "current_setting('backend_flush_after'), "
-                          "current_setting('max_parallel_workers_per_gather')").fetchone()
+    before = _current(conn, names)
     _set(conn, names, (f"{int(lock_timeout_ms)}ms", "off", BACKEND_FLUSH_AFTER, "0"))
     try:
         yield
     finally:
         if not conn.broken and not conn.closed:
             _set(conn, names, before)
+
+
+def _current(conn: psycopg.Connection, names: Sequence[str]) -> list[str]:
+    """The session's values of `names`, in their order."""
+    rows = conn.execute("SELECT current_setting(name) FROM unnest(%s::text[]) WITH ORDINALITY AS s(name, i) "
+                        "ORDER BY i", (list(names),)).fetchall()
+    return [value for (value,) in rows]
 
 
 def _set(conn: psycopg.Connection, names: Sequence[str], values: Sequence[str]) -> None:

@@ -1,21 +1,20 @@
 """The backfill's throttle: how many rows the next chunk takes and how long to pause first. Pure: no I/O.
 
-The application's writes wait on a chunk when they touch a row it has locked: such a write waits until the
-chunk commits, at most the chunk's duration. So while the application contends for the chunks' rows, the
-controller keeps each chunk's duration within a budget: the per-stack write-latency target minus a share left for
-the write's own work (CHUNK_BUDGET of the target). A lock watch beside the chunks (lock_watch.py) says whether any
-session waited on the backfill's locks; it looks only while the answer can change something (hears_waiters), so
-not for the rest of a part once a session has been seen waiting. After CALM_CHUNKS chunks of a part in a row that
-nobody waited on, in a part where no session has been seen waiting on one, the limits stretch UNCONTENDED times (a table the application
+The application's writes wait on a chunk when they touch a row it has locked: such a write waits until the chunk
+commits, at most the chunk's duration. So while the application contends for the chunks' rows, the controller keeps
+each chunk's duration within a budget: the per-stack write-latency target minus a share left for the write's own
+work (CHUNK_BUDGET of the target). A lock watch beside the chunks (lock_watch.py) says whether any session waited on
+the backfill's locks; it looks only while the answer can change something (hears_waiters), so not for the rest of a
+part once a session has been seen waiting. After CALM_CHUNKS chunks of a part in a row that nobody waited on, in a
+part where no session has been seen waiting on one, the limits stretch UNCONTENDED times (a table the application
 does not write, rows it does not touch): fewer, larger chunks, for less fixed cost per row; their statement timeout
 is STRETCHED_TIMEOUT times their stretched limit (not CHUNK_TIMEOUT of it), since it no longer protects a waiting
-session. Such a chunk carries a patience
-(WAIT_PATIENCE of the target): a session that has waited that long on it gets the chunk cancelled by the watch,
-rolled back, its locks released; the part's next chunks keep to the budget until it ends (a wait seen says the
-application writes this part's rows: stretching again would keep one of its writes waiting the patience each time,
-and throw the cancelled chunk's work away). Without the watch, chunks always keep to the budget. With
-ThrottleSettings.stretch_uncontended off (the benchmark's comparison), the limits never stretch, and no lock watch
-runs.
+session. Such a chunk carries a patience (WAIT_PATIENCE of the target): a session that has waited that long on it
+gets the chunk cancelled by the watch, rolled back, its locks released; the part's next chunks keep to the budget
+until it ends (a wait seen says the application writes this part's rows: stretching again would keep one of its
+writes waiting the patience each time, and throw the cancelled chunk's work away). Without the watch, chunks always
+keep to the budget. With ThrottleSettings.stretch_uncontended off (the benchmark's comparison), the limits never
+stretch, and no lock watch runs.
 
 Within the limits, it sizes chunks from the measured cost per row, and it backs off on the signals the database
 gives:
@@ -167,8 +166,8 @@ class Observation:
     of `rows` rows hit its statement timeout after duration_ms and changed nothing. commit_wait_ms: how much longer
     than the fastest of the run the slowest durable commit timed since the last chunk took, or is taking so far
     (None: not watched). waiter_ms: the longest any session waited for a lock of the backfill's during the chunk
-    (0: nobody; None: not watched, or not looked at since hears_waiters was off); cancelled_for_waiter: the lock watch cancelled the chunk of `rows` rows after
-    duration_ms for that session, and nothing of it was kept."""
+    (0: nobody; None: not watched, or not looked at since hears_waiters was off); cancelled_for_waiter: the lock
+    watch cancelled the chunk of `rows` rows after duration_ms for that session, and nothing of it was kept."""
 
     rows: int
     duration_ms: float
