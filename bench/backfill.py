@@ -51,8 +51,8 @@ from infra.migrations.target import Target
 from infra.migrations.throttle import ThrottleSettings
 
 from . import legacy, wal
-from .server import (BENCH_SETTINGS, FAST_LOAD, autogroup_warning, bench_server, checkpoints_requested, clone, configure,
-                     drop, host_settings, machine, make_durable, quarter_of_ram, settings_in_effect)
+from .server import (BENCH_SETTINGS, FAST_LOAD, bench_server, checkpoints_requested, clone, configure, drop, machine,
+                     host_settings, make_durable, quarter_of_ram, settings_in_effect)
 from .backfill_report import slowest_during, write
 from .host import EVERY_S, Steal, StealSampler
 from .stats import WindowStats, window_stats
@@ -384,9 +384,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     batches = load_batches(REPO / "sql")
     b2, b3 = batches[2], batches[3]
     load = os.getloadavg()[0]
-    warning = autogroup_warning()
-    if warning:
-        print(warning, file=sys.stderr, flush=True)
     results: list[Result] = []
     with bench_server(server_settings()) as server, tempfile.TemporaryDirectory(prefix="jq-replica-") as tmp, \
             StealSampler() as host:

@@ -116,17 +116,11 @@ def settings_in_effect(server: LocalServer) -> str:
 
 # The host's page-cache writeback: how much dirty data the kernel lets build up before it writes it back, and how
 # old it lets it get. Data PostgreSQL writes without flushing it itself (new relation pages when a table grows)
-# stays dirty until then, and a large writeback at once queues every WAL fsync behind it.
-# And the scheduler's autogroups (AUTOGROUP, below).
+# stays dirty until then, and a large writeback at once queues every WAL fsync behind it. And whether the scheduler
+# shares the CPUs between sessions first (autogroups): runs with it off had fewer moments when no client of the
+# server got an answer for about 100 ms (RESULTS.md, "Writes over 100 ms and the clients' stalls").
 HOST_SETTINGS = ("vm.dirty_background_bytes", "vm.dirty_background_ratio", "vm.dirty_expire_centisecs",
                  "vm.dirty_writeback_centisecs", "kernel.sched_autogroup_enabled")
-# With autogroups on (most distributions' default), Linux shares the CPUs between sessions first, then between the
-# processes of each. pg_ctl starts the server in a session of its own and the writers' clients run in the bench's:
-# two groups on the same two cores, where a production application's clients are on other machines. The clients'
-# group is light, so on a core where a chunk runs its share is small, and a client ready to send its next statement
-# waited about 100 ms to run, several times a minute, while no server session waited on anything (RESULTS.md, "The
-# writes over 100 ms were the clients waiting for a CPU"). Off, every process is scheduled on its own.
-AUTOGROUP = Path("/proc/sys/kernel/sched_autogroup_enabled")
 
 
 def host_settings() -> str:
@@ -136,19 +130,6 @@ def host_settings() -> str:
         path = Path("/proc/sys") / name.replace(".", "/")
         values.append(f"{name} {path.read_text().strip() if path.exists() else 'unknown'}")
     return ", ".join(values)
-
-
-def autogroup_warning(flag: Path = AUTOGROUP) -> str | None:
-    """What to do when the kernel schedules by autogroup (AUTOGROUP); None when it does not, or cannot."""
-    try:
-        on = flag.read_text().strip() == "1"
-    except OSError:
-        return None
-    if not on:
-        return None
-    return ("warning: kernel.sched_autogroup_enabled is 1: the writers' clients and the server share the CPUs as two "
-            "groups, and the clients' writes wait for a CPU (bench/server.py, AUTOGROUP); for figures comparable with "
-            "RESULTS.md run `sysctl -w kernel.sched_autogroup_enabled=0` first (as root), and set it back after")
 
 
 def _ram_gib() -> float:
