@@ -53,7 +53,7 @@ from infra.migrations.throttle import ThrottleSettings
 from . import legacy, wal
 from .server import (BENCH_SETTINGS, FAST_LOAD, bench_server, checkpoints_requested, clone, configure, drop, machine,
                      host_settings, make_durable, quarter_of_ram, settings_in_effect)
-from .backfill_report import slowest_during, write
+from .backfill_report import TARGET_MS, client_starved, over_target, slowest_during, write
 from .host import EVERY_S, Steal, StealSampler
 from .stats import WindowStats, window_stats
 from .writer import Sample, Writers
@@ -519,10 +519,11 @@ def dump_samples(directory: Path, r: Result) -> None:
     stem = database_of(r.name)
     with open(directory / f"{stem}.writes.csv", "w", newline="") as f:
         out = csv.writer(f)
-        out.writerow(["due_epoch_s", "latency_ms", "late_ms", "ok", "error"])
+        out.writerow(["due_epoch_s", "latency_ms", "late_ms", "ok", "error", "client_cpu_wait_ms",
+                      "server_cpu_wait_ms"])
         for s in r.samples:
             out.writerow([f"{s.start + r.wall_offset:.4f}", f"{s.latency * 1000:.2f}", f"{s.late * 1000:.2f}",
-                          int(s.ok), s.error])
+                          int(s.ok), s.error, f"{s.client_cpu_wait * 1000:.2f}", f"{s.server_cpu_wait * 1000:.2f}"])
     with open(directory / f"{stem}.events.csv", "w", newline="") as f:
         out = csv.writer(f)
         out.writerow(["epoch_s", "part", "phase", "done", "unit", "chunk_ms", "kept", "next_chunk_rows", "last_slowdown"])
@@ -539,6 +540,8 @@ def _print(r: Result) -> None:
     lag = f", max replay lag {r.max_lag_ms / 1000:.2f} s" if r.max_lag_ms is not None else ""
     print(f"  {r.name}: {r.outcome}; {r.end - r.start:.1f} s, {r.rows / max(r.end - r.start, 1e-9):,.0f} rows/s, "
           f"writes max {w.max_ms:.0f} ms p99 {w.p99_ms:.0f} ms, failed {w.failed}{_lateness(w)}, "
+          f"over {TARGET_MS:.0f} ms {over_target(r)} (client CPU-starved {client_starved(r)}), "
+          f"max less client wait {w.max_less_client_wait_ms:.0f} ms, "
           f"longest lock {r.longest_lock_ms:.0f} ms{lag}"
           f"; slowest write during: {slowest_during(r)}; WAL-forced checkpoints {r.wal_checkpoints}"
           f"; WAL segments ready at start {r.wal_ready}, created by sessions {r.wal_created}"

@@ -25,6 +25,7 @@ class WindowStats:
     errors: dict[str, int]
     late_max_ms: float = 0.0  # on a schedule: the latest any write that started did so after it was due
     not_started: int = 0  # on a schedule: writes due before the writers stopped that never began
+    max_less_client_wait_ms: float = 0.0  # the largest latency less its client's own wait for a CPU (bench/writer.py)
 
     @property
     def per_second(self) -> float:
@@ -41,6 +42,7 @@ def window_stats(samples: Sequence[Sample], start: float, end: float) -> WindowS
         max_ms=latencies[-1] if latencies else 0.0, errors=dict(Counter(s.error for s in failed)),
         late_max_ms=max((s.late * 1000 for s in inside if s.error != NOT_STARTED), default=0.0),
         not_started=sum(1 for s in inside if s.error == NOT_STARTED),
+        max_less_client_wait_ms=max(((s.latency - s.client_cpu_wait) * 1000 for s in inside), default=0.0),
     )
 
 

@@ -16,6 +16,15 @@ Two ways to drive them:
 
 Timestamps are time.monotonic() (CLOCK_MONOTONIC, one clock for every process on Linux), so samples from
 the writers line up with the apply window measured in the main process.
+
+While they write, the clients share nothing: each waits for its next write, or for the stop, on a pipe of its own
+(a shared lock would let one client that lost its CPU while holding it hold up the others).
+
+Each write also carries how long, between the end of its client's previous write and its own end, the client
+process and its server session each sat runnable with no CPU (the kernel's run-queue wait, /proc/<pid>/schedstat;
+0 where it cannot be read). On this 2-core machine the clients share the CPUs with the server, the backfill and the
+checkpoint; an application's clients run on hosts of their own, so the client's share is this bench's, not the
+database's.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Barrier, Event
 from typing import Any
 
@@ -48,6 +58,8 @@ class Sample:
     ok: bool
     error: str = ""
     late: float = 0.0
+    client_cpu_wait: float = 0.0  # s the client process was runnable with no CPU (since its previous write ended)
+    server_cpu_wait: float = 0.0  # s its server session was
 
     @property
     def end(self) -> float:
@@ -55,7 +67,30 @@ class Sample:
 
 
 NOT_STARTED = "not started"  # a write due before the writers stopped that its client never began
-Row = tuple[float, float, bool, str, float]  # a Sample as a client sends it back
+Row = tuple[float, float, bool, str, float, float, float]  # a Sample as a client sends it back
+
+
+class RunQueueWait:
+    """How long a process has sat runnable with no CPU so far (s), from /proc/<pid>/schedstat; 0 where unreadable."""
+
+    def __init__(self, pid: int | str = "thread-self") -> None:
+        try:
+            self._file: Any = open(f"/proc/{pid}/schedstat", "rb", buffering=0)
+        except OSError:
+            self._file = None
+
+    def __call__(self) -> float:
+        if self._file is None:
+            return 0.0
+        try:
+            self._file.seek(0)
+            return int(self._file.read(128).split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
 
 
 @dataclass
@@ -91,18 +126,19 @@ class Writers:
     def __init__(self, dsn: str, job_ids: list[str], *, clients: int = CLIENTS, max_seconds: float = 900.0,
                  write: Callable[..., None] = write_once, rate: float | None = None) -> None:
         ctx = mp.get_context("spawn")
-        self._stop = ctx.Event()
         self._go = ctx.Event()
         self._barrier = ctx.Barrier(clients + 1)
         self._times = ctx.Array("d", [0.0, 0.0])  # the shared start, when the writers were stopped
         self._out: mp.Queue = ctx.Queue()
         # At a fixed rate, each client every `interval` s, the clients' schedules staggered evenly.
         interval = clients / rate if rate else None
+        pipes = [ctx.Pipe(duplex=False) for _ in range(clients)]
+        self._stops = [send for _, send in pipes]  # each client's stop: when the writers stopped (monotonic s)
         self._procs = [
             ctx.Process(target=_client, name=f"bench-writer-{i}", daemon=True,
-                        args=(dsn, job_ids, i, self._barrier, self._go, self._stop, self._times, max_seconds,
+                        args=(dsn, job_ids, i, self._barrier, self._go, receive, self._times, max_seconds,
                               self._out, write, None if interval is None else (interval, interval * i / clients)))
-            for i in range(clients)
+            for i, (receive, _) in enumerate(pipes)
         ]
         self.started_at = 0.0
 
@@ -118,8 +154,12 @@ class Writers:
     def stop(self) -> list[Sample]:
         """Stop the clients and return every transaction they ran (and, on a schedule, every one due that they did
         not start), ordered by start time."""
-        self._times[1] = time.monotonic()
-        self._stop.set()
+        stopped = time.monotonic()
+        for send in self._stops:
+            try:
+                send.send(stopped)
+            except OSError:  # that client has already ended (max_seconds)
+                pass
         rows: list[Row] = []
         deadline = time.monotonic() + JOIN_GRACE_S
         for _ in self._procs:
@@ -138,44 +178,80 @@ class Writers:
                 proc.join(timeout=5)
 
 
-def _client(dsn: str, job_ids: list[str], seed: int, barrier: Barrier, go: Event, stop: Event, times: Any,
+class Session:
+    """A client's connection, and the run-queue waits of the client and of its server session since it last asked."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._client = RunQueueWait()
+        self._open()
+
+    def _open(self) -> None:
+        self.conn = psycopg.connect(self.dsn, autocommit=True, application_name="bench writer")
+        local = self.conn.info.host.startswith("/") or self.conn.info.host in ("localhost", "127.0.0.1", "::1")
+        self._server = RunQueueWait(self.conn.info.backend_pid if local else "none")  # a remote one's: not here
+        self._since = self._waits()
+
+    def _waits(self) -> tuple[float, float]:
+        return self._client(), self._server()
+
+    def waited(self) -> tuple[float, float]:
+        """Seconds the client, and its server session, sat runnable with no CPU since the last call (or connecting)."""
+        before, self._since = self._since, self._waits()
+        return self._since[0] - before[0], self._since[1] - before[1]
+
+    def reopen_if_broken(self) -> None:
+        if self.conn.broken:
+            self._server.close()
+            self._open()
+
+    def close(self) -> None:
+        self.conn.close()
+        self._server.close()
+        self._client.close()
+
+
+def _client(dsn: str, job_ids: list[str], seed: int, barrier: Barrier, go: Event, stop: Connection, times: Any,
             max_seconds: float, out: mp.Queue, write: Callable[..., None] = write_once,
             schedule: tuple[float, float] | None = None) -> None:
     """Write until stopped: flat out, or with `schedule` (interval, offset) on a fixed schedule from the start."""
     rng = random.Random(seed)
-    conn = psycopg.connect(dsn, autocommit=True, application_name="bench writer")
+    session = Session(dsn)
     rows: list[Row] = []
     try:
         barrier.wait(timeout=60)
         if not go.wait(timeout=60):
             raise RuntimeError("the writers were never released (Writers.start did not finish)")
+        session.waited()  # from here on
         begun = times[0]
         deadline = begun + max_seconds
         plan = Schedule(begun + schedule[1], schedule[0]) if schedule else None
         if plan is None:
-            stop.wait(max(0.0, begun - time.monotonic()))
-            while not stop.is_set() and time.monotonic() < deadline:
-                conn = _one(conn, dsn, rng, job_ids, rows, write)
+            stop.poll(max(0.0, begun - time.monotonic()))
+            while not stop.poll() and time.monotonic() < deadline:
+                _one(session, rng, job_ids, rows, write)
         else:
-            while not stop.wait(max(0.0, plan.due - time.monotonic())) and plan.due < deadline:
-                conn = _one(conn, dsn, rng, job_ids, rows, write, plan.take())
-            until = min(times[1], deadline) if stop.is_set() else deadline
-            rows.extend((due, until - due, True, NOT_STARTED, until - due) for due in plan.missed(until))
+            while not stop.poll(max(0.0, plan.due - time.monotonic())) and plan.due < deadline:
+                _one(session, rng, job_ids, rows, write, plan.take())
+            until = min(stop.recv(), deadline) if stop.poll() else deadline
+            rows.extend((due, until - due, True, NOT_STARTED, until - due, 0.0, 0.0) for due in plan.missed(until))
     finally:
         out.put(rows)
-        conn.close()
+        session.close()
 
 
-def _one(conn: psycopg.Connection, dsn: str, rng: random.Random, job_ids: list[str], rows: list[Row],
-         write: Callable[..., None] = write_once, due: float | None = None) -> psycopg.Connection:
+def _one(session: Session, rng: random.Random, job_ids: list[str], rows: list[Row],
+         write: Callable[..., None] = write_once, due: float | None = None) -> None:
     """One transaction, timed from `due` (when it was scheduled to start) or from now."""
     began = time.monotonic()
     started = began if due is None else min(due, began)
     try:
-        write(conn, rng, job_ids)
-        rows.append((started, time.monotonic() - started, True, "", began - started))
+        write(session.conn, rng, job_ids)
+        ok, error = True, ""
     except psycopg.Error as err:
-        rows.append((started, time.monotonic() - started, False, err.sqlstate or type(err).__name__, began - started))
-        if conn.broken:
-            conn = psycopg.connect(dsn, autocommit=True, application_name="bench writer")
-    return conn
+        ok, error = False, err.sqlstate or type(err).__name__
+    ended = time.monotonic()
+    client_wait, server_wait = session.waited()
+    rows.append((started, ended - started, ok, error, began - started, client_wait, server_wait))
+    if not ok:
+        session.reopen_if_broken()

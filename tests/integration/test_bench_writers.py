@@ -1,0 +1,78 @@
+"""The bench's writers on a real PostgreSQL: a write held up by the database counts the hold in its latency, and
+none of it as its client's, or its server session's, wait for a CPU; stopping them returns every write due."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from bench.writer import NOT_STARTED, Writers
+from infra.migrations.plan import load_batches
+from infra.migrations.runner import RunSettings, apply_batch
+from infra.migrations.target import Target
+from tests.pg import connect
+from tests.support.waiting import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE = {b.name: b for b in load_batches(ROOT / "sql")}["0000_baseline"]
+RATE = 50.0  # writes a second: one every 20 ms
+
+
+def a_job(db: psycopg.Connection) -> str:
+    lead = db.execute("""INSERT INTO "Lead" ("name") VALUES ('Kim') RETURNING "id" """).fetchone()[0]
+    return str(db.execute("""INSERT INTO "Job" ("leadId", "status") VALUES (%s, 'scheduled') RETURNING "id" """,
+                          (lead,)).fetchone()[0])
+
+
+def writer_waiting_on_a_lock(db: psycopg.Connection, dbname: str) -> bool:
+    return bool(db.execute("""SELECT count(*) FROM pg_stat_activity WHERE datname = %s
+                              AND application_name = 'bench writer' AND wait_event_type = 'Lock'""",
+                           (dbname,)).fetchone()[0])
+
+
+def test_a_write_held_by_a_row_lock_counts_the_hold_as_latency_and_none_of_it_as_a_wait_for_a_cpu(
+        db_target: Target, db: psycopg.Connection) -> None:
+    apply_batch(db_target, BASE, RunSettings(stack="test"))
+    job = a_job(db)
+    dsn = make_conninfo(host=db_target.host, port=db_target.port, dbname=db_target.dbname, user=db_target.user,
+                        password=db_target.password)
+    writers = Writers(dsn, [job], clients=1, rate=RATE, max_seconds=120)
+    with connect(db_target) as holder:
+        holder.autocommit = False
+        holder.execute('SELECT 1 FROM "Job" WHERE "id" = %s FOR UPDATE', (job,))
+        writers.start()
+        wait_until(lambda: writer_waiting_on_a_lock(db, db_target.dbname), "a writer waiting on the held row")
+        seen_waiting = time.monotonic()
+        wait_until(lambda: time.monotonic() - seen_waiting > 0.2 or None, "the hold to last 0.2 s")
+        released = time.monotonic()
+        holder.rollback()
+    samples = writers.stop()
+
+    held = next(s for s in samples if s.start <= seen_waiting and s.end >= released)
+    hold = released - seen_waiting
+    assert held.ok and held.latency >= hold
+    assert held.client_cpu_wait <= held.latency - hold  # asleep on its socket meanwhile
+    assert held.server_cpu_wait <= held.latency - hold  # asleep on the lock meanwhile
+    assert all(s.client_cpu_wait >= 0 and s.server_cpu_wait >= 0 for s in samples)
+    assert any(s.late > 0 for s in samples if s.start > held.start and s.error != NOT_STARTED)  # due behind it
+
+
+def test_stopped_writers_return_every_write_due_until_the_stop(db_target: Target, db: psycopg.Connection) -> None:
+    apply_batch(db_target, BASE, RunSettings(stack="test"))
+    job = a_job(db)
+    dsn = make_conninfo(host=db_target.host, port=db_target.port, dbname=db_target.dbname, user=db_target.user,
+                        password=db_target.password)
+    writers = Writers(dsn, [job], clients=2, rate=RATE, max_seconds=120)
+    began = writers.start()
+    wait_until(lambda: time.monotonic() - began > 0.5 or None, "half a second of writes")
+    stopping = time.monotonic()
+    samples = writers.stop()
+
+    due = [s.start for s in samples]
+    assert due[0] == began and len(due) == len(set(due))  # each due time once, from either client
+    # Every due time on the two staggered schedules, from the start until the stop, is there: none lost.
+    assert len(samples) == round((due[-1] - began) * RATE) + 1
+    assert due[-1] + 1 / RATE >= stopping
