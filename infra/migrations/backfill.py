@@ -47,6 +47,7 @@ from .plan import Batch, sha256_text
 from .progress import PartProgress
 from .target import Target
 from .throttle import AdaptiveThrottle, Decision, FixedThrottle, Observation, ThrottleSettings
+from .vacuum_watch import VacuumWatch
 from .validation import CheckResult, tables_scanned
 
 VALIDATION_ROUNDS = 3
@@ -61,6 +62,7 @@ MAX_COMMIT_WAIT_S = 60.0
 BACKEND_FLUSH_AFTER = "256kB"  # PostgreSQL's own default for checkpoint_flush_after on Linux
 CANCELLED_AT_MIN_LIMIT = 8  # chunks of the smallest size cancelled in a row before the backfill gives up
 CANCEL_TIMEOUT_S = 5.0  # the lock watch's cancel of a chunk: longer, and the backfill stops (LockWatchFailed)
+MAX_VACUUM_WAIT_S = 30.0  # chunks wait this long at most for a vacuum of their part's tables (vacuum_watch.py)
 SETTLE_LOCK_WAITS = 8  # lock waits in a row (with backoff, about 17 s at the default target) before the checks get the table
 
 Sleep = Callable[[float], None]
@@ -241,6 +243,8 @@ class _Filler:
         self.lag = ReplayLag(monitor)
         # Fixed chunks (the comparison point) do not read it, as they hear no other signal.
         self.checkpoints = CheckpointClock(monitor) if run.fixed_chunk_rows is None else None
+        self.vacuums = VacuumWatch(monitor) if run.fixed_chunk_rows is None else None
+        self._vacuum_seen_at: float | None = None  # when the vacuum now working on the part's tables was first seen
         self.watches = watches
         self.throttle = self._new_throttle()
         self._cancelled_at_min = 0
@@ -254,6 +258,8 @@ class _Filler:
         total = self._count(part)
         self._rate = _Rate()
         self.throttle.start_part()
+        if self.vacuums:
+            self.vacuums.watch((part.table,))
         while not state.pass_done:
             after = state.last_key
             state = self._chunk(part, state, total, "pass", lambda size: page(part, after, size)).state
@@ -389,6 +395,8 @@ class _Filler:
         that stops here reads again next time (pages read before write nothing more). A table that cannot be read
         here (locked by someone else past SETTLE_LOCK_WAITS lock waits, dropped, not readable) is left to the checks."""
         writes = self.throttle
+        if self.vacuums:
+            self.vacuums.watch(())  # reads: no vacuum waited for
         try:
             for heap in settle.heaps(self.conn, tables):
                 self.throttle = self._new_throttle(stretch=False)
@@ -444,6 +452,7 @@ class _Filler:
         self._stop_if_paused(where)
         self._stop_if_commits_stalled(where)
         self._wait_for_replicas(where)
+        self._wait_for_vacuum(where)
 
     def _after(self, where: _Where, seen: Observation) -> None:
         decision = self.throttle.next(seen)
@@ -487,6 +496,26 @@ class _Filler:
             self._verify_lock()
             self.run.sleep(max(decision.pause_ms, 50.0) / 1000)
             lag = self.lag.measure()
+
+    def _wait_for_vacuum(self, where: _Where) -> None:
+        """Before a chunk: while a vacuum works on the part's tables, wait (polling), for at most MAX_VACUUM_WAIT_S
+        from when that vacuum was first seen; then the chunks go on beside it until it ends."""
+        if self.vacuums is None:
+            return
+        table = self.vacuums.working_on()
+        while table is not None:
+            now = time.monotonic()
+            self._vacuum_seen_at = self._vacuum_seen_at or now
+            if now - self._vacuum_seen_at > MAX_VACUUM_WAIT_S:
+                return
+            self._stop_if_paused(where)
+            self._stop_if_commits_stalled(where)
+            decision = self.throttle.next(Observation(0, 0.0, vacuum=table))
+            self._emit(replace(where, phase="waiting"), decision)
+            self._verify_lock()
+            self.run.sleep(decision.pause_ms / 1000)
+            table = self.vacuums.working_on()
+        self._vacuum_seen_at = None
 
     def _emit(self, where: _Where, decision: Decision | None = None, chunk_ms: float = 0.0, kept: bool = True) -> None:
         if self.run.on_progress is None:

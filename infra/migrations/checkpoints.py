@@ -86,15 +86,14 @@ class CheckpointClock:
             self.settings = CheckpointSettings.of(int(segment), int(max_wal), float(target), float(timeout))
 
     def _fetch(self, query: str) -> tuple[Any, ...] | None:
+        """The query's row; None where the server refuses it or gives nothing (a failed connection still raises)."""
         try:
             row = self.monitor.execute(query).fetchone()
         except psycopg.OperationalError:
             raise
         except psycopg.DatabaseError:  # not granted (42501), not supported by this server or service
-            self.settings = None
             return None
         if row is None or any(v is None for v in row):
-            self.settings = None
             return None
         return tuple(row)
 
@@ -102,7 +101,8 @@ class CheckpointClock:
         if self.settings is None:
             return None
         row = self._fetch(POSITION_QUERY)
-        if row is None or self.settings is None:
+        if row is None:
+            self.settings = None  # refused or empty once: off for the rest of the run
             return None
         wal_at, redo_at, since_s = row
         return ahead(self.settings, int(wal_at), int(redo_at), float(since_s))

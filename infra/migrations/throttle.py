@@ -85,6 +85,7 @@ COMMIT_STALL = 0.5  # a probe commit over this fraction of the target: writes ar
 COMMIT_BUSY = 0.2  # over this fraction: the server is busy, do not grow, and run at most half the time
 MAX_BACKOFF_MS = 5_000.0
 LAG_POLL_MS = 250.0
+VACUUM_POLL_MS = 250.0  # while a vacuum works on the part's tables: how often to look whether it has ended
 CALM_CHUNKS = 100  # chunks of a part in a row that nobody waited on before the limits stretch
 UNCONTENDED = 5.0  # the stretched limits, in multiples of the target (a chunk budget of 350 ms at 100 ms)
 # A stretched chunk's statement timeout, in multiples of its "too long": the lock watch, not the timeout, keeps
@@ -178,6 +179,7 @@ class Observation:
     waiter_ms: float | None = None
     cancelled_for_waiter: bool = False
     checkpoint: CheckpointAhead | None = None  # read after the chunk (None: not read)
+    vacuum: str | None = None  # with rows=0: the part's table a vacuum is working on, waited for before the next chunk
 
     @property
     def ms_per_row(self) -> float:
@@ -302,6 +304,9 @@ class AdaptiveThrottle:
                        took if over else slowing, waited]
             return Decision(self._clamp(min(self.chunk_rows // 2, scaled)), max(LAG_POLL_MS, drain_ms),
                             "; ".join(b for b in because if b))
+        if seen.rows == 0 and seen.vacuum:
+            return Decision(self.chunk_rows, VACUUM_POLL_MS,
+                            f"a vacuum is working on {seen.vacuum}: the chunks wait for it to end")
         if seen.rows == 0:
             return Decision(self.chunk_rows, 0.0)
         if over:

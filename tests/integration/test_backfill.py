@@ -604,3 +604,43 @@ def test_a_table_someone_holds_locked_is_left_to_the_checks_instead_of_waited_fo
     waits = [e for e in events if e.part == "Audit" and e.phase == "settle"]
     assert len(waits) == backfill.SETTLE_LOCK_WAITS and all(e.rows_done == 0 for e in waits)
     assert all("lock wait" in (e.slowed_because or "") for e in waits)
+
+
+def test_chunks_wait_while_a_vacuum_works_on_their_table_and_go_on_once_it_has_ended(
+        legacy_db: Target, db: psycopg.Connection) -> None:
+    pinner, vacuum = legacy_db.connect(), legacy_db.connect(autocommit=True)
+    vacuuming = threading.Thread(target=vacuum.execute, args=('VACUUM (FREEZE) "Lead"',))
+
+    def before_the_first_chunk() -> bool:
+        """Once migration.sql has run: a VACUUM (FREEZE) of "Lead" that cannot end while a cursor of the test's
+        keeps a page of it pinned."""
+        if not vacuuming.is_alive() and pinner.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            pinner.execute('DECLARE pin CURSOR FOR SELECT "id" FROM "Lead"')
+            pinner.execute("FETCH 1 FROM pin")
+            vacuuming.start()
+            wait_until(lambda: db.execute("SELECT wait_event = 'BufferPin' FROM pg_stat_activity WHERE pid = %s",
+                                          (vacuum.info.backend_pid,)).fetchone()[0],
+                       "the vacuum waiting for the pinned page")
+        return False
+
+    events: list[BackfillProgress] = []
+
+    def seen(event: BackfillProgress) -> None:
+        events.append(event)
+        if event.phase == "waiting" and not pinner.closed:
+            pinner.close()  # the page is let go: the vacuum ends
+
+    run = BackfillRun(on_progress=seen, sleep=lambda _s: None, paused=before_the_first_chunk)
+    try:
+        apply_batch(legacy_db, BACKFILL, RunSettings(stack="test", backfill=run))
+    finally:
+        pinner.close()
+        if vacuuming.is_alive() or vacuuming.ident:
+            vacuuming.join()
+        vacuum.close()
+
+    first_wait = next(i for i, e in enumerate(events) if e.phase == "waiting")
+    assert events[first_wait].part == "customers" and events[first_wait].rows_done == 0
+    assert events[first_wait].slowed_because == 'a vacuum is working on "Lead": the chunks wait for it to end'
+    assert not any(e.phase == "pass" for e in events[:first_wait])  # no chunk ran beside it
+    assert counts(db)[3] == 0  # then every lead was linked

@@ -76,6 +76,15 @@ def test_replay_lag_over_the_limit_halves_the_chunk_and_waits() -> None:
     assert decision.slowed_because == "replica replay lag 3.5 s (limit 2.0 s)"
 
 
+def test_a_vacuum_on_the_parts_table_holds_the_next_chunk_at_its_size_and_says_so() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    decision = throttle.next(Observation(rows=0, duration_ms=0, vacuum='"Lead"'))
+    assert decision.chunk_rows == 1_000
+    assert decision.pause_ms > 0
+    assert decision.slowed_because == 'a vacuum is working on "Lead": the chunks wait for it to end'
+    assert throttle.last_slowdown == decision.slowed_because
+
+
 def test_a_chunk_over_the_target_while_the_replica_lags_shrinks_to_the_budget_and_lets_waiters_drain() -> None:
     throttle = AdaptiveThrottle(SETTINGS)
     decision = throttle.next(Observation(rows=1_000, duration_ms=400, replay_lag_ms=3_500))  # not watched
