@@ -510,7 +510,8 @@ def _lateness(w: WindowStats) -> str:
 
 
 def dump_samples(directory: Path, r: Result) -> None:
-    """<scenario>.writes.csv (every write: when due, its latency and lateness, how it ended) and
+    """<scenario>.writes.csv (every write: when due, its latency and lateness, how it ended, and how long its client
+    and its server session each waited for a CPU, bench/writer.py) and
     <scenario>.events.csv (every progress event of a backfill through the engine: after each chunk, the chunk's
     duration, the next one's size and the last reason the throttle slowed down, which stays until the next one)
     and <scenario>.sleeps.csv (every pause it asked for), times as UTC epoch seconds, to lay beside the server's

@@ -24,7 +24,9 @@ Each write also carries how long, between the end of its client's previous write
 process and its server session each sat runnable with no CPU (the kernel's run-queue wait, /proc/<pid>/schedstat;
 0 where it cannot be read). On this 2-core machine the clients share the CPUs with the server, the backfill and the
 checkpoint; an application's clients run on hosts of their own, so the client's share is this bench's, not the
-database's.
+database's. An approximation both ways: a write that waited behind a slow one of its client's carries in its
+latency the wait that held up the one before, not in its own client wait; flat out, a wait between two writes is
+charged to the second, whose latency does not include it.
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ from __future__ import annotations
 import multiprocessing as mp
 import queue
 import random
+import select
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Barrier, Event
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -71,9 +75,11 @@ Row = tuple[float, float, bool, str, float, float, float]  # a Sample as a clien
 
 
 class RunQueueWait:
-    """How long a process has sat runnable with no CPU so far (s), from /proc/<pid>/schedstat; 0 where unreadable."""
+    """How long a process has sat runnable with no CPU so far (s), from /proc/<pid>/schedstat: 0 where it cannot be
+    read, and the last reading once the process is gone (so a difference of two readings is never negative)."""
 
     def __init__(self, pid: int | str = "thread-self") -> None:
+        self._last = 0.0
         try:
             self._file: Any = open(f"/proc/{pid}/schedstat", "rb", buffering=0)
         except OSError:
@@ -81,12 +87,14 @@ class RunQueueWait:
 
     def __call__(self) -> float:
         if self._file is None:
-            return 0.0
+            return self._last
         try:
             self._file.seek(0)
-            return int(self._file.read(128).split()[1]) / 1e9
+            self._last = int(self._file.read(128).split()[1]) / 1e9
         except (OSError, IndexError, ValueError):
-            return 0.0
+            self._file.close()
+            self._file = None
+        return self._last
 
     def close(self) -> None:
         if self._file is not None:
@@ -128,7 +136,7 @@ class Writers:
         ctx = mp.get_context("spawn")
         self._go = ctx.Event()
         self._barrier = ctx.Barrier(clients + 1)
-        self._times = ctx.Array("d", [0.0, 0.0])  # the shared start, when the writers were stopped
+        self._times = ctx.Array("d", [0.0])  # the shared start
         self._out: mp.Queue = ctx.Queue()
         # At a fixed rate, each client every `interval` s, the clients' schedules staggered evenly.
         interval = clients / rate if rate else None
@@ -188,15 +196,16 @@ class Session:
 
     def _open(self) -> None:
         self.conn = psycopg.connect(self.dsn, autocommit=True, application_name="bench writer")
-        local = self.conn.info.host.startswith("/") or self.conn.info.host in ("localhost", "127.0.0.1", "::1")
-        self._server = RunQueueWait(self.conn.info.backend_pid if local else "none")  # a remote one's: not here
+        self._server = RunQueueWait(_local_backend(self.conn.info.backend_pid))
         self._since = self._waits()
 
     def _waits(self) -> tuple[float, float]:
         return self._client(), self._server()
 
     def waited(self) -> tuple[float, float]:
-        """Seconds the client, and its server session, sat runnable with no CPU since the last call (or connecting)."""
+        """Seconds the client, and its server session, sat runnable with no CPU since the last call (or connecting).
+        Read after each write, so a write carries the waits from the end of the one before to its own end: the
+        client's wake-up for it and its turns during it, and, flat out, the moment between the two as well."""
         before, self._since = self._since, self._waits()
         return self._since[0] - before[0], self._since[1] - before[1]
 
@@ -209,6 +218,20 @@ class Session:
         self.conn.close()
         self._server.close()
         self._client.close()
+
+
+def _local_backend(pid: int) -> int | str:
+    """The server session's pid when it is a PostgreSQL process of this machine (the bench's server), else "none"."""
+    try:
+        return pid if Path(f"/proc/{pid}/comm").read_text().strip() == "postgres" else "none"
+    except OSError:
+        return "none"
+
+
+def _stopped(stop: Connection, timeout: float) -> bool:
+    """Whether the stop has come, waiting for it at most `timeout` s (select: microseconds, where poll() would round
+    the wait up to the next millisecond and start every scheduled write up to 1 ms late)."""
+    return bool(select.select([stop], [], [], timeout)[0])
 
 
 def _client(dsn: str, job_ids: list[str], seed: int, barrier: Barrier, go: Event, stop: Connection, times: Any,
@@ -227,17 +250,25 @@ def _client(dsn: str, job_ids: list[str], seed: int, barrier: Barrier, go: Event
         deadline = begun + max_seconds
         plan = Schedule(begun + schedule[1], schedule[0]) if schedule else None
         if plan is None:
-            stop.poll(max(0.0, begun - time.monotonic()))
-            while not stop.poll() and time.monotonic() < deadline:
+            _stopped(stop, max(0.0, begun - time.monotonic()))
+            while not _stopped(stop, 0.0) and time.monotonic() < deadline:
                 _one(session, rng, job_ids, rows, write)
         else:
-            while not stop.poll(max(0.0, plan.due - time.monotonic())) and plan.due < deadline:
+            while not _stopped(stop, max(0.0, plan.due - time.monotonic())) and plan.due < deadline:
                 _one(session, rng, job_ids, rows, write, plan.take())
-            until = min(stop.recv(), deadline) if stop.poll() else deadline
+            until = min(_stop_time(stop), deadline) if _stopped(stop, 0.0) else deadline
             rows.extend((due, until - due, True, NOT_STARTED, until - due, 0.0, 0.0) for due in plan.missed(until))
     finally:
         out.put(rows)
         session.close()
+
+
+def _stop_time(stop: Connection) -> float:
+    """When the writers were stopped, as Writers.stop sent it (now, if the main process went without sending it)."""
+    try:
+        return float(stop.recv())
+    except EOFError:
+        return time.monotonic()
 
 
 def _one(session: Session, rng: random.Random, job_ids: list[str], rows: list[Row],

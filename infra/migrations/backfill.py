@@ -9,7 +9,8 @@ transaction, since a sweep query may scan the whole table. The throttle (throttl
 and the pause before it from the chunk's duration (the longest any of its row locks is held), lock waits
 (lock_timeout), whether any session waited on the backfill's locks (lock_watch.py), how long durable commits take
 meanwhile (commit_watch.py; both watch beside the chunks, off their path), streaming replicas' replay lag and how
-far the next checkpoint's start is (checkpoints.py). An
+far the next checkpoint's start is (checkpoints.py); before a chunk, it waits a while for a vacuum of the part's
+table to end (vacuum_watch.py). An
 adaptive chunk's statements also carry a statement timeout just under its limit (the write-latency target while
 the application waits on the chunks): a chunk that a sudden stall would keep running past it is cancelled and
 rolled back (then retried smaller), instead of holding its row locks to the end. A chunk allowed past the target
@@ -62,7 +63,7 @@ MAX_COMMIT_WAIT_S = 60.0
 BACKEND_FLUSH_AFTER = "256kB"  # PostgreSQL's own default for checkpoint_flush_after on Linux
 CANCELLED_AT_MIN_LIMIT = 8  # chunks of the smallest size cancelled in a row before the backfill gives up
 CANCEL_TIMEOUT_S = 5.0  # the lock watch's cancel of a chunk: longer, and the backfill stops (LockWatchFailed)
-MAX_VACUUM_WAIT_S = 30.0  # chunks wait this long at most for a vacuum of their part's tables (vacuum_watch.py)
+MAX_VACUUM_WAIT_S = 30.0  # chunks wait this long at most for a vacuum of their part's table (vacuum_watch.py)
 SETTLE_LOCK_WAITS = 8  # lock waits in a row (with backoff, about 17 s at the default target) before the checks get the table
 
 Sleep = Callable[[float], None]
@@ -122,7 +123,7 @@ class BackfillRun:
     fixed_chunk_rows: int | None = None
     on_progress: Callable[[BackfillProgress], None] | None = field(default=None, compare=False)
     sleep: Sleep = field(default=time.sleep, compare=False, repr=False)
-    # Asked before every chunk (and while waiting for replicas): True stops the backfill there (BackfillPaused);
+    # Asked before every chunk (and while waiting for replicas or a vacuum): True stops the backfill there (BackfillPaused);
     # everything done so far is kept, and the next run continues. The provider reads the stack's config file.
     paused: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
@@ -244,7 +245,7 @@ class _Filler:
         # Fixed chunks (the comparison point) do not read it, as they hear no other signal.
         self.checkpoints = CheckpointClock(monitor) if run.fixed_chunk_rows is None else None
         self.vacuums = VacuumWatch(monitor) if run.fixed_chunk_rows is None else None
-        self._vacuum_seen_at: float | None = None  # when the vacuum now working on the part's tables was first seen
+        self._vacuum: tuple[int, float] | None = None  # the vacuum waited for on the part's table: pid, first seen
         self.watches = watches
         self.throttle = self._new_throttle()
         self._cancelled_at_min = 0
@@ -260,6 +261,7 @@ class _Filler:
         self.throttle.start_part()
         if self.vacuums:
             self.vacuums.watch((part.table,))
+            self._vacuum = None
         while not state.pass_done:
             after = state.last_key
             state = self._chunk(part, state, total, "pass", lambda size: page(part, after, size)).state
@@ -498,15 +500,17 @@ class _Filler:
             lag = self.lag.measure()
 
     def _wait_for_vacuum(self, where: _Where) -> None:
-        """Before a chunk: while a vacuum works on the part's tables, wait (polling), for at most MAX_VACUUM_WAIT_S
+        """Before a chunk: while a vacuum works on the part's table, wait (polling), for at most MAX_VACUUM_WAIT_S
         from when that vacuum was first seen; then the chunks go on beside it until it ends."""
         if self.vacuums is None:
             return
-        table = self.vacuums.working_on()
-        while table is not None:
+        seen = self.vacuums.working_on()
+        while seen is not None:
+            pid, table = seen
             now = time.monotonic()
-            self._vacuum_seen_at = self._vacuum_seen_at or now
-            if now - self._vacuum_seen_at > MAX_VACUUM_WAIT_S:
+            if self._vacuum is None or self._vacuum[0] != pid:
+                self._vacuum = (pid, now)
+            if now - self._vacuum[1] > MAX_VACUUM_WAIT_S:
                 return
             self._stop_if_paused(where)
             self._stop_if_commits_stalled(where)
@@ -514,8 +518,8 @@ class _Filler:
             self._emit(replace(where, phase="waiting"), decision)
             self._verify_lock()
             self.run.sleep(decision.pause_ms / 1000)
-            table = self.vacuums.working_on()
-        self._vacuum_seen_at = None
+            seen = self.vacuums.working_on()
+        self._vacuum = None
 
     def _emit(self, where: _Where, decision: Decision | None = None, chunk_ms: float = 0.0, kept: bool = True) -> None:
         if self.run.on_progress is None:

@@ -163,7 +163,8 @@ class ChunkLimits:
 
 @dataclass(frozen=True)
 class Observation:
-    """What one chunk (or one wait) showed. rows=0 with lock_wait=False is a replica-lag poll. cancelled: the chunk
+    """What one chunk (or one wait) showed. rows=0 with lock_wait=False is a poll while waiting: for a replica's
+    replay lag, or (vacuum set) for a vacuum of the part's table to end. cancelled: the chunk
     of `rows` rows hit its statement timeout after duration_ms and changed nothing. commit_wait_ms: how much longer
     than the fastest of the run the slowest durable commit timed since the last chunk took, or is taking so far
     (None: not watched). waiter_ms: the longest any session waited for a lock of the backfill's during the chunk
@@ -403,7 +404,7 @@ class AdaptiveThrottle:
         for the rest of the part: a wait seen says the application writes these rows; a chunk not seen says
         nothing either way."""
         if seen.rows == 0:
-            return None  # a replica-lag poll: no chunk ran
+            return None  # a poll while waiting: no chunk ran
         if not seen.waiter_ms:
             if seen.waiter_ms is not None:
                 self._calm += 1

@@ -5,9 +5,10 @@ AutovacuumActiveOnTable health indicator). The adaptive chunks wait too: on a sm
 the same tables take between them the CPU and the disk the application's writes need. The wait is bounded
 (backfill.MAX_VACUUM_WAIT_S): a vacuum of a large table can run for hours, and the backfill then goes on beside it.
 
-pg_stat_progress_vacuum names a vacuum's table only to roles with the privileges of pg_read_all_stats (pg_monitor
-has them) and to the vacuum's own user; to others every vacuum of the database looks anonymous, so none is seen
-and the chunks never wait for one. Read on the backfill's monitor connection (its login user).
+pg_stat_progress_vacuum names an autovacuum's table only to superusers and to roles with the privileges of
+pg_read_all_stats (pg_monitor has them); a manual VACUUM's also to its own user. To others such a vacuum looks
+anonymous: it is not seen, and the chunks do not wait for it. An advisory signal: where the view cannot be read,
+no vacuum is seen either. Read on the backfill's monitor connection (its login user).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 WORKING_ON = """
-SELECT v.relid::regclass::text FROM pg_stat_progress_vacuum v
+SELECT v.pid, v.relid::regclass::text FROM pg_stat_progress_vacuum v
 WHERE v.datid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND v.relid = ANY(%(oids)s::oid[])
 LIMIT 1
 """
@@ -37,9 +38,14 @@ class VacuumWatch:
         names = [sql.Identifier(*t.split(".")).as_string(self.monitor) for t in tables]
         self._oids = [r[0] for r in self.monitor.execute(TABLES, {"tables": names})] if names else []
 
-    def working_on(self) -> str | None:
-        """The table a vacuum is working on now, of those watched (None: no vacuum of theirs, or none visible)."""
+    def working_on(self) -> tuple[int, str] | None:
+        """The vacuum working on one of the tables watched now: its pid and the table (None: none seen)."""
         if not self._oids:
             return None
-        row = self.monitor.execute(WORKING_ON, {"oids": self._oids}).fetchone()
-        return row[0] if row else None
+        try:
+            row = self.monitor.execute(WORKING_ON, {"oids": self._oids}).fetchone()
+        except psycopg.OperationalError:
+            raise
+        except psycopg.DatabaseError:  # not readable here (a proxy or service without the view): no signal
+            return None
+        return (int(row[0]), str(row[1])) if row else None

@@ -80,9 +80,12 @@ class ProgressLog:
 
     def __init__(self) -> None:
         self._last = 0.0
+        self._phase = ""
 
     def __call__(self, event: BackfillProgress) -> None:
         now = time.monotonic()
-        if event.phase in ("done", "waiting", "skipped") or now - self._last >= LOG_EVERY_S:
+        starts_waiting = event.phase == "waiting" and self._phase != "waiting"  # not each poll of the wait
+        self._phase = event.phase
+        if event.phase in ("done", "skipped") or starts_waiting or now - self._last >= LOG_EVERY_S:
             self._last = now
             pulumi.log.info(event.line())

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from bench.writer import RunQueueWait, Schedule, _one
+from bench.writer import Row, RunQueueWait, Schedule, _one
 
 
 def _fast_write(_conn: object, _rng: random.Random, _job_ids: list[str]) -> None:
@@ -34,7 +34,7 @@ class _Session:
 
 
 def test_a_write_started_late_counts_its_lateness_in_its_latency() -> None:
-    rows: list = []
+    rows: list[Row] = []
     due = time.monotonic() - 0.5  # its client was held up half a second by the write before it
     _one(_Session(), random.Random(0), [], rows, _fast_write, due)  # type: ignore[arg-type]
     started, latency, ok, _, late, _, _ = rows[0]
@@ -43,7 +43,7 @@ def test_a_write_started_late_counts_its_lateness_in_its_latency() -> None:
 
 
 def test_a_write_flat_out_counts_from_when_it_started() -> None:
-    rows: list = []
+    rows: list[Row] = []
     before = time.monotonic()
     _one(_Session(), random.Random(0), [], rows, _fast_write)  # type: ignore[arg-type]
     after = time.monotonic()
@@ -66,7 +66,7 @@ def test_the_writes_due_before_the_stop_and_never_started_are_the_missed_ones() 
 
 
 def test_a_write_carries_the_run_queue_waits_of_its_client_and_server_session_since_the_write_before() -> None:
-    rows: list = []
+    rows: list[Row] = []
     _one(_Session(waited=(0.04, 0.01)), random.Random(0), [], rows, _fast_write)  # type: ignore[arg-type]
     assert rows[0][5:] == (0.04, 0.01)
 
@@ -91,7 +91,11 @@ def test_a_process_kept_off_its_cpu_by_another_accumulates_run_queue_wait() -> N
         rival.wait()
 
 
-def test_the_run_queue_wait_of_a_process_that_is_not_there_reads_as_zero() -> None:
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    assert RunQueueWait(gone.pid)() == 0.0
+def test_a_process_that_cannot_be_read_has_no_run_queue_wait_and_one_gone_keeps_its_last_reading() -> None:
+    assert RunQueueWait("none")() == 0.0
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    waited = RunQueueWait(child.pid)
+    last = waited()
+    child.stdin.close()  # it ends
+    child.wait()
+    assert waited() == last  # so a difference of two readings is never negative
