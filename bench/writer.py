@@ -196,7 +196,7 @@ class Session:
 
     def _open(self) -> None:
         self.conn = psycopg.connect(self.dsn, autocommit=True, application_name="bench writer")
-        self._server = RunQueueWait(_local_backend(self.conn.info.backend_pid))
+        self._server = RunQueueWait(_local_backend(self.conn.info))
         self._since = self._waits()
 
     def _waits(self) -> tuple[float, float]:
@@ -220,10 +220,12 @@ class Session:
         self._client.close()
 
 
-def _local_backend(pid: int) -> int | str:
+def _local_backend(info: psycopg.ConnectionInfo) -> int | str:
     """The server session's pid when it is a PostgreSQL process of this machine (the bench's server), else "none"."""
+    if not (info.host.startswith("/") or info.host in ("localhost", "127.0.0.1", "::1")):
+        return "none"
     try:
-        return pid if Path(f"/proc/{pid}/comm").read_text().strip() == "postgres" else "none"
+        return info.backend_pid if Path(f"/proc/{info.backend_pid}/comm").read_text().strip() == "postgres" else "none"
     except OSError:
         return "none"
 

@@ -48,7 +48,7 @@ from .plan import Batch, sha256_text
 from .progress import PartProgress
 from .target import Target
 from .throttle import AdaptiveThrottle, Decision, FixedThrottle, Observation, ThrottleSettings
-from .vacuum_watch import VacuumWatch
+from .vacuum_watch import VacuumWait, VacuumWatch
 from .validation import CheckResult, tables_scanned
 
 VALIDATION_ROUNDS = 3
@@ -245,7 +245,7 @@ class _Filler:
         # Fixed chunks (the comparison point) do not read it, as they hear no other signal.
         self.checkpoints = CheckpointClock(monitor) if run.fixed_chunk_rows is None else None
         self.vacuums = VacuumWatch(monitor) if run.fixed_chunk_rows is None else None
-        self._vacuum: tuple[int, float] | None = None  # the vacuum waited for on the part's table: pid, first seen
+        self._vacuum_wait = VacuumWait(MAX_VACUUM_WAIT_S)
         self.watches = watches
         self.throttle = self._new_throttle()
         self._cancelled_at_min = 0
@@ -261,7 +261,7 @@ class _Filler:
         self.throttle.start_part()
         if self.vacuums:
             self.vacuums.watch((part.table,))
-            self._vacuum = None
+            self._vacuum_wait.forget()
         while not state.pass_done:
             after = state.last_key
             state = self._chunk(part, state, total, "pass", lambda size: page(part, after, size)).state
@@ -505,21 +505,15 @@ class _Filler:
         if self.vacuums is None:
             return
         seen = self.vacuums.working_on()
-        while seen is not None:
-            pid, table = seen
-            now = time.monotonic()
-            if self._vacuum is None or self._vacuum[0] != pid:
-                self._vacuum = (pid, now)
-            if now - self._vacuum[1] > MAX_VACUUM_WAIT_S:
-                return
+        while self._vacuum_wait.holds(seen[0] if seen else None, time.monotonic()):
+            assert seen is not None
             self._stop_if_paused(where)
             self._stop_if_commits_stalled(where)
-            decision = self.throttle.next(Observation(0, 0.0, vacuum=table))
+            decision = self.throttle.next(Observation(0, 0.0, vacuum=seen[1]))
             self._emit(replace(where, phase="waiting"), decision)
             self._verify_lock()
             self.run.sleep(decision.pause_ms / 1000)
             seen = self.vacuums.working_on()
-        self._vacuum = None
 
     def _emit(self, where: _Where, decision: Decision | None = None, chunk_ms: float = 0.0, kept: bool = True) -> None:
         if self.run.on_progress is None:

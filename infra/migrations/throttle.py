@@ -85,7 +85,7 @@ COMMIT_STALL = 0.5  # a probe commit over this fraction of the target: writes ar
 COMMIT_BUSY = 0.2  # over this fraction: the server is busy, do not grow, and run at most half the time
 MAX_BACKOFF_MS = 5_000.0
 LAG_POLL_MS = 250.0
-VACUUM_POLL_MS = 250.0  # while a vacuum works on the part's tables: how often to look whether it has ended
+VACUUM_POLL_MS = 250.0  # while a vacuum works on the part's table: how often to look whether it has ended
 CALM_CHUNKS = 100  # chunks of a part in a row that nobody waited on before the limits stretch
 UNCONTENDED = 5.0  # the stretched limits, in multiples of the target (a chunk budget of 350 ms at 100 ms)
 # A stretched chunk's statement timeout, in multiples of its "too long": the lock watch, not the timeout, keeps

@@ -6,9 +6,9 @@ the same tables take between them the CPU and the disk the application's writes 
 (backfill.MAX_VACUUM_WAIT_S): a vacuum of a large table can run for hours, and the backfill then goes on beside it.
 
 pg_stat_progress_vacuum names an autovacuum's table only to superusers and to roles with the privileges of
-pg_read_all_stats (pg_monitor has them); a manual VACUUM's also to its own user. To others such a vacuum looks
+pg_read_all_stats (pg_monitor has them); a manual VACUUM's also to roles with the privileges of its user. To others such a vacuum looks
 anonymous: it is not seen, and the chunks do not wait for it. An advisory signal: where the view cannot be read,
-no vacuum is seen either. Read on the backfill's monitor connection (its login user).
+no vacuum is seen either, and it is not asked again. Read on the backfill's monitor connection (its login user).
 """
 
 from __future__ import annotations
@@ -32,11 +32,12 @@ class VacuumWatch:
     def __init__(self, monitor: psycopg.Connection) -> None:
         self.monitor = monitor
         self._oids: list[int] = []
+        self._readable = True
 
     def watch(self, tables: Sequence[str]) -> None:
         """From now on, these tables ("name" or "schema.name", as a backfill part names its table; missing ones left out)."""
         names = [sql.Identifier(*t.split(".")).as_string(self.monitor) for t in tables]
-        self._oids = [r[0] for r in self.monitor.execute(TABLES, {"tables": names})] if names else []
+        self._oids = [r[0] for r in self.monitor.execute(TABLES, {"tables": names})] if names and self._readable else []
 
     def working_on(self) -> tuple[int, str] | None:
         """The vacuum working on one of the tables watched now: its pid and the table (None: none seen)."""
@@ -47,5 +48,28 @@ class VacuumWatch:
         except psycopg.OperationalError:
             raise
         except psycopg.DatabaseError:  # not readable here (a proxy or service without the view): no signal
+            self._readable, self._oids = False, []
             return None
         return (int(row[0]), str(row[1])) if row else None
+
+
+class VacuumWait:
+    """Whether the chunks wait for the vacuum at work now: for at most `max_s` from when that vacuum (by its pid) was
+    first seen; then not for it any more, while a new vacuum gets its own `max_s`."""
+
+    def __init__(self, max_s: float) -> None:
+        self.max_s = max_s
+        self._first: tuple[int, float] | None = None  # the vacuum last seen: pid, when first seen
+
+    def holds(self, pid: int | None, now: float) -> bool:
+        """Whether to wait, at monotonic time `now`, for the vacuum `pid` (None: no vacuum at work)."""
+        if pid is None:
+            self._first = None
+            return False
+        if self._first is None or self._first[0] != pid:
+            self._first = (pid, now)
+        return now - self._first[1] <= self.max_s
+
+    def forget(self) -> None:
+        """A new part: whatever was seen before counts afresh."""
+        self._first = None
