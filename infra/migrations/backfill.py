@@ -123,8 +123,9 @@ class BackfillRun:
     fixed_chunk_rows: int | None = None
     on_progress: Callable[[BackfillProgress], None] | None = field(default=None, compare=False)
     sleep: Sleep = field(default=time.sleep, compare=False, repr=False)
-    # Asked before every chunk (and while waiting for replicas or a vacuum): True stops the backfill there (BackfillPaused);
-    # everything done so far is kept, and the next run continues. The provider reads the stack's config file.
+    # Asked before every chunk (and while waiting for replicas or a vacuum): True stops the backfill there
+    # (BackfillPaused); everything done so far is kept, and the next run continues. The provider reads the stack's
+    # config file.
     paused: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
 

@@ -6,9 +6,10 @@ the same tables take between them the CPU and the disk the application's writes 
 (backfill.MAX_VACUUM_WAIT_S): a vacuum of a large table can run for hours, and the backfill then goes on beside it.
 
 pg_stat_progress_vacuum names an autovacuum's table only to superusers and to roles with the privileges of
-pg_read_all_stats (pg_monitor has them); a manual VACUUM's also to roles with the privileges of its user. To others such a vacuum looks
-anonymous: it is not seen, and the chunks do not wait for it. An advisory signal: where the view cannot be read,
-no vacuum is seen either, and it is not asked again. Read on the backfill's monitor connection (its login user).
+pg_read_all_stats (pg_monitor has them); a manual VACUUM's also to roles with the privileges of its user. To others
+such a vacuum looks anonymous: it is not seen, and the chunks do not wait for it. An advisory signal: where the
+view cannot be read, no vacuum is seen either, and it is not asked again. Read on the backfill's monitor connection
+(its login user).
 """
 
 from __future__ import annotations
@@ -35,9 +36,12 @@ class VacuumWatch:
         self._readable = True
 
     def watch(self, tables: Sequence[str]) -> None:
-        """From now on, these tables ("name" or "schema.name", as a backfill part names its table; missing ones left out)."""
+        """From now on, these tables ("name" or "schema.name", as a part names its table; missing ones left out)."""
         names = [sql.Identifier(*t.split(".")).as_string(self.monitor) for t in tables]
-        self._oids = [r[0] for r in self.monitor.execute(TABLES, {"tables": names})] if names and self._readable else []
+        if not (names and self._readable):
+            self._oids = []
+            return
+        self._oids = [r[0] for r in self.monitor.execute(TABLES, {"tables": names})]
 
     def working_on(self) -> tuple[int, str] | None:
         """The vacuum working on one of the tables watched now: its pid and the table (None: none seen)."""
