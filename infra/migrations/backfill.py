@@ -492,12 +492,7 @@ class _Filler:
                 return
             if time.monotonic() > deadline:
                 raise ReplicaLagging(self.batch.name, where.name, lag, self.run.throttle.max_replay_lag_ms, where.unit)
-            self._stop_if_paused(where)
-            self._stop_if_commits_stalled(where)
-            decision = self.throttle.next(Observation(0, 0.0, replay_lag_ms=lag))
-            self._emit(replace(where, phase="waiting"), decision)
-            self._verify_lock()
-            self.run.sleep(max(decision.pause_ms, 50.0) / 1000)
+            self._wait_once(where, Observation(0, 0.0, replay_lag_ms=lag))
             lag = self.lag.measure()
 
     def _wait_for_vacuum(self, where: _Where) -> None:
@@ -508,13 +503,19 @@ class _Filler:
         seen = self.vacuums.working_on()
         while self._vacuum_wait.holds(seen[0] if seen else None, time.monotonic()):
             assert seen is not None
-            self._stop_if_paused(where)
-            self._stop_if_commits_stalled(where)
-            decision = self.throttle.next(Observation(0, 0.0, vacuum=seen[1]))
-            self._emit(replace(where, phase="waiting"), decision)
-            self._verify_lock()
-            self.run.sleep(decision.pause_ms / 1000)
+            self._wait_once(where, Observation(0, 0.0, vacuum=seen[1]))
             seen = self.vacuums.working_on()
+
+    def _wait_once(self, where: _Where, seen: Observation) -> None:
+        """One poll of a wait before a chunk (for a replica, a vacuum): stop if paused or commits stall, tell the
+        throttle what was seen and progress that it waits, check the migration lock, then pause as the throttle says
+        (at least 50 ms)."""
+        self._stop_if_paused(where)
+        self._stop_if_commits_stalled(where)
+        decision = self.throttle.next(seen)
+        self._emit(replace(where, phase="waiting"), decision)
+        self._verify_lock()
+        self.run.sleep(max(decision.pause_ms, 50.0) / 1000)
 
     def _emit(self, where: _Where, decision: Decision | None = None, chunk_ms: float = 0.0, kept: bool = True) -> None:
         if self.run.on_progress is None:
