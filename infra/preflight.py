@@ -11,6 +11,7 @@ import pulumi
 
 from .gating import Held, hold_back
 
+from .migrations.backfill_outlook import BackfillOutlook, read_outlooks
 from .migrations.lint import check_syntax, enforce, lint_batches
 from .migrations.plan import Batch
 from .migrations.runner import RunSettings
@@ -30,11 +31,12 @@ def adopts(settings: StackSettings, batch: Batch) -> bool:
     return settings.migrations.adopt_baseline and batch.number == 0
 
 
-def _account(settings: StackSettings, batch: Batch, run: RunSettings, absent: frozenset[str]) -> str:
+def _account(settings: StackSettings, batch: Batch, run: RunSettings, absent: frozenset[str],
+             backfill: BackfillOutlook | None) -> str:
     """What a pending batch will do; for one that runs its SQL, how to see all of it."""
     if adopts(settings, batch):
         return describe_adoption(batch, settings.database.target, run, absent)
-    return f"{describe_batch(batch, settings.database.target, run, absent)}\n{FULL_SQL}"
+    return f"{describe_batch(batch, settings.database.target, run, absent, backfill)}\n{FULL_SQL}"
 
 
 def check_roll_back(start: str, settings: StackSettings, state: DatabaseState) -> str:
@@ -94,8 +96,10 @@ def preflight(settings: StackSettings, batches: Sequence[Batch], role: str | Non
         for batch in state.corrected(batches):
             pulumi.log.info(describe_correction(batch, state.entries[batch.name]))
         created_before: set[str] = set()  # tables an earlier pending batch creates exist by the time it runs
-        for batch in (b for b in pending if b in held.declared):  # a waiting batch is told by held.waiting
-            pulumi.log.info(_account(settings, batch, run, state.absent_tables - created_before))
+        declared = [b for b in pending if b in held.declared]  # a waiting batch is told by held.waiting
+        outlooks = read_outlooks(target_of(settings.database), [b for b in declared if not adopts(settings, b)])
+        for batch in declared:
+            pulumi.log.info(_account(settings, batch, run, state.absent_tables - created_before, outlooks.get(batch.name)))
             created_before |= new_tables(batch)
         for line in warnings:
             pulumi.log.warn(line)

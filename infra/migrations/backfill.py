@@ -46,6 +46,7 @@ from .backfill_errors import (BackfillDeclarationInvalid, BackfillIncomplete, Ba
                               LockWatchFailed, ReplicaLagging)
 from .plan import Batch, sha256_text
 from .progress import PartProgress
+from .sight import stats_sight
 from .target import Target
 from .throttle import AdaptiveThrottle, Decision, FixedThrottle, Observation, ThrottleSettings
 from .vacuum_watch import VacuumWait, VacuumWatch
@@ -122,6 +123,8 @@ class BackfillRun:
     throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
     fixed_chunk_rows: int | None = None
     on_progress: Callable[[BackfillProgress], None] | None = field(default=None, compare=False)
+    # Told once, as an adaptive run starts, what its throttle cannot see (sight.py); the provider warns with it.
+    on_note: Callable[[str], None] | None = field(default=None, compare=False)
     sleep: Sleep = field(default=time.sleep, compare=False, repr=False)
     # Asked before every chunk (and while waiting for replicas or a vacuum): True stops the backfill there
     # (BackfillPaused); everything done so far is kept, and the next run continues. The provider reads the stack's
@@ -160,6 +163,9 @@ def run_backfill(conn: psycopg.Connection, target: Target, batch: Batch, run: Ba
     waiters = LockWatch(batch.name, conn.info.backend_pid, lambda: target.connect(autocommit=True),
                         partial(conn.cancel_safe, timeout=CANCEL_TIMEOUT_S)) if watch_locks else nullcontext()
     with target.connect(autocommit=True) as monitor, watch as commits, waiters as locks:
+        blind_spot = None if fixed else stats_sight(monitor).blind_spot
+        if blind_spot and run.on_note:
+            run.on_note(f"backfill {batch.name}: {blind_spot}")
         filler = _Filler(conn, monitor, _Watches(commits, locks), batch, spec, run, verify_lock)
         with _chunk_settings(conn, run.throttle.lock_timeout_ms):
             for part in spec.parts:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .backfill import MAX_REPLICA_WAIT_S, MAX_VACUUM_WAIT_S, VALIDATION_ROUNDS
+from .backfill_outlook import BackfillOutlook, PartOutlook
 from .ledger import LedgerEntry
 from .plan import Batch
 from .runner import RunSettings
@@ -17,6 +19,7 @@ from .steps import (
     plan_steps,
     split_statements,
 )
+from .throttle import CALM_CHUNKS, ThrottleSettings
 
 # What live traffic on the table feels while the lock is held.
 IMPACT = {
@@ -75,8 +78,18 @@ def check_count(batch: Batch) -> int:
     return len(split_statements(batch, "validation.sql"))
 
 
-def describe_batch(batch: Batch, target: str, settings: RunSettings, absent: frozenset[str] = frozenset()) -> str:
+def describe_batch(batch: Batch, target: str, settings: RunSettings, absent: frozenset[str] = frozenset(),
+                   backfill: BackfillOutlook | None = None) -> str:
+    """What applying the batch does; for one that declares a backfill, `backfill` is what it will go through."""
     locks = lock_lines(batch, absent)
+    checks = f"then validation.sql ({check_count(batch)} statements, run in a transaction that is rolled back); "
+    if backfill is None:
+        ending = [f"{checks}if a step or a check fails, rollback.sql undoes the batch"]
+    else:
+        ending = [*backfill_lines(backfill, settings.backfill.throttle),
+                  f"{checks}if a check still fails after {VALIDATION_ROUNDS} rounds of sweeps, the backfill stops and "
+                  "keeps what it did, and the next `up` continues it; if a step of migration.sql fails, rollback.sql "
+                  "undoes the batch"]
     lines = [
         f"batch {batch.name} will be applied to {target} "
         f"(lock_timeout {settings.lock_timeout_ms} ms, {settings.lock_retries} retries with backoff; "
@@ -85,10 +98,41 @@ def describe_batch(batch: Batch, target: str, settings: RunSettings, absent: fro
         *(f"  {line}" for line in step_blocks(batch)),
         "  locks on existing tables:" if locks else "  locks on existing tables: none",
         *(f"    {line}" for line in locks),
-        f"  then validation.sql ({check_count(batch)} statements, run in a transaction that is rolled back); "
-        "if a step or a check fails, rollback.sql undoes the batch",
+        *(f"  {line}" for line in ending),
     ]
     return "\n".join(lines)
+
+
+def backfill_lines(outlook: BackfillOutlook, throttle: ThrottleSettings) -> list[str]:
+    """The backfill that runs after migration.sql: its parts in order, the bounds its throttle keeps, what it waits
+    for, and what the login user keeps it from seeing."""
+    held, calm = throttle.limits(contended=True), throttle.limits(contended=False)
+    lines = [f"then the backfill (backfill.toml), {len(outlook.parts)} parts in this order, each a keyset pass in chunks "
+             "of one short transaction, recorded in schema_ledger.backfill_progress (a stopped run continues after its "
+             "last chunk), then sweeps for rows written behind the pass:",
+             *(f"  {_part_line(p)}" for p in outlook.parts)]
+    stretch = (f"; in a part where nobody has waited on {CALM_CHUNKS} chunks in a row, chunks may run "
+               f"{calm.budget_ms:.0f} ms (cancelled at {calm.timeout_ms} ms), and one that keeps a session waiting "
+               f"{calm.patience_ms:.0f} ms is cancelled and rolled back" if throttle.stretch_uncontended else "")
+    lines.append(f"  throttle: chunks of {throttle.min_chunk_rows:,} to {throttle.max_chunk_rows:,} rows, sized for a "
+                 f"write-latency target of {throttle.target_write_latency_ms} ms: each holds its row locks at "
+                 f"most {held.timeout_ms} ms (its statement timeout){stretch}")
+    lines.append(f"  it backs off on lock waits, commits slower than usual and a checkpoint's start; it waits while a "
+                 f"streaming replica replays over {throttle.max_replay_lag_ms / 2000:g} s behind (and stops after "
+                 f"{human_ms(int(MAX_REPLICA_WAIT_S * 1000))} of it), and up to {MAX_VACUUM_WAIT_S:g} s for a vacuum of "
+                 "the part's table; `junkquote-db:backfill.paused: true` stops it between two chunks")
+    if outlook.sight.blind_spot:
+        lines.append(f"  warning: {outlook.sight.blind_spot}")
+    return lines
+
+
+def _part_line(p: PartOutlook) -> str:
+    table = ".".join(f'"{name}"' for name in p.part.table.split("."))
+    size = (f"about {p.estimated_rows:,} rows" if p.estimated_rows is not None
+            else "rows not estimated (the table is not analyzed yet, or an earlier batch creates it)")
+    where = ("; its pass is done, sweeps only" if p.pass_done else
+             f"; a stopped run went through {p.rows_done:,} rows, it continues after them" if p.rows_done else "")
+    return f'{p.part.name}: {table} by "{p.part.key}", through {p.part.chunk}, {size}{where}'
 
 
 def describe_adoption(batch: Batch, target: str, settings: RunSettings, absent: frozenset[str] = frozenset()) -> str:

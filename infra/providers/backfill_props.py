@@ -34,16 +34,20 @@ def backfill_inputs(settings: BackfillSettings) -> dict[str, Any]:
             "maxChunkRows": settings.max_chunk_rows, "maxReplayLagMs": settings.max_replay_lag_ms}
 
 
-def backfill_run(props: dict[str, Any], clock: Callable[[], float] = time.monotonic) -> BackfillRun:
-    b = props.get("backfill") or {}
+def throttle_settings(b: dict[str, Any]) -> ThrottleSettings:
+    """The throttle the provider runs with, from the inputs backfill_inputs wrote (the preview shows the same)."""
     defaults = ThrottleSettings()
-    throttle = ThrottleSettings(
+    return ThrottleSettings(
         target_write_latency_ms=int(b.get("targetWriteLatencyMs", defaults.target_write_latency_ms)),
         min_chunk_rows=int(b.get("minChunkRows", defaults.min_chunk_rows)),
         max_chunk_rows=int(b.get("maxChunkRows", defaults.max_chunk_rows)),
         max_replay_lag_ms=int(b.get("maxReplayLagMs", defaults.max_replay_lag_ms)))
+
+
+def backfill_run(props: dict[str, Any], clock: Callable[[], float] = time.monotonic) -> BackfillRun:
     stack = str((props.get("settings") or {}).get("stack") or "")
-    return BackfillRun(throttle=throttle, on_progress=ProgressLog(), paused=StackFilePause(stack, clock))
+    return BackfillRun(throttle=throttle_settings(props.get("backfill") or {}), on_progress=ProgressLog(),
+                       on_note=pulumi.log.warn, paused=StackFilePause(stack, clock))
 
 
 class StackFilePause:

@@ -10,6 +10,7 @@ from typing import Any
 
 from infra.migrations.backfill import BackfillRun
 from infra.migrations.runner import RunSettings
+from infra.providers.backfill_props import backfill_inputs, throttle_settings
 from infra.settings import StackSettings
 
 # RunSettings field -> its key in the bag.
@@ -19,10 +20,11 @@ _DEFAULTS = {f.name: f.default for f in fields(RunSettings) if f.name in _KEYS}
 
 
 def run_settings(settings: StackSettings, role: str | None) -> RunSettings:
-    """How the stack's batches run, as the engine takes it."""
+    """How the stack's batches run, as the engine takes it (the backfill's throttle as the provider reads it back)."""
     m = settings.migrations
     return RunSettings(stack=settings.stack, lock_timeout_ms=m.lock_timeout_ms, statement_timeout_ms=m.statement_timeout_ms,
-                       lock_retries=m.lock_retries, lock_wait_ms=m.lock_wait_ms, role=role)
+                       lock_retries=m.lock_retries, lock_wait_ms=m.lock_wait_ms, role=role,
+                       backfill=BackfillRun(throttle=throttle_settings(backfill_inputs(settings.backfill))))
 
 
 def run_inputs(run: RunSettings) -> dict[str, Any]:

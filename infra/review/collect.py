@@ -7,10 +7,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
 from ..gating import hold_back
+from ..migrations.backfill_outlook import BackfillOutlook, read_outlooks
 from ..migrations.errors import MigrationError
 from ..migrations.lint import LintBlocked, LintReport, lint_batches
 from ..migrations.plan import BATCH_FILES, Batch
-from ..migrations.report import describe_correction, lock_lines, locked_tables, new_tables, step_blocks
+from ..migrations.report import backfill_lines, describe_correction, lock_lines, locked_tables, new_tables, step_blocks
 from ..migrations.state import DatabaseState, read_state
 from ..migrations.steps import plan_steps
 from ..migrations.syntax import check_syntax
@@ -19,16 +20,18 @@ from ..preflight import adopts
 from ..providers.connection_props import target_of
 from ..providers.errors import BatchFolderMissing
 from ..providers.reporting import pulumi_message
+from ..providers.run_props import run_settings
 from ..settings import StackSettings
 from .erd import schema_changes
 from .model import BatchReview, Finding, StackReview
 
 StateReader = Callable[[Target, Iterable[str]], DatabaseState]
 Linter = Callable[[Sequence[Batch]], list[LintReport]]
+OutlookReader = Callable[[Target, Sequence[Batch]], dict[str, BackfillOutlook]]
 
 
 def review_stack(settings: StackSettings, batches: Sequence[Batch], read: StateReader = read_state,
-                 lint: Linter = lint_batches) -> StackReview:
+                 lint: Linter = lint_batches, outlooks: OutlookReader = read_outlooks) -> StackReview:
     """The review of one stack; anything that would stop `pulumi preview` or `up` becomes a blocker."""
     base = StackReview(settings.stack, settings.database.target, settings.migrations.lint)
     try:
@@ -42,12 +45,14 @@ def review_stack(settings: StackSettings, batches: Sequence[Batch], read: StateR
         held = hold_back(batches, target, settings.backfill, settings.gates, lambda _t, c: state.pending(c))
         pending = [b for b in held.declared if b.name not in state.entries]
         reports = {r.batch: r for r in lint([b for b in pending if not adopts(settings, b)])}
+        backfills = outlooks(target, [b for b in pending if not adopts(settings, b)])
     except MigrationError as err:
         return _with(base, blockers=(pulumi_message(err),))
     tables, relations = schema_changes([b for b in pending if not adopts(settings, b)])
     unaccepted = [f for r in reports.values() for f in r.unaccepted]
     blocked = (pulumi_message(LintBlocked(unaccepted)),) if unaccepted and settings.migrations.lint == "block" else ()
-    return _with(base, blockers=blocked, batches=tuple(_batch(settings, b, state, pending, reports.get(b.name)) for b in pending),
+    return _with(base, blockers=blocked, batches=tuple(_batch(settings, b, state, pending, reports.get(b.name), backfills.get(b.name))
+                                                       for b in pending),
                  waiting=held.waiting, tables=tables, relations=relations,
                  corrections=tuple(describe_correction(b, state.entries[b.name]) for b in state.corrected(batches)))
 
@@ -65,7 +70,7 @@ def _blockers(settings: StackSettings, batches: Sequence[Batch], state: Database
 
 
 def _batch(settings: StackSettings, batch: Batch, state: DatabaseState, pending: Sequence[Batch],
-           report: LintReport | None) -> BatchReview:
+           report: LintReport | None, backfill: BackfillOutlook | None) -> BatchReview:
     earlier = pending[:pending.index(batch)]
     created_before = {t for b in earlier for t in new_tables(b)}  # exist by the time this batch runs
     adopt = adopts(settings, batch)
@@ -78,6 +83,7 @@ def _batch(settings: StackSettings, batch: Batch, state: DatabaseState, pending:
                                f.accepted_reason) for f in (report.findings if report else ())),
         checks=tuple(checks(batch)),
         sql={file: batch.text(file) for file in BATCH_FILES},
+        backfill=tuple(backfill_lines(backfill, run_settings(settings, None).backfill.throttle)) if backfill else (),
     )
 
 

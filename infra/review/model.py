@@ -46,7 +46,8 @@ class Relation:
 
 @dataclass(frozen=True)
 class BatchReview:
-    """One pending batch: how it applies, where it takes locks, what squawk says, which checks run."""
+    """One pending batch: how it applies, where it takes locks, what squawk says, what its backfill goes through,
+    which checks run."""
 
     name: str
     action: Action
@@ -55,6 +56,7 @@ class BatchReview:
     findings: tuple[Finding, ...]
     checks: tuple[str, ...]
     sql: dict[str, str]  # file name -> text
+    backfill: tuple[str, ...] = ()  # a batch that declares one: its parts, throttle and blind spots, one per line
 
 
 @dataclass(frozen=True)
