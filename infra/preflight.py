@@ -99,7 +99,10 @@ def preflight(settings: StackSettings, batches: Sequence[Batch], role: str | Non
         declared = [b for b in pending if b in held.declared]  # a waiting batch is told by held.waiting
         outlooks = read_outlooks(target_of(settings.database), [b for b in declared if not adopts(settings, b)])
         for batch in declared:
-            pulumi.log.info(_account(settings, batch, run, state.absent_tables - created_before, outlooks.get(batch.name)))
+            outlook = outlooks.get(batch.name)
+            pulumi.log.info(_account(settings, batch, run, state.absent_tables - created_before, outlook))
+            if outlook and outlook.sight.blind_spot:
+                pulumi.log.warn(f"batch {batch.name}: {outlook.sight.blind_spot}")
             created_before |= new_tables(batch)
         for line in warnings:
             pulumi.log.warn(line)

@@ -101,6 +101,7 @@ class BackfillProgress:
     chunk_ms: float = 0.0  # how long the last chunk's transaction took: no row lock of it was held longer
     unit: str = "rows"  # what rows_done counts: "pages" while the tables the checks read are settled
     kept: bool = True  # False: that chunk was rolled back (its timeout, a waiting session) or took no lock in time
+    waiting_for: str | None = None  # phase "waiting": what for ("a replica", 'a vacuum of "Lead"')
 
     @property
     def eta_s(self) -> float | None:
@@ -136,10 +137,16 @@ def load_spec(batch: Batch) -> BackfillSpec:
     """The parts of a batch's backfill.toml; a malformed declaration names the batch and what to fix."""
     assert batch.backfill is not None
     try:
-        doc = tomllib.loads(batch.backfill)
-        parts = tuple(Part(**{k: str(v) for k, v in p.items()}) for p in doc["part"])
-    except (tomllib.TOMLDecodeError, KeyError, TypeError) as err:
-        raise BackfillDeclarationInvalid(batch.name, f"{type(err).__name__}: {err}") from None
+        declared = tomllib.loads(batch.backfill).get("part")
+    except tomllib.TOMLDecodeError as err:
+        raise BackfillDeclarationInvalid(batch.name, f"TOMLDecodeError: {err}") from None
+    if not isinstance(declared, list) or not all(isinstance(p, dict) for p in declared):
+        raise BackfillDeclarationInvalid(batch.name, "declare each part as a [[part]] table (name, table, key, chunk, "
+                                                     "and optionally sweep)")
+    try:
+        parts = tuple(Part(**{k: str(v) for k, v in p.items()}) for p in declared)
+    except TypeError as err:
+        raise BackfillDeclarationInvalid(batch.name, f"TypeError: {err}") from None
     if not parts or len({p.name for p in parts}) != len(parts):
         raise BackfillDeclarationInvalid(batch.name, "declare at least one [[part]], each with a unique name")
     return BackfillSpec(parts, sha256_text(batch.backfill))
@@ -163,8 +170,7 @@ def run_backfill(conn: psycopg.Connection, target: Target, batch: Batch, run: Ba
     waiters = LockWatch(batch.name, conn.info.backend_pid, lambda: target.connect(autocommit=True),
                         partial(conn.cancel_safe, timeout=CANCEL_TIMEOUT_S)) if watch_locks else nullcontext()
     with target.connect(autocommit=True) as monitor, watch as commits, waiters as locks:
-        blind_spot = None if fixed else stats_sight(monitor).blind_spot
-        if blind_spot and run.on_note:
+        if run.on_note and not fixed and (blind_spot := stats_sight(monitor).blind_spot):
             run.on_note(f"backfill {batch.name}: {blind_spot}")
         filler = _Filler(conn, monitor, _Watches(commits, locks), batch, spec, run, verify_lock)
         with _chunk_settings(conn, run.throttle.lock_timeout_ms):
@@ -519,17 +525,19 @@ class _Filler:
         self._stop_if_paused(where)
         self._stop_if_commits_stalled(where)
         decision = self.throttle.next(seen)
-        self._emit(replace(where, phase="waiting"), decision)
+        waiting_for = f"a vacuum of {seen.vacuum}" if seen.vacuum else "a replica"
+        self._emit(replace(where, phase="waiting"), decision, waiting_for=waiting_for)
         self._verify_lock()
         self.run.sleep(max(decision.pause_ms, 50.0) / 1000)
 
-    def _emit(self, where: _Where, decision: Decision | None = None, chunk_ms: float = 0.0, kept: bool = True) -> None:
+    def _emit(self, where: _Where, decision: Decision | None = None, chunk_ms: float = 0.0, kept: bool = True,
+              waiting_for: str | None = None) -> None:
         if self.run.on_progress is None:
             return
         chunk = decision.chunk_rows if decision else self.throttle.chunk_rows
         self.run.on_progress(BackfillProgress(
             self.batch.name, where.name, where.phase, where.done, max(where.total, where.done),
-            self._rate.per_second(), chunk, self.throttle.last_slowdown, chunk_ms, where.unit, kept))
+            self._rate.per_second(), chunk, self.throttle.last_slowdown, chunk_ms, where.unit, kept, waiting_for))
 
 
 class _Skipped(Exception):

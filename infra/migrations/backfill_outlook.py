@@ -14,8 +14,10 @@ from psycopg import sql
 from . import progress
 from .backfill import Part, load_spec
 from .database_errors import database_errors
+from .ledger import Ledger
 from .plan import Batch
 from .sight import StatsSight, stats_sight
+from .steps import plan_steps
 from .target import Target
 
 # reltuples is -1 for a table never vacuumed or analyzed (PostgreSQL 14 on): not known, rather than empty.
@@ -36,14 +38,21 @@ class PartOutlook:
 
 @dataclass(frozen=True)
 class BackfillOutlook:
+    """The parts; what the login user lets the throttle see; starts_over: a stopped run of another version of the
+    batch (or its interrupted undo) is undone first, and the backfill starts from the beginning."""
+
     parts: tuple[PartOutlook, ...]
     sight: StatsSight
+    starts_over: bool = False
 
 
 def read_outlook(conn: psycopg.Connection, batch: Batch) -> BackfillOutlook:
     """The outlook of a batch that declares a backfill (BackfillDeclarationInvalid for a malformed one)."""
     spec = load_spec(batch)
-    started = bool(conn.execute(PROGRESS_TABLE).fetchone()[0])
+    ledger = Ledger(conn)
+    starts_over = ledger.exists() and (ledger.undo_pending(batch.name) or ledger.other_version_started(
+        batch.name, {s.number: s.sha256 for s in plan_steps(batch, "migration.sql")}))
+    started = not starts_over and bool(conn.execute(PROGRESS_TABLE).fetchone()[0])
     parts = []
     for part in spec.parts:
         row = conn.execute(ESTIMATE, (sql.Identifier(*part.table.split(".")).as_string(conn),)).fetchone()
@@ -52,7 +61,7 @@ def read_outlook(conn: psycopg.Connection, batch: Batch) -> BackfillOutlook:
             state = progress.load(conn, batch.name, part.name, spec.sha256)
             outlook = PartOutlook(part, outlook.estimated_rows, state.rows_done, state.pass_done)
         parts.append(outlook)
-    return BackfillOutlook(tuple(parts), stats_sight(conn))
+    return BackfillOutlook(tuple(parts), stats_sight(conn), starts_over)
 
 
 def read_outlooks(target: Target, batches: Sequence[Batch]) -> dict[str, BackfillOutlook]:

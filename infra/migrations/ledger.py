@@ -314,6 +314,11 @@ class Ledger:
     def undo_pending(self, batch: str) -> bool:
         return bool(self.finished_steps(batch, UNDO_MARKER))
 
+    def other_version_started(self, batch: str, steps: dict[int, str]) -> bool:
+        """A stopped run finished steps of migration.sql that are not these (step number -> sha256): it ran
+        another version of the batch, which the next run undoes before starting over."""
+        return any(steps.get(number) != sha for number, sha in self.finished_steps(batch, "migration.sql").items())
+
     def rollbacks_in_progress(self) -> dict[str, str | None]:
         """Applied batches whose rollback started and has not finished: batch -> where it last stopped."""
         if not self.exists():

@@ -82,14 +82,12 @@ def describe_batch(batch: Batch, target: str, settings: RunSettings, absent: fro
                    backfill: BackfillOutlook | None = None) -> str:
     """What applying the batch does; for one that declares a backfill, `backfill` is what it will go through."""
     locks = lock_lines(batch, absent)
-    checks = f"then validation.sql ({check_count(batch)} statements, run in a transaction that is rolled back); "
-    if backfill is None:
-        ending = [f"{checks}if a step or a check fails, rollback.sql undoes the batch"]
+    checks = f"then validation.sql ({check_count(batch)} statements, run in a transaction that is rolled back)"
+    if batch.backfill is None:
+        ending = [f"{checks}; if a step or a check fails, rollback.sql undoes the batch"]
     else:
-        ending = [*backfill_lines(backfill, settings.backfill.throttle),
-                  f"{checks}if a check still fails after {VALIDATION_ROUNDS} rounds of sweeps, the backfill stops and "
-                  "keeps what it did, and the next `up` continues it; if a step of migration.sql fails, rollback.sql "
-                  "undoes the batch"]
+        parts = backfill_lines(backfill, settings.backfill.throttle) if backfill else []
+        ending = [*parts, f"{checks}: {backfill_ending()}"]
     lines = [
         f"batch {batch.name} will be applied to {target} "
         f"(lock_timeout {settings.lock_timeout_ms} ms, {settings.lock_retries} retries with backoff; "
@@ -104,35 +102,48 @@ def describe_batch(batch: Batch, target: str, settings: RunSettings, absent: fro
 
 
 def backfill_lines(outlook: BackfillOutlook, throttle: ThrottleSettings) -> list[str]:
-    """The backfill that runs after migration.sql: its parts in order, the bounds its throttle keeps, what it waits
-    for, and what the login user keeps it from seeing."""
+    """The backfill that runs after migration.sql: its parts in order, the reads before the checks, the bounds its
+    throttle keeps and what it waits for. (What the login user keeps it from seeing is a warning of its own.)"""
     held, calm = throttle.limits(contended=True), throttle.limits(contended=False)
     lines = [f"then the backfill (backfill.toml), {len(outlook.parts)} parts in this order, each a keyset pass in chunks "
              "of one short transaction, recorded in schema_ledger.backfill_progress (a stopped run continues after its "
-             "last chunk), then sweeps for rows written behind the pass:",
-             *(f"  {_part_line(p)}" for p in outlook.parts)]
-    stretch = (f"; in a part where nobody has waited on {CALM_CHUNKS} chunks in a row, chunks may run "
-               f"{calm.budget_ms:.0f} ms (cancelled at {calm.timeout_ms} ms), and one that keeps a session waiting "
-               f"{calm.patience_ms:.0f} ms is cancelled and rolled back" if throttle.stretch_uncontended else "")
-    lines.append(f"  throttle: chunks of {throttle.min_chunk_rows:,} to {throttle.max_chunk_rows:,} rows, sized for a "
-                 f"write-latency target of {throttle.target_write_latency_ms} ms: each holds its row locks at "
-                 f"most {held.timeout_ms} ms (its statement timeout){stretch}")
+             "last chunk):"]
+    if outlook.starts_over:
+        lines.append("  a stopped run of another version of this batch is undone first (rollback.sql), then the "
+                     "backfill starts from the beginning")
+    lines += [f"  {_part_line(p)}" for p in outlook.parts]
+    lines.append("  then, paced like the chunks, a read of every page of the tables validation.sql scans in full "
+                 "(the first read of a page after a checkpoint writes WAL, which the checks would write in one burst)")
+    stretch = (f"; in a part where nobody has waited on {CALM_CHUNKS} chunks in a row, chunks are sized to last "
+               f"{calm.budget_ms:.0f} ms and cancelled past {calm.timeout_ms} ms, or once a session has waited about "
+               f"{calm.patience_ms:.0f} ms on one of their locks" if throttle.stretch_uncontended else "")
+    lines.append(f"  throttle: chunks of {throttle.min_chunk_rows:,} to {throttle.max_chunk_rows:,} rows, each sized to "
+                 f"last {held.budget_ms:.0f} ms (for a write-latency target of {throttle.target_write_latency_ms} ms); a "
+                 f"chunk's statements are cancelled past {held.timeout_ms} ms (statement_timeout) and its lock waits past "
+                 f"{throttle.lock_timeout_ms} ms (lock_timeout), and it is retried smaller{stretch}")
     lines.append(f"  it backs off on lock waits, commits slower than usual and a checkpoint's start; it waits while a "
                  f"streaming replica replays over {throttle.max_replay_lag_ms / 2000:g} s behind (and stops after "
                  f"{human_ms(int(MAX_REPLICA_WAIT_S * 1000))} of it), and up to {MAX_VACUUM_WAIT_S:g} s for a vacuum of "
                  "the part's table; `junkquote-db:backfill.paused: true` stops it between two chunks")
-    if outlook.sight.blind_spot:
-        lines.append(f"  warning: {outlook.sight.blind_spot}")
     return lines
+
+
+def backfill_ending() -> str:
+    """What happens when a backfill batch's checks fail, or its backfill stops: nothing is undone."""
+    return (f"the checks are tried {VALIDATION_ROUNDS} times, the sweeps running again before each retry; if they "
+            "still fail, or the backfill stops for any other reason (paused, a lagging replica, stalled commits, an "
+            "error), what it did is kept and the next `up` continues it: only a failed step of migration.sql runs "
+            "rollback.sql")
 
 
 def _part_line(p: PartOutlook) -> str:
     table = ".".join(f'"{name}"' for name in p.part.table.split("."))
+    sweep = ", then its sweep" if p.part.sweep else ""
     size = (f"about {p.estimated_rows:,} rows" if p.estimated_rows is not None
-            else "rows not estimated (the table is not analyzed yet, or an earlier batch creates it)")
-    where = ("; its pass is done, sweeps only" if p.pass_done else
+            else "rows not estimated (the table is not analyzed yet, or a pending batch creates it)")
+    where = (f"; a stopped run finished its pass{', the sweep remains' if p.part.sweep else ''}" if p.pass_done else
              f"; a stopped run went through {p.rows_done:,} rows, it continues after them" if p.rows_done else "")
-    return f'{p.part.name}: {table} by "{p.part.key}", through {p.part.chunk}, {size}{where}'
+    return f'{p.part.name}: {table} by "{p.part.key}", through {p.part.chunk}{sweep}, {size}{where}'
 
 
 def describe_adoption(batch: Batch, target: str, settings: RunSettings, absent: frozenset[str] = frozenset()) -> str:

@@ -268,9 +268,7 @@ class _Run:
 
     def _discard_stale_progress(self, batch: Batch, steps: Sequence[Step]) -> None:
         """A half-applied run of a different version of this batch is undone before starting over."""
-        done = self.ledger.finished_steps(batch.name, "migration.sql")
-        current = {s.number: s.sha256 for s in steps}
-        if any(current.get(number) != sha for number, sha in done.items()):
+        if self.ledger.other_version_started(batch.name, {s.number: s.sha256 for s in steps}):
             self._undo(batch)
 
     def _run_all(self, batch: Batch, steps: Iterable[Step]) -> None:

@@ -3,8 +3,9 @@
 The throttle waits for autovacuum on the part's table (pg_stat_progress_vacuum, vacuum_watch.py) and for streaming
 replicas that replay too far behind (pg_stat_replication, backfill.ReplayLag). Both views show those details only to
 superusers and to roles with the privileges of pg_read_all_stats (pg_monitor has them): to any other user,
-autovacuum's table and the replicas' positions are NULL, so the throttle sees neither and waits for neither. This is
-said before the run (`pulumi preview`, the pull-request review) and as it starts (one note in `pulumi up`).
+autovacuum's table and the replicas' positions are NULL. A service or proxy may also refuse the views themselves.
+Either way the throttle sees nothing and waits for nothing there. This is said before the run (`pulumi preview`,
+the pull-request review) and as it starts (one warning in `pulumi up`).
 """
 
 from __future__ import annotations
@@ -13,27 +14,41 @@ from dataclasses import dataclass
 
 import psycopg
 
-SIGHT = "SELECT current_user, pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')"
+SIGHT = """SELECT current_user, pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'),
+                  has_table_privilege('pg_catalog.pg_stat_progress_vacuum', 'SELECT'),
+                  has_table_privilege('pg_catalog.pg_stat_replication', 'SELECT')"""
 
 
 @dataclass(frozen=True)
 class StatsSight:
-    """Whether the login user sees the details of other sessions' statistics that the throttle reads."""
+    """Whether the login user sees the details of other sessions' statistics that the throttle reads: it has the
+    privileges of pg_read_all_stats, and may read each view."""
 
     login_user: str
     all_stats: bool
+    vacuum_view: bool = True
+    replication_view: bool = True
 
     @property
     def blind_spot(self) -> str | None:
-        """What the throttle cannot see, and what to grant (None: it sees what it needs)."""
-        if self.all_stats:
+        """What the throttle cannot see, what it then does not wait for, and what to grant (None: it sees it all)."""
+        hidden, unwaited = [], []
+        if not (self.all_stats and self.vacuum_view):
+            hidden.append("which table autovacuum is working on")
+            unwaited.append("autovacuum")
+        if not (self.all_stats and self.replication_view):
+            hidden.append("how far streaming replicas have replayed")
+            unwaited.append("a lagging replica")
+        if not hidden:
             return None
-        return (f'the login user "{self.login_user}" lacks the privileges of pg_read_all_stats, so the throttle cannot '
-                "see which table autovacuum is working on nor how far streaming replicas have replayed, and its chunks "
-                "wait for neither; grant it pg_monitor (or pg_read_all_stats) to let them")
+        grants = [] if self.all_stats else ["pg_monitor (or pg_read_all_stats)"]
+        grants += [f"SELECT on pg_catalog.{view}" for view, readable in (
+            ("pg_stat_progress_vacuum", self.vacuum_view), ("pg_stat_replication", self.replication_view)) if not readable]
+        return (f'the login user "{self.login_user}" cannot see {" nor ".join(hidden)}, so the chunks do not wait for '
+                f'{" nor ".join(unwaited)}; grant it {" and ".join(grants)} to let them')
 
 
 def stats_sight(conn: psycopg.Connection) -> StatsSight:
     """The sight of the connection's login user (read on a connection that has not SET ROLE)."""
     row = conn.execute(SIGHT).fetchone()
-    return StatsSight(str(row[0]), bool(row[1])) if row else StatsSight("", False)
+    return StatsSight(str(row[0]), *(bool(v) for v in row[1:])) if row else StatsSight("", False, False, False)

@@ -80,16 +80,18 @@ def paused_in_stack_file(stack: str, project_dir: Path | None = None) -> bool:
 
 class ProgressLog:
     """One log line per LOG_EVERY_S, plus one when a part (or a table read before the checks) finishes, is skipped,
-    or starts waiting."""
+    or starts waiting for something (a replica, then a vacuum, are two waits; each poll of one is not)."""
 
-    def __init__(self) -> None:
-        self._last = 0.0
-        self._phase = ""
+    def __init__(self, clock: Callable[[], float] = time.monotonic, log: Callable[[str], None] = pulumi.log.info) -> None:
+        self.clock, self.log = clock, log
+        self._last: float | None = None
+        self._waiting_for: str | None = None
 
     def __call__(self, event: BackfillProgress) -> None:
-        now = time.monotonic()
-        starts_waiting = event.phase == "waiting" and self._phase != "waiting"  # not each poll of the wait
-        self._phase = event.phase
-        if event.phase in ("done", "skipped") or starts_waiting or now - self._last >= LOG_EVERY_S:
+        now = self.clock()
+        starts_waiting = event.phase == "waiting" and event.waiting_for != self._waiting_for
+        self._waiting_for = event.waiting_for if event.phase == "waiting" else None
+        if (event.phase in ("done", "skipped") or starts_waiting or self._last is None
+                or now - self._last >= LOG_EVERY_S):
             self._last = now
-            pulumi.log.info(event.line())
+            self.log(event.line())

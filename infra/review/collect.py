@@ -11,7 +11,7 @@ from ..migrations.backfill_outlook import BackfillOutlook, read_outlooks
 from ..migrations.errors import MigrationError
 from ..migrations.lint import LintBlocked, LintReport, lint_batches
 from ..migrations.plan import BATCH_FILES, Batch
-from ..migrations.report import backfill_lines, describe_correction, lock_lines, locked_tables, new_tables, step_blocks
+from ..migrations.report import backfill_ending, backfill_lines, describe_correction, lock_lines, locked_tables, new_tables, step_blocks
 from ..migrations.state import DatabaseState, read_state
 from ..migrations.steps import plan_steps
 from ..migrations.syntax import check_syntax
@@ -83,7 +83,9 @@ def _batch(settings: StackSettings, batch: Batch, state: DatabaseState, pending:
                                f.accepted_reason) for f in (report.findings if report else ())),
         checks=tuple(checks(batch)),
         sql={file: batch.text(file) for file in BATCH_FILES},
-        backfill=tuple(backfill_lines(backfill, run_settings(settings, None).backfill.throttle)) if backfill else (),
+        backfill=(*backfill_lines(backfill, run_settings(settings, None).backfill.throttle),
+                  f"validation.sql (below): {backfill_ending()}") if backfill else (),
+        backfill_warning=backfill.sight.blind_spot if backfill else None,
     )
 
 

@@ -43,7 +43,9 @@ def _batch(b: BatchReview) -> list[str]:
         lines += [f"- {_lock(line)}" for line in b.locks] or ["- none: live reads and writes never wait"]
         lines += ["", "**Lint (squawk)**", "", *_findings(b)]
     if b.backfill:
-        lines += ["", "**Backfill**", "", "```text", *b.backfill, "```"]
+        lines += ["", "**Backfill**", ""]
+        lines += [f"- :warning: {_inline(b.backfill_warning)}", ""] if b.backfill_warning else []
+        lines += ["```text", *b.backfill, "```"]
     lines += ["", f"**Validation checks** ({len(b.checks)} statements of validation.sql, run in a transaction "
                   "that is rolled back)", ""]
     lines += [f"- {_inline(c)}" for c in b.checks]

@@ -56,7 +56,8 @@ class BatchReview:
     findings: tuple[Finding, ...]
     checks: tuple[str, ...]
     sql: dict[str, str]  # file name -> text
-    backfill: tuple[str, ...] = ()  # a batch that declares one: its parts, throttle and blind spots, one per line
+    backfill: tuple[str, ...] = ()  # a batch that declares one: its parts, throttle and what failure keeps, per line
+    backfill_warning: str | None = None  # what the login user keeps its throttle from seeing
 
 
 @dataclass(frozen=True)

@@ -35,10 +35,10 @@ def test_up_backfills_with_progress_keeps_0003_waiting_then_applies_it_when_the_
     assert "batch 0003_require_customer_links is waiting: stack config junkquote-db:gates.appWritesCustomerId is not true" in preview.stdout
     assert "leads without a customer: 400" in preview.stdout
     assert "then the backfill (backfill.toml), 4 parts in this order" in preview.stdout
-    assert 'customers: "Lead" by "id", through customer_backfill.link_leads' in preview.stdout
-    assert "throttle: chunks of 100 to 20,000 rows, sized for a write-latency target of 100 ms" in preview.stdout
-    assert "the backfill stops and keeps what it did, and the next `up` continues it" in preview.stdout
-    assert "lacks the privileges of pg_read_all_stats" not in preview.stdout  # the test server's superuser sees all
+    assert 'customers: "Lead" by "id", through customer_backfill.link_leads, then its sweep' in preview.stdout
+    assert ("throttle: chunks of 100 to 20,000 rows, each sized to last 70 ms (for a write-latency target of 100 ms)"
+            in preview.stdout)
+    assert "what it did is kept and the next `up` continues it" in preview.stdout
 
     up = stack.stack.up(on_output=lambda _: None)
     assert "backfill 0002_backfill_customers customers [done]: 400/400 rows" in up.stdout

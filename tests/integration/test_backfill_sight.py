@@ -14,7 +14,7 @@ import pytest
 from psycopg import sql
 
 from bench.legacy import LegacyShape, generate
-from infra.migrations.backfill import BackfillRun
+from infra.migrations.backfill import BackfillProgress, BackfillRun
 from infra.migrations.backfill_errors import BackfillPaused
 from infra.migrations.backfill_outlook import read_outlooks
 from infra.migrations.plan import load_batches
@@ -102,10 +102,9 @@ def test_a_backfill_run_by_such_a_login_user_says_once_what_its_throttle_cannot_
         apply_batch(owner, BACKFILL, RunSettings(stack="test", backfill=BackfillRun(
             sleep=lambda _s: None, on_note=notes.append)))
 
-        assert notes == [f'backfill {BACKFILL.name}: the login user "{owner.user}" lacks the privileges of '
-                         "pg_read_all_stats, so the throttle cannot see which table autovacuum is working on nor how "
-                         "far streaming replicas have replayed, and its chunks wait for neither; grant it pg_monitor "
-                         "(or pg_read_all_stats) to let them"]
+        assert notes == [f'backfill {BACKFILL.name}: the login user "{owner.user}" cannot see which table autovacuum '
+                         "is working on nor how far streaming replicas have replayed, so the chunks do not wait for "
+                         "autovacuum nor a lagging replica; grant it pg_monitor (or pg_read_all_stats) to let them"]
         assert db.execute('SELECT count(*) FROM "Lead" WHERE "customer_id" IS NULL').fetchone()[0] == 0
 
 
@@ -116,15 +115,18 @@ def test_a_superuser_is_told_nothing_and_the_preview_reads_where_a_stopped_run_l
     apply_batch(db_target, MEMORY, quick())
     db.execute('ANALYZE "Lead", "Job", "Audit"')
     notes: list[str] = []
-    chunks = [0]
+    kept: list[BackfillProgress] = []
 
-    def stop_after_two_chunks() -> bool:
-        chunks[0] += 1
-        return chunks[0] > 2
+    def count_kept_chunks(event: BackfillProgress) -> None:
+        if event.phase == "pass" and event.kept:
+            kept.append(event)
+    # Chunks of exactly 20 rows: a target this long cancels none, and no shrinking goes under the minimum.
+    every_chunk_20_rows = ThrottleSettings(target_write_latency_ms=60_000, min_chunk_rows=20, max_chunk_rows=20,
+                                           initial_chunk_rows=20)
     with pytest.raises(BackfillPaused):
         apply_batch(db_target, BACKFILL, RunSettings(stack="test", backfill=BackfillRun(
-            ThrottleSettings(min_chunk_rows=10, max_chunk_rows=20, initial_chunk_rows=20), sleep=lambda _s: None,
-            on_note=notes.append, paused=stop_after_two_chunks)))
+            every_chunk_20_rows, on_progress=count_kept_chunks, sleep=lambda _s: None, on_note=notes.append,
+            paused=lambda: len(kept) >= 2)))
 
     outlook = read_outlooks(db_target, [BACKFILL])[BACKFILL.name]
     leads = db.execute('SELECT count(*) FROM "Lead"').fetchone()[0]
@@ -147,6 +149,9 @@ def test_a_view_the_login_user_may_not_read_gives_no_signal_and_is_not_asked_aga
             watch = VacuumWatch(monitor)
             watch.watch(("Lead",))
             assert watch.working_on() is None  # refused: no signal, no error
+            assert stats_sight(monitor).blind_spot == (
+                f'the login user "{proxied.user}" cannot see which table autovacuum is working on, so the chunks do '
+                "not wait for autovacuum; grant it SELECT on pg_catalog.pg_stat_progress_vacuum to let them")
 
             db.execute("GRANT SELECT ON pg_catalog.pg_stat_progress_vacuum TO PUBLIC")
             assert watch.working_on() is None  # not asked again

@@ -1,4 +1,5 @@
-"""What the provider reads for a backfill: the pause from the stack's config file, the declarations from its inputs."""
+"""What the provider reads for a backfill (the pause from the stack's config file, the declarations from its inputs)
+and how it tells its progress."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from infra.migrations.backfill import BackfillProgress
 from infra.migrations.plan import load_batches
-from infra.providers.backfill_props import backfill_run, paused_in_stack_file
+from infra.providers.backfill_props import ProgressLog, backfill_run, paused_in_stack_file
 from infra.providers.batch_props import batch_from_inputs, batch_inputs
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
@@ -48,3 +50,22 @@ def test_the_declarations_travel_to_the_provider_so_it_checksums_what_the_progra
     back = batch_from_inputs(batch_inputs(batch))
     assert back.checksums == batch.checksums
     assert (back.backfill, back.gate) == (batch.backfill, batch.gate)
+
+
+def event(phase: str, waiting_for: str | None = None, done: int = 0) -> BackfillProgress:
+    return BackfillProgress("0002_x", "customers", phase, done, 100, 10.0, 50, None, waiting_for=waiting_for)
+
+
+def test_progress_is_logged_every_few_seconds_and_once_when_a_wait_for_something_else_starts() -> None:
+    now, logged = [0.0], []
+    log = ProgressLog(clock=lambda: now[0], log=logged.append)
+    for t, e in [(0.0, event("pass")), (1.0, event("pass", done=10)),  # the first line, then quiet
+                 (1.2, event("waiting", "a replica")), (1.5, event("waiting", "a replica")),  # one line per wait
+                 (1.8, event("waiting", 'a vacuum of "Lead"')), (2.0, event("waiting", 'a vacuum of "Lead"')),
+                 (2.2, event("pass", done=20)), (2.4, event("waiting", 'a vacuum of "Lead"', done=20)),  # a new wait
+                 (7.5, event("pass", done=30)), (7.6, event("done", done=100))]:
+        now[0] = t
+        log(e)
+
+    assert [(line.split("[")[1].split("]")[0], line.split(":")[1].split("/")[0].strip()) for line in logged] == [
+        ("pass", "0"), ("waiting", "0"), ("waiting", "0"), ("waiting", "20"), ("pass", "30"), ("done", "100")]
