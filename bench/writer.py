@@ -256,7 +256,7 @@ def _client(dsn: str, job_ids: list[str], seed: int, barrier: Barrier, go: Event
             while not _stopped(stop, 0.0) and time.monotonic() < deadline:
                 _one(session, rng, job_ids, rows, write)
         else:
-            while not _stopped(stop, max(0.0, plan.due - time.monotonic())) and plan.due < deadline:
+            while plan.due < deadline and not _stopped(stop, max(0.0, plan.due - time.monotonic())):
                 _one(session, rng, job_ids, rows, write, plan.take())
             until = min(_stop_time(stop), deadline) if _stopped(stop, 0.0) else deadline
             rows.extend((due, until - due, True, NOT_STARTED, until - due, 0.0, 0.0) for due in plan.missed(until))
