@@ -113,7 +113,8 @@ class BackfillProgress:
         pct = 100.0 * self.rows_done / self.rows_total if self.rows_total else 100.0
         eta = f", ETA {_duration(self.eta_s)}" if self.eta_s is not None else ""
         why = f"; last slowed down: {self.slowed_because}" if self.slowed_because else ""
-        return (f"backfill {self.batch} {self.part} [{self.phase}]: {self.rows_done:,}/{self.rows_total:,} {self.unit} "
+        phase = f"{self.phase} for {self.waiting_for}" if self.waiting_for else self.phase
+        return (f"backfill {self.batch} {self.part} [{phase}]: {self.rows_done:,}/{self.rows_total:,} {self.unit} "
                 f"({pct:.0f}%), {self.rows_per_s:,.0f} {self.unit}/s{eta}, chunk {self.chunk_rows:,} rows{why}")
 
 
@@ -608,7 +609,8 @@ def _table(part: Part) -> sql.Identifier:
 
 class ReplayLag:
     """How far behind the slowest streaming replica replays, in ms (None without replicas or without the
-    right to see pg_stat_replication's positions: pg_monitor or superuser).
+    right to see pg_stat_replication's positions: pg_monitor or superuser; None from then on when the view cannot be
+    read at all, as on a service that withholds it: sight.py says so).
 
     The primary's WAL position is sampled after every chunk; a replica's lag is the time since the primary
     was at the position the replica has replayed (so it grows while replay is stopped), or the server's
@@ -623,6 +625,7 @@ class ReplayLag:
         self.monitor = monitor
         self.samples: deque[tuple[float, int]] = deque(maxlen=4096)
         self._last: tuple[float, float | None] | None = None
+        self._readable = True
 
     def recent(self, max_age_s: float) -> float | None:
         """The last measure when it is at most max_age_s old (taken right after the previous chunk), or at most
@@ -635,7 +638,15 @@ class ReplayLag:
         return self.measure()
 
     def measure(self) -> float | None:
-        current, replayed, server_lag, replicas = self.monitor.execute(self.QUERY).fetchone()
+        if not self._readable:
+            return None
+        try:
+            current, replayed, server_lag, replicas = self.monitor.execute(self.QUERY).fetchone()
+        except psycopg.OperationalError:
+            raise
+        except psycopg.DatabaseError:  # the view withheld (42501) or missing: no signal, and not asked again
+            self._readable = False
+            return None
         now = time.monotonic()
         self.samples.append((now, _lsn(current)))
         lag = None if not replicas or replayed is None else self._lag_ms(now, _lsn(replayed), server_lag)

@@ -83,7 +83,7 @@ def describe_batch(batch: Batch, target: str, settings: RunSettings, absent: fro
     """What applying the batch does; for one that declares a backfill, `backfill` is what it will go through."""
     locks = lock_lines(batch, absent)
     checks = f"then validation.sql ({check_count(batch)} statements, run in a transaction that is rolled back)"
-    if batch.backfill is None:
+    if not batch.backfill:
         ending = [f"{checks}; if a step or a check fails, rollback.sql undoes the batch"]
     else:
         parts = backfill_lines(backfill, settings.backfill.throttle) if backfill else []
@@ -114,7 +114,8 @@ def backfill_lines(outlook: BackfillOutlook, throttle: ThrottleSettings) -> list
     lines += [f"  {_part_line(p)}" for p in outlook.parts]
     lines.append("  then, paced like the chunks, a read of every page of the tables validation.sql scans in full "
                  "(the first read of a page after a checkpoint writes WAL, which the checks would write in one burst)")
-    stretch = (f"; in a part where nobody has waited on {CALM_CHUNKS} chunks in a row, chunks are sized to last "
+    stretch = (f"; on PostgreSQL 14 and later, in a part where nobody has waited on {CALM_CHUNKS} chunks in a row, "
+               f"chunks are sized to last "
                f"{calm.budget_ms:.0f} ms and cancelled past {calm.timeout_ms} ms, or once a session has waited about "
                f"{calm.patience_ms:.0f} ms on one of their locks" if throttle.stretch_uncontended else "")
     lines.append(f"  throttle: chunks of {throttle.min_chunk_rows:,} to {throttle.max_chunk_rows:,} rows, each sized to "

@@ -31,7 +31,7 @@ from psycopg import sql
 
 from .database_errors import cause, connection_lost, database_errors
 from . import progress
-from .backfill import BackfillRun, run_backfill
+from .backfill import BackfillRun, load_spec, run_backfill
 from .catalog import read_shape
 from .errors import (
     AdoptionRefused,
@@ -194,6 +194,8 @@ class _Run:
         if recorded is not None:
             return recorded
         self._refuse_during_rollback()
+        if batch.backfill:
+            load_spec(batch)  # a malformed declaration stops the run before migration.sql, not after it
         steps = plan_steps(batch, "migration.sql")
         started = time.monotonic()
         if self.ledger.undo_pending(batch.name):

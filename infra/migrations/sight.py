@@ -3,9 +3,10 @@
 The throttle waits for autovacuum on the part's table (pg_stat_progress_vacuum, vacuum_watch.py) and for streaming
 replicas that replay too far behind (pg_stat_replication, backfill.ReplayLag). Both views show those details only to
 superusers and to roles with the privileges of pg_read_all_stats (pg_monitor has them): to any other user,
-autovacuum's table and the replicas' positions are NULL. A service or proxy may also refuse the views themselves.
-Either way the throttle sees nothing and waits for nothing there. This is said before the run (`pulumi preview`,
-the pull-request review) and as it starts (one warning in `pulumi up`).
+autovacuum's table and the replicas' positions are NULL. A service may also withhold SELECT on the views
+themselves, or not have them. Either way the throttle sees nothing and waits for nothing there. Both are said before
+the run (`pulumi preview`, the pull-request review) and as it starts (one warning in `pulumi up`). A refusal this
+cannot read from the catalog (a proxy that rejects the query) is not said: the watches then give no signal.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from dataclasses import dataclass
 
 import psycopg
 
+# By oid: a server or service without one of the views reads as not readable, not as an error.
 SIGHT = """SELECT current_user, pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'),
-                  has_table_privilege('pg_catalog.pg_stat_progress_vacuum', 'SELECT'),
-                  has_table_privilege('pg_catalog.pg_stat_replication', 'SELECT')"""
+                  coalesce(has_table_privilege(to_regclass('pg_catalog.pg_stat_progress_vacuum'), 'SELECT'), false),
+                  coalesce(has_table_privilege(to_regclass('pg_catalog.pg_stat_replication'), 'SELECT'), false)"""
 
 
 @dataclass(frozen=True)

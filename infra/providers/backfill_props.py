@@ -80,7 +80,7 @@ def paused_in_stack_file(stack: str, project_dir: Path | None = None) -> bool:
 
 class ProgressLog:
     """One log line per LOG_EVERY_S, plus one when a part (or a table read before the checks) finishes, is skipped,
-    or starts waiting for something (a replica, then a vacuum, are two waits; each poll of one is not)."""
+    stops paused, or starts waiting for something (a replica, then a vacuum, are two waits; each poll of one is not)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, log: Callable[[str], None] = pulumi.log.info) -> None:
         self.clock, self.log = clock, log
@@ -91,7 +91,7 @@ class ProgressLog:
         now = self.clock()
         starts_waiting = event.phase == "waiting" and event.waiting_for != self._waiting_for
         self._waiting_for = event.waiting_for if event.phase == "waiting" else None
-        if (event.phase in ("done", "skipped") or starts_waiting or self._last is None
+        if (event.phase in ("done", "skipped", "paused") or starts_waiting or self._last is None
                 or now - self._last >= LOG_EVERY_S):
             self._last = now
             self.log(event.line())

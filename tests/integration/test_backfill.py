@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psycopg
@@ -13,7 +13,7 @@ import pytest
 from bench.legacy import LegacyShape, generate
 from infra.migrations.backfill import BackfillProgress, BackfillRun, run_backfill
 from infra.migrations import backfill, throttle
-from infra.migrations.backfill_errors import BackfillPaused, ChunkTooSlow, CommitsStalled
+from infra.migrations.backfill_errors import BackfillDeclarationInvalid, BackfillPaused, ChunkTooSlow, CommitsStalled
 from infra.migrations.errors import MigrationError
 from infra.migrations.gate import gate_status
 from infra.migrations.plan import load_batches
@@ -644,3 +644,14 @@ def test_chunks_wait_while_a_vacuum_works_on_their_table_and_go_on_once_it_has_e
     assert events[first_wait].slowed_because == 'a vacuum is working on "Lead": the chunks wait for it to end'
     assert not any(e.phase == "pass" for e in events[:first_wait])  # no chunk ran beside it
     assert counts(db)[3] == 0  # then every lead was linked
+
+
+def test_a_malformed_backfill_declaration_stops_the_batch_before_its_migration_runs(
+        legacy_db: Target, db: psycopg.Connection) -> None:
+    typo = replace(BACKFILL, backfill='[part]\nname = "customers"\ntable = "Lead"\nkey = "id"\n'
+                                       'chunk = "customer_backfill.link_leads"\n')
+
+    with pytest.raises(BackfillDeclarationInvalid, match=r"backfill.toml is invalid: declare each part as a \[\[part\]\]"):
+        apply_batch(legacy_db, typo, settings())
+
+    assert db.execute("SELECT to_regnamespace('customer_backfill')").fetchone()[0] is None  # migration.sql never ran

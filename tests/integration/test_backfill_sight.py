@@ -17,6 +17,7 @@ from bench.legacy import LegacyShape, generate
 from infra.migrations.backfill import BackfillProgress, BackfillRun
 from infra.migrations.backfill_errors import BackfillPaused
 from infra.migrations.backfill_outlook import read_outlooks
+from infra.migrations.ledger import Ledger
 from infra.migrations.plan import load_batches
 from infra.migrations.runner import RunSettings, apply_batch
 from infra.migrations.sight import stats_sight
@@ -87,7 +88,7 @@ def test_a_vacuum_of_the_parts_table_is_hidden_from_a_login_user_until_it_has_pg
             assert stats_sight(monitoring).blind_spot is None
 
 
-def test_a_backfill_run_by_such_a_login_user_says_once_what_its_throttle_cannot_see_and_still_completes(
+def test_a_backfill_run_by_a_login_user_without_those_privileges_nor_the_replication_view_says_so_once_and_completes(
         db_target: Target, db: psycopg.Connection) -> None:
     with login_user(db, db_target, "owner") as owner:
         db.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(db_target.dbname),
@@ -96,6 +97,7 @@ def test_a_backfill_run_by_such_a_login_user_says_once_what_its_throttle_cannot_
         apply_batch(owner, BASE, quick())
         generate(db, LegacyShape(60))
         apply_batch(owner, MEMORY, quick())
+        db.execute("REVOKE SELECT ON pg_catalog.pg_stat_replication FROM PUBLIC")  # as a service may withhold it
         assert read_outlooks(owner, [BACKFILL])[BACKFILL.name].sight.blind_spot is not None  # what the preview shows
 
         notes: list[str] = []
@@ -104,7 +106,8 @@ def test_a_backfill_run_by_such_a_login_user_says_once_what_its_throttle_cannot_
 
         assert notes == [f'backfill {BACKFILL.name}: the login user "{owner.user}" cannot see which table autovacuum '
                          "is working on nor how far streaming replicas have replayed, so the chunks do not wait for "
-                         "autovacuum nor a lagging replica; grant it pg_monitor (or pg_read_all_stats) to let them"]
+                         "autovacuum nor a lagging replica; grant it pg_monitor (or pg_read_all_stats) and SELECT on "
+                         "pg_catalog.pg_stat_replication to let them"]
         assert db.execute('SELECT count(*) FROM "Lead" WHERE "customer_id" IS NULL').fetchone()[0] == 0
 
 
@@ -134,6 +137,11 @@ def test_a_superuser_is_told_nothing_and_the_preview_reads_where_a_stopped_run_l
         ("customers", leads, 40, False), ("jobs", leads, 0, False)]
     assert outlook.sight.blind_spot is None
     assert notes == []
+
+    ledger = Ledger(db)
+    ledger.finish_step(BACKFILL.name, "migration.sql", 1, "the sha256 of another version's step")
+    restarted = read_outlooks(db_target, [BACKFILL])[BACKFILL.name]
+    assert restarted.starts_over and [p.rows_done for p in restarted.parts] == [0, 0, 0, 0]
 
 
 def test_a_view_the_login_user_may_not_read_gives_no_signal_and_is_not_asked_again_in_the_run(

@@ -78,8 +78,8 @@ def test_the_throttle_line_follows_the_stack_target_and_chunk_bounds() -> None:
     assert throttle_line == (
         "    throttle: chunks of 50 to 5,000 rows, each sized to last 140 ms (for a write-latency target of 200 ms); a "
         "chunk's statements are cancelled past 180 ms (statement_timeout) and its lock waits past 140 ms "
-        "(lock_timeout), and it is retried smaller; in a part where nobody has waited on 100 chunks in a row, chunks "
-        "are sized to last 700 ms and cancelled past 2000 ms, or once a session has waited about 100 ms on one of "
+        "(lock_timeout), and it is retried smaller; on PostgreSQL 14 and later, in a part where nobody has waited on "
+        "100 chunks in a row, chunks are sized to last 700 ms and cancelled past 2000 ms, or once a session has waited about 100 ms on one of "
         "their locks")
 
 

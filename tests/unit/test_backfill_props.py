@@ -67,5 +67,20 @@ def test_progress_is_logged_every_few_seconds_and_once_when_a_wait_for_something
         now[0] = t
         log(e)
 
-    assert [(line.split("[")[1].split("]")[0], line.split(":")[1].split("/")[0].strip()) for line in logged] == [
-        ("pass", "0"), ("waiting", "0"), ("waiting", "0"), ("waiting", "20"), ("pass", "30"), ("done", "100")]
+    assert [line.split(" rows (")[0] for line in logged] == [
+        "backfill 0002_x customers [pass]: 0/100",
+        "backfill 0002_x customers [waiting for a replica]: 0/100",
+        'backfill 0002_x customers [waiting for a vacuum of "Lead"]: 0/100',
+        'backfill 0002_x customers [waiting for a vacuum of "Lead"]: 20/100',
+        "backfill 0002_x customers [pass]: 30/100",
+        "backfill 0002_x customers [done]: 100/100"]
+
+
+def test_a_pause_is_always_logged() -> None:
+    logged: list[str] = []
+    log = ProgressLog(clock=lambda: 0.0, log=logged.append)
+    log(event("pass"))
+    log(event("paused", done=40))
+
+    assert [line.split(" rows (")[0] for line in logged] == ["backfill 0002_x customers [pass]: 0/100",
+                                                             "backfill 0002_x customers [paused]: 40/100"]
