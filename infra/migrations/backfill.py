@@ -46,7 +46,8 @@ from .backfill_errors import (BackfillDeclarationInvalid, BackfillIncomplete, Ba
                               LockWatchFailed, ReplicaLagging)
 from .plan import Batch, sha256_text
 from .progress import PartProgress
-from .sight import stats_sight
+from .database_errors import cause
+from .sight import StatsSight, stats_sight
 from .target import Target
 from .throttle import AdaptiveThrottle, Decision, FixedThrottle, Observation, ThrottleSettings
 from .vacuum_watch import VacuumWait, VacuumWatch
@@ -113,7 +114,7 @@ class BackfillProgress:
         pct = 100.0 * self.rows_done / self.rows_total if self.rows_total else 100.0
         eta = f", ETA {_duration(self.eta_s)}" if self.eta_s is not None else ""
         why = f"; last slowed down: {self.slowed_because}" if self.slowed_because else ""
-        phase = f"{self.phase} for {self.waiting_for}" if self.waiting_for else self.phase
+        phase = f"waiting for {self.waiting_for}" if self.phase == "waiting" and self.waiting_for else self.phase
         return (f"backfill {self.batch} {self.part} [{phase}]: {self.rows_done:,}/{self.rows_total:,} {self.unit} "
                 f"({pct:.0f}%), {self.rows_per_s:,.0f} {self.unit}/s{eta}, chunk {self.chunk_rows:,} rows{why}")
 
@@ -171,9 +172,10 @@ def run_backfill(conn: psycopg.Connection, target: Target, batch: Batch, run: Ba
     waiters = LockWatch(batch.name, conn.info.backend_pid, lambda: target.connect(autocommit=True),
                         partial(conn.cancel_safe, timeout=CANCEL_TIMEOUT_S)) if watch_locks else nullcontext()
     with target.connect(autocommit=True) as monitor, watch as commits, waiters as locks:
-        if run.on_note and not fixed and (blind_spot := stats_sight(monitor).blind_spot):
-            run.on_note(f"backfill {batch.name}: {blind_spot}")
-        filler = _Filler(conn, monitor, _Watches(commits, locks), batch, spec, run, verify_lock)
+        sight = None if fixed else stats_sight(monitor)
+        if run.on_note and sight and sight.blind_spot:
+            run.on_note(f"backfill {batch.name}: {sight.blind_spot}")
+        filler = _Filler(conn, monitor, _Watches(commits, locks), batch, spec, run, verify_lock, sight)
         with _chunk_settings(conn, run.throttle.lock_timeout_ms):
             for part in spec.parts:
                 filler.fill(part)
@@ -252,13 +254,17 @@ class _Watches:
 
 class _Filler:
     def __init__(self, conn: psycopg.Connection, monitor: psycopg.Connection, watches: _Watches,
-                 batch: Batch, spec: BackfillSpec, run: BackfillRun, verify_lock: Callable[[], None]) -> None:
+                 batch: Batch, spec: BackfillSpec, run: BackfillRun, verify_lock: Callable[[], None],
+                 sight: StatsSight | None = None) -> None:
         self.conn, self.batch, self.spec, self.run = conn, batch, spec, run
         self.verify_lock = verify_lock
-        self.lag = ReplayLag(monitor)
+        # A view the sight found withheld is not asked at all (the run's note said so); a refusal it could not foresee
+        # is told once when it happens.
+        self.lag = ReplayLag(monitor, readable=sight is None or sight.replication_view, on_refused=self._note)
         # Fixed chunks (the comparison point) do not read it, as they hear no other signal.
         self.checkpoints = CheckpointClock(monitor) if run.fixed_chunk_rows is None else None
-        self.vacuums = VacuumWatch(monitor) if run.fixed_chunk_rows is None else None
+        self.vacuums = VacuumWatch(monitor, readable=sight is None or sight.vacuum_view,
+                                   on_refused=self._note) if run.fixed_chunk_rows is None else None
         self._vacuum_wait = VacuumWait(MAX_VACUUM_WAIT_S)
         self.watches = watches
         self.throttle = self._new_throttle()
@@ -531,6 +537,10 @@ class _Filler:
         self._verify_lock()
         self.run.sleep(max(decision.pause_ms, 50.0) / 1000)
 
+    def _note(self, text: str) -> None:
+        if self.run.on_note:
+            self.run.on_note(f"backfill {self.batch.name}: {text}")
+
     def _emit(self, where: _Where, decision: Decision | None = None, chunk_ms: float = 0.0, kept: bool = True,
               waiting_for: str | None = None) -> None:
         if self.run.on_progress is None:
@@ -609,8 +619,8 @@ def _table(part: Part) -> sql.Identifier:
 
 class ReplayLag:
     """How far behind the slowest streaming replica replays, in ms (None without replicas or without the
-    right to see pg_stat_replication's positions: pg_monitor or superuser; None from then on when the view cannot be
-    read at all, as on a service that withholds it: sight.py says so).
+    right to see pg_stat_replication's positions: pg_monitor or superuser; None from then on when the query is
+    refused, as on a service that withholds the view: said once through on_refused, with the cause).
 
     The primary's WAL position is sampled after every chunk; a replica's lag is the time since the primary
     was at the position the replica has replayed (so it grows while replay is stopped), or the server's
@@ -621,11 +631,14 @@ class ReplayLag:
                       (SELECT max(extract(epoch FROM replay_lag) * 1000) FROM pg_stat_replication WHERE state = 'streaming'),
                       (SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming')"""
 
-    def __init__(self, monitor: psycopg.Connection) -> None:
+    def __init__(self, monitor: psycopg.Connection, *, readable: bool = True,
+                 on_refused: Callable[[str], None] | None = None) -> None:
+        assert monitor.autocommit, "a refused query must not leave the monitor's transaction failed"
         self.monitor = monitor
         self.samples: deque[tuple[float, int]] = deque(maxlen=4096)
         self._last: tuple[float, float | None] | None = None
-        self._readable = True
+        self._readable = readable
+        self._on_refused = on_refused
 
     def recent(self, max_age_s: float) -> float | None:
         """The last measure when it is at most max_age_s old (taken right after the previous chunk), or at most
@@ -644,8 +657,11 @@ class ReplayLag:
             current, replayed, server_lag, replicas = self.monitor.execute(self.QUERY).fetchone()
         except psycopg.OperationalError:
             raise
-        except psycopg.DatabaseError:  # the view withheld (42501) or missing: no signal, and not asked again
+        except psycopg.DatabaseError as err:  # the view withheld (42501) or missing: no signal, not asked again
             self._readable = False
+            if self._on_refused:
+                self._on_refused(f"the replicas' replay lag could not be read ({cause(err)}), so the chunks do not "
+                                 "wait for a lagging replica for the rest of this run; grant the login user pg_monitor")
             return None
         now = time.monotonic()
         self.samples.append((now, _lsn(current)))

@@ -5,8 +5,9 @@ replicas that replay too far behind (pg_stat_replication, backfill.ReplayLag). B
 superusers and to roles with the privileges of pg_read_all_stats (pg_monitor has them): to any other user,
 autovacuum's table and the replicas' positions are NULL. A service may also withhold SELECT on the views
 themselves, or not have them. Either way the throttle sees nothing and waits for nothing there. Both are said before
-the run (`pulumi preview`, the pull-request review) and as it starts (one warning in `pulumi up`). A refusal this
-cannot read from the catalog (a proxy that rejects the query) is not said: the watches then give no signal.
+the run (`pulumi preview`, the pull-request review) and as it starts (one warning in `pulumi up`); the watches
+then do not ask. A refusal the catalog does not foretell (a proxy that rejects the query) is told once, with its
+cause, when it happens, and the watch gives no signal from then on.
 """
 
 from __future__ import annotations

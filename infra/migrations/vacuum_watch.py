@@ -14,10 +14,12 @@ view cannot be read, no vacuum is seen either, and it is not asked again. Read o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import psycopg
 from psycopg import sql
+
+from .database_errors import cause
 
 WORKING_ON = """
 SELECT v.pid, v.relid::regclass::text FROM pg_stat_progress_vacuum v
@@ -30,10 +32,12 @@ TABLES = "SELECT to_regclass(t)::oid FROM unnest(%(tables)s::text[]) AS t WHERE 
 class VacuumWatch:
     """The vacuums working on the tables it is told to watch (none at first)."""
 
-    def __init__(self, monitor: psycopg.Connection) -> None:
+    def __init__(self, monitor: psycopg.Connection, *, readable: bool = True,
+                 on_refused: Callable[[str], None] | None = None) -> None:
         self.monitor = monitor
         self._oids: list[int] = []
-        self._readable = True
+        self._readable = readable  # False: the view is withheld (sight.py said so before the run): never asked
+        self._on_refused = on_refused  # told once, with the cause, of a refusal the sight could not foresee
 
     def watch(self, tables: Sequence[str]) -> None:
         """From now on, these tables ("name" or "schema.name", as a part names its table; missing ones left out)."""
@@ -51,8 +55,11 @@ class VacuumWatch:
             row = self.monitor.execute(WORKING_ON, {"oids": self._oids}).fetchone()
         except psycopg.OperationalError:
             raise
-        except psycopg.DatabaseError:  # not readable here (a proxy or service without the view): no signal
+        except psycopg.DatabaseError as err:  # not readable here (a proxy or service without the view): no signal
             self._readable, self._oids = False, []
+            if self._on_refused:
+                self._on_refused(f"autovacuum's work could not be read ({cause(err)}), so the chunks do not wait for a "
+                                 "vacuum of their table for the rest of this run; grant the login user pg_monitor")
             return None
         return (int(row[0]), str(row[1])) if row else None
 

@@ -166,3 +166,31 @@ def test_a_view_the_login_user_may_not_read_gives_no_signal_and_is_not_asked_aga
             fresh = VacuumWatch(monitor)
             fresh.watch(("Lead",))
             assert fresh.working_on() == (vacuum_pid, '"Lead"')  # the next run's watch asks
+
+
+def test_a_replication_view_withheld_once_the_run_has_started_is_said_once_with_its_cause_and_the_run_completes(
+        db_target: Target, db: psycopg.Connection) -> None:
+    with login_user(db, db_target, "monitored") as owner:
+        db.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(db_target.dbname),
+                                                                       sql.Identifier(owner.user)))
+        db.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(owner.user)))
+        db.execute(sql.SQL("GRANT pg_monitor TO {}").format(sql.Identifier(owner.user)))
+        apply_batch(owner, BASE, quick())
+        generate(db, LegacyShape(60))
+        apply_batch(owner, MEMORY, quick())
+        withheld: list[bool] = []
+
+        def before_the_first_chunk() -> bool:
+            """After the run has read what its login user may see: the view is withheld (the sight saw it readable)."""
+            if not withheld:
+                db.execute("REVOKE SELECT ON pg_catalog.pg_stat_replication FROM PUBLIC")
+                withheld.append(True)
+            return False
+        notes: list[str] = []
+        apply_batch(owner, BACKFILL, RunSettings(stack="test", backfill=BackfillRun(
+            sleep=lambda _s: None, on_note=notes.append, paused=before_the_first_chunk)))
+
+        assert notes == [f"backfill {BACKFILL.name}: the replicas' replay lag could not be read (permission denied for "
+                         "view pg_stat_replication (SQLSTATE 42501)), so the chunks do not wait for a lagging replica "
+                         "for the rest of this run; grant the login user pg_monitor"]
+        assert db.execute('SELECT count(*) FROM "Lead" WHERE "customer_id" IS NULL').fetchone()[0] == 0

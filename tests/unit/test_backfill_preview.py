@@ -138,3 +138,9 @@ def test_the_pull_request_review_shows_the_backfill_with_the_stacks_throttle_and
     assert block[-2].startswith("validation.sql (below): the checks are tried 3 times")
     warning = text[text.index("**Backfill**") + 2]
     assert warning.startswith('- :warning: the login user "app_migrator" cannot see which table autovacuum')
+
+
+def test_an_empty_declaration_is_described_as_the_runner_treats_it_no_backfill() -> None:
+    lines = describe_batch(replace(BACKFILL, backfill=""), "db.internal:5432/junkquote", RunSettings()).splitlines()
+
+    assert lines[-1].endswith("if a step or a check fails, rollback.sql undoes the batch")
