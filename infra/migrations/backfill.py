@@ -126,7 +126,8 @@ class BackfillRun:
     throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
     fixed_chunk_rows: int | None = None
     on_progress: Callable[[BackfillProgress], None] | None = field(default=None, compare=False)
-    # Told once, as an adaptive run starts, what its throttle cannot see (sight.py); the provider warns with it.
+    # Told once, as an adaptive run starts, what its throttle cannot see (sight.py), and once per watch a refusal of its
+    # view that the catalog did not foretell, when it happens; the provider warns with it.
     on_note: Callable[[str], None] | None = field(default=None, compare=False)
     sleep: Sleep = field(default=time.sleep, compare=False, repr=False)
     # Asked before every chunk (and while waiting for replicas or a vacuum): True stops the backfill there
@@ -260,7 +261,8 @@ class _Filler:
         self.verify_lock = verify_lock
         # A view the sight found withheld is not asked at all (the run's note said so); a refusal it could not foresee
         # is told once when it happens.
-        self.lag = ReplayLag(monitor, readable=sight is None or sight.replication_view, on_refused=self._note)
+        self.lag = ReplayLag(monitor, readable=sight is None or sight.replication_view,
+                             on_refused=self._note if sight is not None else None)  # fixed chunks wait for no replica
         # Fixed chunks (the comparison point) do not read it, as they hear no other signal.
         self.checkpoints = CheckpointClock(monitor) if run.fixed_chunk_rows is None else None
         self.vacuums = VacuumWatch(monitor, readable=sight is None or sight.vacuum_view,
@@ -619,8 +621,9 @@ def _table(part: Part) -> sql.Identifier:
 
 class ReplayLag:
     """How far behind the slowest streaming replica replays, in ms (None without replicas or without the
-    right to see pg_stat_replication's positions: pg_monitor or superuser; None from then on when the query is
-    refused, as on a service that withholds the view: said once through on_refused, with the cause).
+    right to see pg_stat_replication's positions: pg_monitor or superuser; always None with readable=False, the
+    view known withheld before the run; None from then on when the query is refused, said once through on_refused
+    with the server's cause).
 
     The primary's WAL position is sampled after every chunk; a replica's lag is the time since the primary
     was at the position the replica has replayed (so it grows while replay is stopped), or the server's
@@ -661,7 +664,8 @@ class ReplayLag:
             self._readable = False
             if self._on_refused:
                 self._on_refused(f"the replicas' replay lag could not be read ({cause(err)}), so the chunks do not "
-                                 "wait for a lagging replica for the rest of this run; grant the login user pg_monitor")
+                                 "wait for a lagging replica for the rest of this run; let the login user read "
+                                 "pg_catalog.pg_stat_replication (GRANT SELECT, or a proxy that passes the query)")
             return None
         now = time.monotonic()
         self.samples.append((now, _lsn(current)))

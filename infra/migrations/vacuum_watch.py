@@ -7,9 +7,10 @@ the same tables take between them the CPU and the disk the application's writes 
 
 pg_stat_progress_vacuum names an autovacuum's table only to superusers and to roles with the privileges of
 pg_read_all_stats (pg_monitor has them); a manual VACUUM's also to roles with the privileges of its user. To others
-such a vacuum looks anonymous: it is not seen, and the chunks do not wait for it. An advisory signal: where the
-view cannot be read, no vacuum is seen either, and it is not asked again. Read on the backfill's monitor connection
-(its login user).
+such a vacuum looks anonymous: it is not seen, and the chunks do not wait for it. An advisory signal: a view the run
+knows withheld before it starts (sight.py, readable=False) is never asked; one refused during the run is told once
+through on_refused, with the server's cause, and not asked again. Read on the backfill's monitor connection (its
+login user).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class VacuumWatch:
 
     def __init__(self, monitor: psycopg.Connection, *, readable: bool = True,
                  on_refused: Callable[[str], None] | None = None) -> None:
+        assert monitor.autocommit, "a refused query must not leave the monitor's transaction failed"
         self.monitor = monitor
         self._oids: list[int] = []
         self._readable = readable  # False: the view is withheld (sight.py said so before the run): never asked
@@ -59,7 +61,8 @@ class VacuumWatch:
             self._readable, self._oids = False, []
             if self._on_refused:
                 self._on_refused(f"autovacuum's work could not be read ({cause(err)}), so the chunks do not wait for a "
-                                 "vacuum of their table for the rest of this run; grant the login user pg_monitor")
+                                 "vacuum of their table for the rest of this run; let the login user read "
+                                 "pg_catalog.pg_stat_progress_vacuum (GRANT SELECT, or a proxy that passes the query)")
             return None
         return (int(row[0]), str(row[1])) if row else None
 

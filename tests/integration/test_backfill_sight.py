@@ -168,8 +168,18 @@ def test_a_view_the_login_user_may_not_read_gives_no_signal_and_is_not_asked_aga
             assert fresh.working_on() == (vacuum_pid, '"Lead"')  # the next run's watch asks
 
 
-def test_a_replication_view_withheld_once_the_run_has_started_is_said_once_with_its_cause_and_the_run_completes(
-        db_target: Target, db: psycopg.Connection) -> None:
+@pytest.mark.parametrize(("view", "said"), [
+    ("pg_stat_replication", "the replicas' replay lag could not be read (permission denied for view pg_stat_replication "
+                            "(SQLSTATE 42501)), so the chunks do not wait for a lagging replica for the rest of this "
+                            "run; let the login user read pg_catalog.pg_stat_replication (GRANT SELECT, or a proxy "
+                            "that passes the query)"),
+    ("pg_stat_progress_vacuum", "autovacuum's work could not be read (permission denied for view "
+                                "pg_stat_progress_vacuum (SQLSTATE 42501)), so the chunks do not wait for a vacuum of "
+                                "their table for the rest of this run; let the login user read "
+                                "pg_catalog.pg_stat_progress_vacuum (GRANT SELECT, or a proxy that passes the query)"),
+])
+def test_a_watched_view_withheld_once_the_run_has_started_is_said_once_with_its_cause_and_the_run_completes(
+        view: str, said: str, db_target: Target, db: psycopg.Connection) -> None:
     with login_user(db, db_target, "monitored") as owner:
         db.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(db_target.dbname),
                                                                        sql.Identifier(owner.user)))
@@ -181,16 +191,15 @@ def test_a_replication_view_withheld_once_the_run_has_started_is_said_once_with_
         withheld: list[bool] = []
 
         def before_the_first_chunk() -> bool:
-            """After the run has read what its login user may see: the view is withheld (the sight saw it readable)."""
+            """After the run has read what its login user may see: the view is withheld (the sight saw it readable).
+            The pause is asked before the replicas' lag is first read, before every chunk."""
             if not withheld:
-                db.execute("REVOKE SELECT ON pg_catalog.pg_stat_replication FROM PUBLIC")
+                db.execute(sql.SQL("REVOKE SELECT ON {} FROM PUBLIC").format(sql.Identifier("pg_catalog", view)))
                 withheld.append(True)
             return False
         notes: list[str] = []
         apply_batch(owner, BACKFILL, RunSettings(stack="test", backfill=BackfillRun(
             sleep=lambda _s: None, on_note=notes.append, paused=before_the_first_chunk)))
 
-        assert notes == [f"backfill {BACKFILL.name}: the replicas' replay lag could not be read (permission denied for "
-                         "view pg_stat_replication (SQLSTATE 42501)), so the chunks do not wait for a lagging replica "
-                         "for the rest of this run; grant the login user pg_monitor"]
+        assert notes == [f"backfill {BACKFILL.name}: {said}"]
         assert db.execute('SELECT count(*) FROM "Lead" WHERE "customer_id" IS NULL').fetchone()[0] == 0
