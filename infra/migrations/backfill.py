@@ -46,8 +46,7 @@ from .backfill_errors import (BackfillDeclarationInvalid, BackfillIncomplete, Ba
                               LockWatchFailed, ReplicaLagging)
 from .plan import Batch, sha256_text
 from .progress import PartProgress
-from .database_errors import cause
-from .sight import StatsSight, stats_sight
+from .sight import StatsSight, WatchedView, stats_sight
 from .target import Target
 from .throttle import AdaptiveThrottle, Decision, FixedThrottle, Observation, ThrottleSettings
 from .vacuum_watch import VacuumWait, VacuumWatch
@@ -636,12 +635,11 @@ class ReplayLag:
 
     def __init__(self, monitor: psycopg.Connection, *, readable: bool = True,
                  on_refused: Callable[[str], None] | None = None) -> None:
-        assert monitor.autocommit, "a refused query must not leave the monitor's transaction failed"
         self.monitor = monitor
+        self._view = WatchedView(monitor, "pg_stat_replication", what="the replicas' replay lag",
+                                 unwaited="a lagging replica", readable=readable, on_refused=on_refused)
         self.samples: deque[tuple[float, int]] = deque(maxlen=4096)
         self._last: tuple[float, float | None] | None = None
-        self._readable = readable
-        self._on_refused = on_refused
 
     def recent(self, max_age_s: float) -> float | None:
         """The last measure when it is at most max_age_s old (taken right after the previous chunk), or at most
@@ -654,19 +652,10 @@ class ReplayLag:
         return self.measure()
 
     def measure(self) -> float | None:
-        if not self._readable:
+        rows = self._view.fetchall(self.QUERY)
+        if rows is None:
             return None
-        try:
-            current, replayed, server_lag, replicas = self.monitor.execute(self.QUERY).fetchone()
-        except psycopg.OperationalError:
-            raise
-        except psycopg.DatabaseError as err:  # the view withheld (42501) or missing: no signal, not asked again
-            self._readable = False
-            if self._on_refused:
-                self._on_refused(f"the replicas' replay lag could not be read ({cause(err)}), so the chunks do not "
-                                 "wait for a lagging replica for the rest of this run; let the login user read "
-                                 "pg_catalog.pg_stat_replication (GRANT SELECT, or a proxy that passes the query)")
-            return None
+        current, replayed, server_lag, replicas = rows[0]
         now = time.monotonic()
         self.samples.append((now, _lsn(current)))
         lag = None if not replicas or replayed is None else self._lag_ms(now, _lsn(replayed), server_lag)

@@ -56,11 +56,9 @@ def read_outlook(conn: psycopg.Connection, batch: Batch) -> BackfillOutlook:
     parts = []
     for part in spec.parts:
         row = conn.execute(ESTIMATE, (sql.Identifier(*part.table.split(".")).as_string(conn),)).fetchone()
-        outlook = PartOutlook(part, row[0] if row else None)
-        if started:
-            state = progress.load(conn, batch.name, part.name, spec.sha256)
-            outlook = PartOutlook(part, outlook.estimated_rows, state.rows_done, state.pass_done)
-        parts.append(outlook)
+        state = progress.load(conn, batch.name, part.name, spec.sha256) if started else None
+        parts.append(PartOutlook(part, row[0] if row else None, state.rows_done if state else 0,
+                                 state.pass_done if state else False))
     return BackfillOutlook(tuple(parts), stats_sight(conn), starts_over)
 
 

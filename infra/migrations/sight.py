@@ -12,9 +12,13 @@ cause, when it happens, and the watch gives no signal from then on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
+
+from .database_errors import cause
 
 # By oid: a server or service without one of the views reads as not readable, not as an error.
 SIGHT = """SELECT current_user, pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'),
@@ -53,5 +57,35 @@ class StatsSight:
 
 def stats_sight(conn: psycopg.Connection) -> StatsSight:
     """The sight of the connection's login user (read on a connection that has not SET ROLE)."""
-    row = conn.execute(SIGHT).fetchone()
-    return StatsSight(str(row[0]), *(bool(v) for v in row[1:])) if row else StatsSight("", False, False, False)
+    user, *readable = conn.execute(SIGHT).fetchone()
+    return StatsSight(str(user), *(bool(v) for v in readable))
+
+
+class WatchedView:
+    """A statistics view a watch reads as an advisory signal, on the backfill's monitor connection. Not asked when it is
+    known withheld before the run (readable=False: the run's warning said so); a refusal the catalog did not foretell
+    is told once through on_refused, with the server's cause, and the view is not asked again. A lost connection or a
+    cancelled query still raises."""
+
+    def __init__(self, monitor: psycopg.Connection, view: str, *, what: str, unwaited: str, readable: bool = True,
+                 on_refused: Callable[[str], None] | None = None) -> None:
+        assert monitor.autocommit, "a refused query must not leave the monitor's transaction failed"
+        self.monitor, self.view, self.what, self.unwaited = monitor, view, what, unwaited
+        self.readable = readable
+        self._on_refused = on_refused
+
+    def fetchall(self, query: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]] | None:
+        """The query's rows; None when the view cannot be read (refused now, or before)."""
+        if not self.readable:
+            return None
+        try:
+            return self.monitor.execute(query, params).fetchall()
+        except psycopg.OperationalError:
+            raise
+        except psycopg.DatabaseError as err:  # withheld (42501), missing, or refused by a proxy: no signal from now on
+            self.readable = False
+            if self._on_refused:
+                self._on_refused(f"{self.what} could not be read ({cause(err)}), so the chunks do not wait for "
+                                 f"{self.unwaited} for the rest of this run; let the login user read "
+                                 f"pg_catalog.{self.view} (GRANT SELECT, or a proxy that passes the query)")
+            return None

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 import psycopg
 from psycopg import sql
 
-from .database_errors import cause
+from .sight import WatchedView
 
 WORKING_ON = """
 SELECT v.pid, v.relid::regclass::text FROM pg_stat_progress_vacuum v
@@ -35,36 +35,23 @@ class VacuumWatch:
 
     def __init__(self, monitor: psycopg.Connection, *, readable: bool = True,
                  on_refused: Callable[[str], None] | None = None) -> None:
-        assert monitor.autocommit, "a refused query must not leave the monitor's transaction failed"
         self.monitor = monitor
+        self._view = WatchedView(monitor, "pg_stat_progress_vacuum", what="autovacuum's work",
+                                 unwaited="a vacuum of their table", readable=readable, on_refused=on_refused)
         self._oids: list[int] = []
-        self._readable = readable  # False: the view is withheld (sight.py said so before the run): never asked
-        self._on_refused = on_refused  # told once, with the cause, of a refusal the sight could not foresee
 
     def watch(self, tables: Sequence[str]) -> None:
         """From now on, these tables ("name" or "schema.name", as a part names its table; missing ones left out)."""
         names = [sql.Identifier(*t.split(".")).as_string(self.monitor) for t in tables]
-        if not (names and self._readable):
+        if not (names and self._view.readable):
             self._oids = []
             return
         self._oids = [r[0] for r in self.monitor.execute(TABLES, {"tables": names})]
 
     def working_on(self) -> tuple[int, str] | None:
         """The vacuum working on one of the tables watched now: its pid and the table (None: none seen)."""
-        if not self._oids:
-            return None
-        try:
-            row = self.monitor.execute(WORKING_ON, {"oids": self._oids}).fetchone()
-        except psycopg.OperationalError:
-            raise
-        except psycopg.DatabaseError as err:  # not readable here (a proxy or service without the view): no signal
-            self._readable, self._oids = False, []
-            if self._on_refused:
-                self._on_refused(f"autovacuum's work could not be read ({cause(err)}), so the chunks do not wait for a "
-                                 "vacuum of their table for the rest of this run; let the login user read "
-                                 "pg_catalog.pg_stat_progress_vacuum (GRANT SELECT, or a proxy that passes the query)")
-            return None
-        return (int(row[0]), str(row[1])) if row else None
+        rows = self._view.fetchall(WORKING_ON, {"oids": self._oids}) if self._oids else None
+        return (int(rows[0][0]), str(rows[0][1])) if rows else None
 
 
 class VacuumWait:
