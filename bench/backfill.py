@@ -37,6 +37,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +55,7 @@ from . import legacy, wal
 from .server import (BENCH_SETTINGS, FAST_LOAD, bench_server, checkpoints_requested, clone, configure, drop, machine,
                      host_settings, make_durable, quarter_of_ram, settings_in_effect)
 from .backfill_report import TARGET_MS, client_starved, over_target, slowest_during, write
+from .disk import DiskInterval, DiskSampler, during
 from .host import EVERY_S, Steal, StealSampler
 from .stats import WindowStats, window_stats
 from .writer import Sample, Writers
@@ -158,6 +160,7 @@ class Result:
     events: tuple[tuple[float, BackfillProgress], ...] = ()  # backfills through the engine only
     sleeps: tuple[tuple[float, float], ...] = ()  # backfills through the engine only
     steal: Steal | None = None  # the host's CPU time stolen during [start, end] (None: not counted here)
+    disk: tuple[DiskInterval, ...] = ()  # with --samples: the data directory's disk, from the writers' start (disk.py)
     wall_offset: float = field(default_factory=lambda: time.time() - time.monotonic())  # monotonic -> epoch s
 
     def doing_at(self, when: float) -> str:
@@ -386,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     load = os.getloadavg()[0]
     results: list[Result] = []
     with bench_server(server_settings()) as server, tempfile.TemporaryDirectory(prefix="jq-replica-") as tmp, \
-            StealSampler() as host:
+            StealSampler() as host, (DiskSampler(server.data_dir) if args.samples else nullcontext()) as disk:
         configure(server, FAST_LOAD, reload=True)
         t = time.monotonic()
         job_ids, entries = seed(server, batches, args.leads)
@@ -400,6 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         def record(result: Result) -> None:
             """Print it, and rewrite the report with every scenario so far (a run cut short keeps its figures)."""
             result.steal = host.over(result.start, result.end)
+            if disk is not None:
+                result.disk = tuple(disk.over(result.t0, result.end + TAIL_S))
             results.append(result)
             _print(result)
             if args.samples:
@@ -514,7 +519,9 @@ def dump_samples(directory: Path, r: Result) -> None:
     and its server session each waited for a CPU, bench/writer.py) and
     <scenario>.events.csv (every progress event of a backfill through the engine: after each chunk, the chunk's
     duration, the next one's size and the last reason the throttle slowed down, which stays until the next one)
-    and <scenario>.sleeps.csv (every pause it asked for), times as UTC epoch seconds, to lay beside the server's
+    and <scenario>.sleeps.csv (every pause it asked for) and <scenario>.disk.csv (the data directory's disk every
+    0.1 s: writes and flushes completed and their mean time, requests in flight, the share of time busy, the page
+    cache's dirty and under-writeback memory; disk.py), times as UTC epoch seconds, to lay beside the server's
     log."""
     directory.mkdir(parents=True, exist_ok=True)
     stem = database_of(r.name)
@@ -534,6 +541,14 @@ def dump_samples(directory: Path, r: Result) -> None:
         out = csv.writer(f)
         out.writerow(["epoch_s", "seconds"])
         out.writerows([f"{t + r.wall_offset:.4f}", f"{seconds:.3f}"] for t, seconds in r.sleeps)
+    if r.disk:
+        with open(directory / f"{stem}.disk.csv", "w", newline="") as f:
+            out = csv.writer(f)
+            out.writerow(["epoch_s", "seconds", "writes", "write_await_ms", "flushes", "flush_await_ms", "in_flight",
+                          "busy", "dirty_kb", "writeback_kb"])
+            out.writerows([f"{d.start + r.wall_offset:.4f}", f"{d.end - d.start:.3f}", d.writes,
+                           f"{d.write_await_ms:.2f}", d.flushes, f"{d.flush_await_ms:.2f}", d.in_flight,
+                           f"{d.busy:.2f}", d.dirty_kb, d.writeback_kb] for d in r.disk)
 
 
 def _print(r: Result) -> None:
@@ -547,8 +562,15 @@ def _print(r: Result) -> None:
           f"; slowest write during: {slowest_during(r)}; WAL-forced checkpoints {r.wal_checkpoints}"
           f"; WAL segments ready at start {r.wal_ready}, created by sessions {r.wal_created}"
           f"{'; in chunks / not kept / asleep ' + r.split.cell() if r.split else ''}"
-          f"{'; CPU stolen by the hypervisor (mean / worst ~' + str(EVERY_S) + ' s) ' + r.steal.cell() if r.steal else ''}",
+          f"{'; CPU stolen by the hypervisor (mean / worst ~' + str(EVERY_S) + ' s) ' + r.steal.cell() if r.steal else ''}"
+          f"{'; the disk during the slowest write: ' + _disk_at_slowest(r) if r.disk else ''}",
           flush=True)
+
+
+def _disk_at_slowest(r: Result) -> str:
+    inside = [s for s in r.samples if r.start <= s.start <= r.end]
+    slowest = max(inside, key=lambda s: s.latency, default=None)
+    return during(r.disk, slowest.start, slowest.start + slowest.latency) if slowest else "—"
 
 
 if __name__ == "__main__":

@@ -9,11 +9,10 @@ transaction, since a sweep query may scan the whole table. The throttle (throttl
 and the pause before it from the chunk's duration (the longest any of its row locks is held), lock waits
 (lock_timeout), whether any session waited on the backfill's locks (lock_watch.py), how long durable commits take
 meanwhile (commit_watch.py; both watch beside the chunks, off their path), streaming replicas' replay lag and how
-far the next checkpoint's start is (checkpoints.py); before a chunk, it waits a while for a vacuum of the part's
-table to end (vacuum_watch.py). An
-adaptive chunk's statements also carry a statement timeout just under its limit (the write-latency target while
-the application waits on the chunks): a chunk that a sudden stall would keep running past it is cancelled and
-rolled back (then retried smaller), instead of holding its row locks to the end. A chunk allowed past the target
+far the next checkpoint's start is (checkpoints.py), and whether a vacuum works on the part's table (vacuum_watch.py:
+the chunks then keep to the budget). An adaptive chunk's statements also carry a statement timeout just under its
+limit (the write-latency target while the application waits on the chunks): a chunk that a sudden stall would keep
+running past it is cancelled and rolled back (then retried smaller), instead of holding its row locks to the end. A chunk allowed past the target
 (nobody waited on the last ones) is cancelled by the lock watch once it keeps a session waiting half the target.
 Then every page of the tables validation.sql reads in full (from its plans) is read once, page range by page
 range, sized and paced like chunks (settle.py): the first read of a page after a checkpoint writes WAL (hint bits,
@@ -49,7 +48,7 @@ from .progress import PartProgress
 from .sight import StatsSight, WatchedView, stats_sight
 from .target import Target
 from .throttle import AdaptiveThrottle, Decision, FixedThrottle, Observation, ThrottleSettings
-from .vacuum_watch import VacuumWait, VacuumWatch
+from .vacuum_watch import VacuumWatch
 from .validation import CheckResult, tables_scanned
 
 VALIDATION_ROUNDS = 3
@@ -64,7 +63,6 @@ MAX_COMMIT_WAIT_S = 60.0
 BACKEND_FLUSH_AFTER = "256kB"  # PostgreSQL's own default for checkpoint_flush_after on Linux
 CANCELLED_AT_MIN_LIMIT = 8  # chunks of the smallest size cancelled in a row before the backfill gives up
 CANCEL_TIMEOUT_S = 5.0  # the lock watch's cancel of a chunk: longer, and the backfill stops (LockWatchFailed)
-MAX_VACUUM_WAIT_S = 30.0  # chunks wait this long at most for a vacuum of their part's table (vacuum_watch.py)
 SETTLE_LOCK_WAITS = 8  # lock waits in a row (with backoff, about 17 s at the default target) before the checks get the table
 
 Sleep = Callable[[float], None]
@@ -101,7 +99,7 @@ class BackfillProgress:
     chunk_ms: float = 0.0  # how long the last chunk's transaction took: no row lock of it was held longer
     unit: str = "rows"  # what rows_done counts: "pages" while the tables the checks read are settled
     kept: bool = True  # False: that chunk was rolled back (its timeout, a waiting session) or took no lock in time
-    waiting_for: str | None = None  # phase "waiting": what for ("a replica", 'a vacuum of "Lead"')
+    waiting_for: str | None = None  # phase "waiting": what for ("a replica")
 
     @property
     def eta_s(self) -> float | None:
@@ -129,7 +127,7 @@ class BackfillRun:
     # view that the catalog did not foretell, when it happens; the provider warns with it.
     on_note: Callable[[str], None] | None = field(default=None, compare=False)
     sleep: Sleep = field(default=time.sleep, compare=False, repr=False)
-    # Asked before every chunk (and while waiting for replicas or a vacuum): True stops the backfill there
+    # Asked before every chunk (and while waiting for replicas): True stops the backfill there
     # (BackfillPaused); everything done so far is kept, and the next run continues. The provider reads the stack's
     # config file.
     paused: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
@@ -266,7 +264,6 @@ class _Filler:
         self.checkpoints = CheckpointClock(monitor) if run.fixed_chunk_rows is None else None
         self.vacuums = VacuumWatch(monitor, readable=sight is None or sight.vacuum_view,
                                    on_refused=self._note) if run.fixed_chunk_rows is None else None
-        self._vacuum_wait = VacuumWait(MAX_VACUUM_WAIT_S)
         self.watches = watches
         self.throttle = self._new_throttle()
         self._cancelled_at_min = 0
@@ -282,7 +279,6 @@ class _Filler:
         self.throttle.start_part()
         if self.vacuums:
             self.vacuums.watch((part.table,))
-            self._vacuum_wait.forget()
         while not state.pass_done:
             after = state.last_key
             state = self._chunk(part, state, total, "pass", lambda size: page(part, after, size)).state
@@ -419,7 +415,7 @@ class _Filler:
         here (locked by someone else past SETTLE_LOCK_WAITS lock waits, dropped, not readable) is left to the checks."""
         writes = self.throttle
         if self.vacuums:
-            self.vacuums.watch(())  # reads: no vacuum waited for
+            self.vacuums.watch(())  # reads: their limits never stretch
         try:
             for heap in settle.heaps(self.conn, tables):
                 self.throttle = self._new_throttle(stretch=False)
@@ -475,7 +471,7 @@ class _Filler:
         self._stop_if_paused(where)
         self._stop_if_commits_stalled(where)
         self._wait_for_replicas(where)
-        self._wait_for_vacuum(where)
+        self._hear_vacuum()
 
     def _after(self, where: _Where, seen: Observation) -> None:
         decision = self.throttle.next(seen)
@@ -515,26 +511,21 @@ class _Filler:
             self._wait_once(where, Observation(0, 0.0, replay_lag_ms=lag))
             lag = self.lag.measure()
 
-    def _wait_for_vacuum(self, where: _Where) -> None:
-        """Before a chunk: while a vacuum works on the part's table, wait (polling), for at most MAX_VACUUM_WAIT_S
-        from when that vacuum was first seen; then the chunks go on beside it until it ends."""
-        if self.vacuums is None:
-            return
-        seen = self.vacuums.working_on()
-        while self._vacuum_wait.holds(seen[0] if seen else None, time.monotonic()):
-            assert seen is not None
-            self._wait_once(where, Observation(0, 0.0, vacuum=seen[1]))
+    def _hear_vacuum(self) -> None:
+        """Before a chunk: tell the throttle whether a vacuum works on the part's table now (it keeps the chunks
+        to the budget while one does)."""
+        if self.vacuums is not None and isinstance(self.throttle, AdaptiveThrottle):
             seen = self.vacuums.working_on()
+            self.throttle.beside_vacuum(seen[1] if seen else None)
 
     def _wait_once(self, where: _Where, seen: Observation) -> None:
-        """One poll of a wait before a chunk (for a replica, a vacuum): stop if paused or commits stall, tell the
-        throttle what was seen and progress that it waits, check the migration lock, then pause as the throttle says
-        (at least 50 ms)."""
+        """One poll of a wait before a chunk (for a replica): stop if paused or commits stall, tell the throttle
+        what was seen and progress that it waits, check the migration lock, then pause as the throttle says (at
+        least 50 ms)."""
         self._stop_if_paused(where)
         self._stop_if_commits_stalled(where)
         decision = self.throttle.next(seen)
-        waiting_for = f"a vacuum of {seen.vacuum}" if seen.vacuum else "a replica"
-        self._emit(replace(where, phase="waiting"), decision, waiting_for=waiting_for)
+        self._emit(replace(where, phase="waiting"), decision, waiting_for="a replica")
         self._verify_lock()
         self.run.sleep(max(decision.pause_ms, 50.0) / 1000)
 
@@ -637,7 +628,7 @@ class ReplayLag:
                  on_refused: Callable[[str], None] | None = None) -> None:
         self.monitor = monitor
         self._view = WatchedView(monitor, "pg_stat_replication", what="the replicas' replay lag",
-                                 unwaited="a lagging replica", readable=readable, on_refused=on_refused)
+                                 unheeded="wait for a lagging replica", readable=readable, on_refused=on_refused)
         self.samples: deque[tuple[float, int]] = deque(maxlen=4096)
         self._last: tuple[float, float | None] | None = None
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .backfill import MAX_REPLICA_WAIT_S, MAX_VACUUM_WAIT_S, VALIDATION_ROUNDS
+from .backfill import MAX_REPLICA_WAIT_S, VALIDATION_ROUNDS
 from .backfill_outlook import BackfillOutlook, PartOutlook
 from .ledger import LedgerEntry
 from .plan import Batch
@@ -115,7 +115,7 @@ def backfill_lines(outlook: BackfillOutlook, throttle: ThrottleSettings) -> list
     lines.append("  then, paced like the chunks, a read of every page of the tables validation.sql scans in full "
                  "(the first read of a page after a checkpoint writes WAL, which the checks would write in one burst)")
     stretch = (f"; on PostgreSQL 14 and later, in a part where nobody has waited on {CALM_CHUNKS} chunks in a row, "
-               f"chunks are sized to last "
+               f"while no vacuum works on its table, chunks are sized to last "
                f"{calm.budget_ms:.0f} ms and cancelled past {calm.timeout_ms} ms, or once a session has waited about "
                f"{calm.patience_ms:.0f} ms on one of their locks" if throttle.stretch_uncontended else "")
     lines.append(f"  throttle: chunks of {throttle.min_chunk_rows:,} to {throttle.max_chunk_rows:,} rows, each sized to "
@@ -124,8 +124,8 @@ def backfill_lines(outlook: BackfillOutlook, throttle: ThrottleSettings) -> list
                  f"{throttle.lock_timeout_ms} ms (lock_timeout), and it is retried smaller{stretch}")
     lines.append(f"  it backs off on lock waits, commits slower than usual and a checkpoint's start; it waits while a "
                  f"streaming replica replays over {throttle.max_replay_lag_ms / 2000:g} s behind (and stops after "
-                 f"{human_ms(int(MAX_REPLICA_WAIT_S * 1000))} of it), and up to {MAX_VACUUM_WAIT_S:g} s for a vacuum of "
-                 "the part's table; `junkquote-db:backfill.paused: true` stops it between two chunks")
+                 f"{human_ms(int(MAX_REPLICA_WAIT_S * 1000))} of it); `junkquote-db:backfill.paused: true` stops it "
+                 "between two chunks")
     return lines
 
 

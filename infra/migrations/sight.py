@@ -1,10 +1,10 @@
 """What the backfill's login user lets its throttle see of other sessions.
 
-The throttle waits for autovacuum on the part's table (pg_stat_progress_vacuum, vacuum_watch.py) and for streaming
-replicas that replay too far behind (pg_stat_replication, backfill.ReplayLag). Both views show those details only to
+The throttle makes way for autovacuum on the part's table (pg_stat_progress_vacuum, vacuum_watch.py: chunks keep to
+the budget while it works) and waits for streaming replicas that replay too far behind (pg_stat_replication, backfill.ReplayLag). Both views show those details only to
 superusers and to roles with the privileges of pg_read_all_stats (pg_monitor has them): to any other user,
 autovacuum's table and the replicas' positions are NULL. A service may also withhold SELECT on the views
-themselves, or not have them. Either way the throttle sees nothing and waits for nothing there. Both are said before
+themselves, or not have them. Either way the throttle sees nothing and heeds nothing there. Both are said before
 the run (`pulumi preview`, the pull-request review) and as it starts (one warning in `pulumi up`); the watches
 then do not ask. A refusal the catalog does not foretell (a proxy that rejects the query) is told once, with its
 cause, when it happens, and the watch gives no signal from then on.
@@ -38,21 +38,21 @@ class StatsSight:
 
     @property
     def blind_spot(self) -> str | None:
-        """What the throttle cannot see, what it then does not wait for, and what to grant (None: it sees it all)."""
-        hidden, unwaited = [], []
+        """What the throttle cannot see, what it then does not heed, and what to grant (None: it sees it all)."""
+        hidden, unheeded = [], []
         if not (self.all_stats and self.vacuum_view):
             hidden.append("which table autovacuum is working on")
-            unwaited.append("autovacuum")
+            unheeded.append("make way for autovacuum")
         if not (self.all_stats and self.replication_view):
             hidden.append("how far streaming replicas have replayed")
-            unwaited.append("a lagging replica")
+            unheeded.append("wait for a lagging replica")
         if not hidden:
             return None
         grants = [] if self.all_stats else ["pg_monitor (or pg_read_all_stats)"]
         grants += [f"SELECT on pg_catalog.{view}" for view, readable in (
             ("pg_stat_progress_vacuum", self.vacuum_view), ("pg_stat_replication", self.replication_view)) if not readable]
-        return (f'the login user "{self.login_user}" cannot see {" nor ".join(hidden)}, so the chunks do not wait for '
-                f'{" nor ".join(unwaited)}; grant it {" and ".join(grants)} to let them')
+        return (f'the login user "{self.login_user}" cannot see {" nor ".join(hidden)}, so the chunks do not '
+                f'{" nor ".join(unheeded)}; grant it {" and ".join(grants)} to let them')
 
 
 def stats_sight(conn: psycopg.Connection) -> StatsSight:
@@ -67,10 +67,10 @@ class WatchedView:
     is told once through on_refused, with the server's cause, and the view is not asked again. A lost connection or a
     cancelled query still raises."""
 
-    def __init__(self, monitor: psycopg.Connection, view: str, *, what: str, unwaited: str, readable: bool = True,
+    def __init__(self, monitor: psycopg.Connection, view: str, *, what: str, unheeded: str, readable: bool = True,
                  on_refused: Callable[[str], None] | None = None) -> None:
         assert monitor.autocommit, "a refused query must not leave the monitor's transaction failed"
-        self.monitor, self.view, self.what, self.unwaited = monitor, view, what, unwaited
+        self.monitor, self.view, self.what, self.unheeded = monitor, view, what, unheeded
         self.readable = readable
         self._on_refused = on_refused
 
@@ -85,7 +85,7 @@ class WatchedView:
         except psycopg.DatabaseError as err:  # withheld (42501), missing, or refused by a proxy: no signal from now on
             self.readable = False
             if self._on_refused:
-                self._on_refused(f"{self.what} could not be read ({cause(err)}), so the chunks do not wait for "
-                                 f"{self.unwaited} for the rest of this run; let the login user read "
+                self._on_refused(f"{self.what} could not be read ({cause(err)}), so the chunks do not "
+                                 f"{self.unheeded} for the rest of this run; let the login user read "
                                  f"pg_catalog.{self.view} (GRANT SELECT, or a proxy that passes the query)")
             return None

@@ -48,6 +48,11 @@ gives:
 - a streaming replica replays too far behind: halve (or less, to fit the budget, when the chunk was also over its
   limit; then it pauses as long as it took first, unless it was a stretched one nobody waited on and commits are
   not slowing), and wait until the lag is back under half the limit;
+- a vacuum works on the part's table (vacuum_watch.py, read before each chunk): the chunks keep to the budget until
+  it ends (brought back within it at once from stretched limits, sized from the cost per row), without a pause. A
+  vacuum and a chunk of the same table share the CPU and the disk the application's writes need, so a chunk beside
+  one may run twice as long; within the budget, that is still under the target. Holding the chunks instead (GitLab's
+  AutovacuumActiveOnTable) cost about 4 % of the run for nothing measured (bench/RESULTS.md, "The vacuum holds");
 - a checkpoint starts within NEAR_CHECKPOINT chunks (by the WAL written per chunk, the application's included, or
   by their time and pauses plus CHECKPOINT_MARGIN_S; read after each chunk kept, checkpoints.py):
   until it has started, the chunks take an eighth of the size (CHECKPOINT_SHRINK; after a chunk rolled back meanwhile
@@ -85,7 +90,6 @@ COMMIT_STALL = 0.5  # a probe commit over this fraction of the target: writes ar
 COMMIT_BUSY = 0.2  # over this fraction: the server is busy, do not grow, and run at most half the time
 MAX_BACKOFF_MS = 5_000.0
 LAG_POLL_MS = 250.0
-VACUUM_POLL_MS = 250.0  # while a vacuum works on the part's table: how often to look whether it has ended
 CALM_CHUNKS = 100  # chunks of a part in a row that nobody waited on before the limits stretch
 UNCONTENDED = 5.0  # the stretched limits, in multiples of the target (a chunk budget of 350 ms at 100 ms)
 # A stretched chunk's statement timeout, in multiples of its "too long": the lock watch, not the timeout, keeps
@@ -163,9 +167,8 @@ class ChunkLimits:
 
 @dataclass(frozen=True)
 class Observation:
-    """What one chunk (or one wait) showed. rows=0 with lock_wait=False is a poll while waiting: for a replica's
-    replay lag, or (vacuum set) for a vacuum of the part's table to end. cancelled: the chunk
-    of `rows` rows hit its statement timeout after duration_ms and changed nothing. commit_wait_ms: how much longer
+    """What one chunk (or one wait) showed. rows=0 with lock_wait=False is a poll while waiting for a replica's
+    replay lag. cancelled: the chunk of `rows` rows hit its statement timeout after duration_ms and changed nothing. commit_wait_ms: how much longer
     than the fastest of the run the slowest durable commit timed since the last chunk took, or is taking so far
     (None: not watched). waiter_ms: the longest any session waited for a lock of the backfill's during the chunk
     (0: nobody; None: not watched, or not looked at since hears_waiters was off); cancelled_for_waiter: the lock
@@ -180,7 +183,6 @@ class Observation:
     waiter_ms: float | None = None
     cancelled_for_waiter: bool = False
     checkpoint: CheckpointAhead | None = None  # read after the chunk (None: not read)
-    vacuum: str | None = None  # with rows=0: the part's table a vacuum is working on, waited for before the next chunk
 
     @property
     def ms_per_row(self) -> float:
@@ -220,13 +222,26 @@ class AdaptiveThrottle:
         self._wal_per_row: float | None = None  # WAL bytes from one chunk's reading to the next's, per row
         self._before_checkpoint: int | None = None  # the size before the chunks shrank for a checkpoint's start
         self._full_pages: _FullPages | None = None  # since a checkpoint's start, while rows write whole pages
+        self._vacuum: str | None = None  # the part's table, while a vacuum works on it
         self.last_slowdown: str | None = None
 
     @property
     def limits(self) -> ChunkLimits:
         """The next chunk's limits: stretched after CALM_CHUNKS chunks in a row that nobody waited on, in a part
-        where no session has waited on the backfill."""
-        return self.settings.limits(contended=not self._stretch or self._contended or self._calm < CALM_CHUNKS)
+        where no session has waited on the backfill, while no vacuum works on its table."""
+        return self.settings.limits(contended=not self._stretch or self._contended or self._calm < CALM_CHUNKS
+                                    or self._vacuum is not None)
+
+    def beside_vacuum(self, table: str | None) -> None:
+        """Before a chunk: the part's table a vacuum is working on now (None: none). While one does, the chunks
+        keep to the budget (the next one brought within it at once); once it has ended, the limits are what they
+        were. Says why when it changes the limits."""
+        before = self.limits
+        self._vacuum = table
+        if table is not None and self.limits.budget_ms < before.budget_ms:
+            self.chunk_rows = self._within(before, self.chunk_rows)
+            self.last_slowdown = (f"a vacuum is working on {table}: chunks keep to the "
+                                  f"{self.settings.chunk_budget_ms:.0f} ms budget until it ends")
 
     @property
     def hears_waiters(self) -> bool:
@@ -243,6 +258,7 @@ class AdaptiveThrottle:
         self._wal_per_row = self._wal_from = self._before_checkpoint = self._full_pages = None
         self._calm = 0
         self._contended = False
+        self._vacuum = None
         self.chunk_rows = self._within(stretched, self.chunk_rows)
 
     def next(self, seen: Observation) -> Decision:
@@ -305,9 +321,6 @@ class AdaptiveThrottle:
                        took if over else slowing, waited]
             return Decision(self._clamp(min(self.chunk_rows // 2, scaled)), max(LAG_POLL_MS, drain_ms),
                             "; ".join(b for b in because if b))
-        if seen.rows == 0 and seen.vacuum:
-            return Decision(self.chunk_rows, VACUUM_POLL_MS,
-                            f"a vacuum is working on {seen.vacuum}: the chunks wait for it to end")
         if seen.rows == 0:
             return Decision(self.chunk_rows, 0.0)
         if over:

@@ -1,15 +1,16 @@
 """Whether a vacuum is working on the table a backfill part pages through (the one its chunks change most).
 
-GitLab's batched background migrations hold while autovacuum works on a table they change (its
-AutovacuumActiveOnTable health indicator). The adaptive chunks wait too: on a small server, a chunk and a vacuum of
-the same tables take between them the CPU and the disk the application's writes need. The wait is bounded
-(backfill.MAX_VACUUM_WAIT_S): a vacuum of a large table can run for hours, and the backfill then goes on beside it.
+While a vacuum works on the part's table, the adaptive chunks keep to the budget (throttle.py): on a small server a
+chunk and a vacuum of the same table take between them the CPU and the disk the application's writes need, and a
+chunk beside one may run twice its usual time. GitLab's batched background migrations hold altogether while
+autovacuum works on a table they change (their AutovacuumActiveOnTable health indicator); measured here, holding cost
+about 4 % of the run's time and bought nothing the writers' latencies show (bench/RESULTS.md, "The vacuum holds").
 
 pg_stat_progress_vacuum names an autovacuum's table only to superusers and to roles with the privileges of
 pg_read_all_stats (pg_monitor has them); a manual VACUUM's also to roles with the privileges of its user. To others
-such a vacuum looks anonymous: it is not seen, and the chunks do not wait for it. An advisory signal: a view the run
-knows withheld before it starts (sight.py, readable=False) is never asked; one refused during the run is told once
-through on_refused, with the server's cause, and not asked again. Read on the backfill's monitor connection (its
+such a vacuum looks anonymous: it is not seen, and the chunks do not make way for it. An advisory signal: a view the
+run knows withheld before it starts (sight.py, readable=False) is never asked; one refused during the run is told
+once through on_refused, with the server's cause, and not asked again. Read on the backfill's monitor connection (its
 login user).
 """
 
@@ -37,7 +38,7 @@ class VacuumWatch:
                  on_refused: Callable[[str], None] | None = None) -> None:
         self.monitor = monitor
         self._view = WatchedView(monitor, "pg_stat_progress_vacuum", what="autovacuum's work",
-                                 unwaited="a vacuum of their table", readable=readable, on_refused=on_refused)
+                                 unheeded="make way for a vacuum of their table", readable=readable, on_refused=on_refused)
         self._oids: list[int] = []
 
     def watch(self, tables: Sequence[str]) -> None:
@@ -52,25 +53,3 @@ class VacuumWatch:
         """The vacuum working on one of the tables watched now: its pid and the table (None: none seen)."""
         rows = self._view.fetchall(WORKING_ON, {"oids": self._oids}) if self._oids else None
         return (int(rows[0][0]), str(rows[0][1])) if rows else None
-
-
-class VacuumWait:
-    """Whether the chunks wait for the vacuum at work now: for at most `max_s` from when that vacuum (by its pid) was
-    first seen; then not for it any more, while a new vacuum gets its own `max_s`."""
-
-    def __init__(self, max_s: float) -> None:
-        self.max_s = max_s
-        self._first: tuple[int, float] | None = None  # the vacuum last seen: pid, when first seen
-
-    def holds(self, pid: int | None, now: float) -> bool:
-        """Whether to wait, at monotonic time `now`, for the vacuum `pid` (None: no vacuum at work)."""
-        if pid is None:
-            self._first = None
-            return False
-        if self._first is None or self._first[0] != pid:
-            self._first = (pid, now)
-        return now - self._first[1] <= self.max_s
-
-    def forget(self) -> None:
-        """A new part: whatever was seen before counts afresh."""
-        self._first = None

@@ -606,8 +606,8 @@ def test_a_table_someone_holds_locked_is_left_to_the_checks_instead_of_waited_fo
     assert all("lock wait" in (e.slowed_because or "") for e in waits)
 
 
-def test_chunks_wait_while_a_vacuum_works_on_their_table_and_go_on_once_it_has_ended(
-        legacy_db: Target, db: psycopg.Connection) -> None:
+def test_chunks_go_on_beside_a_vacuum_of_their_table_and_the_throttle_hears_of_it_before_each_chunk(
+        legacy_db: Target, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
     pinner, vacuum = legacy_db.connect(), legacy_db.connect(autocommit=True)
     vacuuming = threading.Thread(target=vacuum.execute, args=('VACUUM (FREEZE) "Lead"',))
 
@@ -623,27 +623,36 @@ def test_chunks_wait_while_a_vacuum_works_on_their_table_and_go_on_once_it_has_e
                        "the vacuum waiting for the pinned page")
         return False
 
+    heard: list[tuple[str, str | None]] = []  # before each chunk: (its part, the table a vacuum works on)
     events: list[BackfillProgress] = []
+    before_chunk, told = backfill._Filler._before_chunk, throttle.AdaptiveThrottle.beside_vacuum
 
-    def seen(event: BackfillProgress) -> None:
-        events.append(event)
-        if event.phase == "waiting" and not pinner.closed:
-            pinner.close()  # the page is let go: the vacuum ends
+    def chunk_of(self: backfill._Filler, where: backfill._Where) -> None:
+        heard.append((where.name, None))
+        before_chunk(self, where)
 
-    run = BackfillRun(on_progress=seen, sleep=lambda _s: None, paused=before_the_first_chunk)
+    def beside_vacuum(self: throttle.AdaptiveThrottle, table: str | None) -> None:
+        heard[-1] = (heard[-1][0], table)
+        told(self, table)
+
+    monkeypatch.setattr(backfill._Filler, "_before_chunk", chunk_of)
+    monkeypatch.setattr(throttle.AdaptiveThrottle, "beside_vacuum", beside_vacuum)
+    run = BackfillRun(on_progress=events.append, sleep=lambda _s: None, paused=before_the_first_chunk)
     try:
-        apply_batch(legacy_db, BACKFILL, RunSettings(stack="test", backfill=run))
+        result = apply_batch(legacy_db, BACKFILL, RunSettings(stack="test", backfill=run))
+        still_held = vacuuming.is_alive()  # the whole backfill ran beside it
     finally:
-        pinner.close()
-        if vacuuming.is_alive() or vacuuming.ident:
+        pinner.close()  # the page is let go: the vacuum ends
+        if vacuuming.ident:
             vacuuming.join()
         vacuum.close()
 
-    first_wait = next(i for i, e in enumerate(events) if e.phase == "waiting")
-    assert events[first_wait].part == "customers" and events[first_wait].rows_done == 0
-    assert events[first_wait].slowed_because == 'a vacuum is working on "Lead": the chunks wait for it to end'
-    assert not any(e.phase == "pass" for e in events[:first_wait])  # no chunk ran beside it
-    assert counts(db)[3] == 0  # then every lead was linked
+    assert still_held and all(c.ok for c in result.checks)
+    assert not any(e.phase == "waiting" for e in events)  # no chunk waited for it
+    lead_parts = {p.name for p in backfill.load_spec(BACKFILL).parts if p.table == "Lead"}
+    assert lead_parts and all(table == '"Lead"' for part, table in heard if part in lead_parts)
+    assert ('"Lead"' in {table for _, table in heard}) and (None in {table for _, table in heard})  # the others: none
+    assert counts(db)[3] == 0  # every lead was linked
 
 
 def test_a_malformed_backfill_declaration_stops_the_batch_before_its_migration_runs(

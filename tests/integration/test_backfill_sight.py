@@ -1,6 +1,6 @@
 """What a login user without the privileges of pg_read_all_stats lets the backfill's throttle see, on a real
-PostgreSQL: autovacuum's (or anyone else's) vacuum of the part's table is hidden from it, so the chunks cannot wait
-for it; the run says so once as it starts, and the preview's outlook says so before."""
+PostgreSQL: autovacuum's (or anyone else's) vacuum of the part's table is hidden from it, so the chunks cannot make
+way for it; the run says so once as it starts, and the preview's outlook says so before."""
 
 from __future__ import annotations
 
@@ -105,9 +105,9 @@ def test_a_backfill_run_by_a_login_user_without_those_privileges_nor_the_replica
             sleep=lambda _s: None, on_note=notes.append)))
 
         assert notes == [f'backfill {BACKFILL.name}: the login user "{owner.user}" cannot see which table autovacuum '
-                         "is working on nor how far streaming replicas have replayed, so the chunks do not wait for "
-                         "autovacuum nor a lagging replica; grant it pg_monitor (or pg_read_all_stats) and SELECT on "
-                         "pg_catalog.pg_stat_replication to let them"]
+                         "is working on nor how far streaming replicas have replayed, so the chunks do not make way "
+                         "for autovacuum nor wait for a lagging replica; grant it pg_monitor (or pg_read_all_stats) "
+                         "and SELECT on pg_catalog.pg_stat_replication to let them"]
         assert db.execute('SELECT count(*) FROM "Lead" WHERE "customer_id" IS NULL').fetchone()[0] == 0
 
 
@@ -159,7 +159,7 @@ def test_a_view_the_login_user_may_not_read_gives_no_signal_and_is_not_asked_aga
             assert watch.working_on() is None  # refused: no signal, no error
             assert stats_sight(monitor).blind_spot == (
                 f'the login user "{proxied.user}" cannot see which table autovacuum is working on, so the chunks do '
-                "not wait for autovacuum; grant it SELECT on pg_catalog.pg_stat_progress_vacuum to let them")
+                "not make way for autovacuum; grant it SELECT on pg_catalog.pg_stat_progress_vacuum to let them")
 
             db.execute("GRANT SELECT ON pg_catalog.pg_stat_progress_vacuum TO PUBLIC")
             assert watch.working_on() is None  # not asked again
@@ -174,8 +174,8 @@ def test_a_view_the_login_user_may_not_read_gives_no_signal_and_is_not_asked_aga
                             "run; let the login user read pg_catalog.pg_stat_replication (GRANT SELECT, or a proxy "
                             "that passes the query)"),
     ("pg_stat_progress_vacuum", "autovacuum's work could not be read (permission denied for view "
-                                "pg_stat_progress_vacuum (SQLSTATE 42501)), so the chunks do not wait for a vacuum of "
-                                "their table for the rest of this run; let the login user read "
+                                "pg_stat_progress_vacuum (SQLSTATE 42501)), so the chunks do not make way for a vacuum "
+                                "of their table for the rest of this run; let the login user read "
                                 "pg_catalog.pg_stat_progress_vacuum (GRANT SELECT, or a proxy that passes the query)"),
 ])
 def test_a_watched_view_withheld_once_the_run_has_started_is_said_once_with_its_cause_and_the_run_completes(

@@ -76,15 +76,6 @@ def test_replay_lag_over_the_limit_halves_the_chunk_and_waits() -> None:
     assert decision.slowed_because == "replica replay lag 3.5 s (limit 2.0 s)"
 
 
-def test_a_vacuum_on_the_parts_table_holds_the_next_chunk_at_its_size_and_says_so() -> None:
-    throttle = AdaptiveThrottle(SETTINGS)
-    decision = throttle.next(Observation(rows=0, duration_ms=0, vacuum='"Lead"'))
-    assert decision.chunk_rows == 1_000
-    assert decision.pause_ms > 0
-    assert decision.slowed_because == 'a vacuum is working on "Lead": the chunks wait for it to end'
-    assert throttle.last_slowdown == decision.slowed_because
-
-
 def test_a_chunk_over_the_target_while_the_replica_lags_shrinks_to_the_budget_and_lets_waiters_drain() -> None:
     throttle = AdaptiveThrottle(SETTINGS)
     decision = throttle.next(Observation(rows=1_000, duration_ms=400, replay_lag_ms=3_500))  # not watched
@@ -349,6 +340,37 @@ def test_without_the_lock_watch_chunks_always_keep_to_the_budget() -> None:
         decision = throttle.next(Observation(rows=throttle.chunk_rows, duration_ms=throttle.chunk_rows / 10))
     assert decision.chunk_rows == 700
     assert throttle.limits.patience_ms is None
+
+
+def test_a_vacuum_of_the_parts_table_brings_stretched_chunks_back_to_the_budget_until_it_ends_without_a_pause() -> None:
+    throttle = stretched()
+    throttle.beside_vacuum('"Lead"')
+    assert throttle.chunk_rows == 700  # at once, from the cost per row: 70 ms at 10 rows per ms
+    assert throttle.limits == ChunkLimits(over_ms=100, budget_ms=70, timeout_ms=90, patience_ms=None)
+    assert throttle.last_slowdown == 'a vacuum is working on "Lead": chunks keep to the 70 ms budget until it ends'
+    beside = chunks_nobody_waited_on(throttle, 20)
+    assert beside.chunk_rows == 700 and beside.pause_ms == 0  # it does not stop them
+
+    throttle.beside_vacuum(None)
+    assert throttle.limits.budget_ms == 350  # the calm it had counted still holds
+    assert chunks_nobody_waited_on(throttle, 3).chunk_rows == 3_500
+
+
+def test_a_vacuum_beside_chunks_already_within_the_budget_changes_nothing_and_says_nothing() -> None:
+    throttle = AdaptiveThrottle(SETTINGS)
+    chunks_nobody_waited_on(throttle, 10)
+    before = throttle.last_slowdown
+    throttle.beside_vacuum('"Lead"')
+    assert throttle.chunk_rows == 700
+    assert throttle.last_slowdown == before
+
+
+def test_a_new_part_forgets_the_vacuum_of_the_last_ones_table() -> None:
+    throttle = stretched()
+    throttle.beside_vacuum('"Lead"')
+    throttle.start_part()
+    chunks_nobody_waited_on(throttle, CALM_CHUNKS + 10)
+    assert throttle.limits.budget_ms == 350
 
 
 def test_a_session_waiting_on_a_stretched_chunk_brings_the_part_back_to_the_budget_at_once_and_for_good() -> None:
