@@ -54,7 +54,8 @@ from infra.migrations.throttle import ThrottleSettings
 from . import legacy, wal
 from .server import (BENCH_SETTINGS, FAST_LOAD, bench_server, checkpoints_requested, clone, configure, drop, machine,
                      host_settings, make_durable, quarter_of_ram, settings_in_effect)
-from .backfill_report import TARGET_MS, client_starved, over_target, slowest_during, write
+from .backfill_report import (TARGET_MS, client_starved, during_backfill, over_target, slowest_during,
+                              write)
 from .disk import DiskInterval, DiskSampler, during
 from .host import EVERY_S, Steal, StealSampler
 from .stats import WindowStats, window_stats
@@ -370,8 +371,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--writer-rate", type=float, default=WRITER_RATE,
                         help="the writers' transactions a second, on a fixed schedule (0: flat out)")
     parser.add_argument("--samples", type=Path, default=None,
-                        help="also write each scenario's writes and progress events, with UTC times, as CSV here, "
-                             "and the server's log (statements over 50 ms and every autovacuum run logged)")
+                        help="also write each scenario's writes, progress events and the data directory's disk every "
+                             "0.1 s, with UTC times, as CSV here, and the server's log (statements over 50 ms and "
+                             "every autovacuum run logged)")
     args = parser.parse_args(argv)
     if args.writer_rate < 0:
         parser.error("--writer-rate must be 0 (flat out) or more")
@@ -398,6 +400,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"seeded {args.leads:,} leads, {entries:,} legacy entries in {seed_s:.0f} s", flush=True)
         if args.samples:
             configure(server, DIAGNOSTIC_LOGGING, reload=True)
+            if disk is not None and disk.device is None:
+                print(f"the disk holding {server.data_dir} is not in /proc/diskstats: no disk samples", flush=True)
         info, settings = machine(server), f"server: {settings_in_effect(server)}; host: {host_settings()}"
 
         def record(result: Result) -> None:
@@ -568,8 +572,8 @@ def _print(r: Result) -> None:
 
 
 def _disk_at_slowest(r: Result) -> str:
-    inside = [s for s in r.samples if r.start <= s.start <= r.end]
-    slowest = max(inside, key=lambda s: s.latency, default=None)
+    """What the disk did while the write slowest_during() names was waiting."""
+    slowest = max(during_backfill(r), key=lambda s: s.latency, default=None)
     return during(r.disk, slowest.start, slowest.start + slowest.latency) if slowest else "—"
 
 

@@ -9,11 +9,12 @@ transaction, since a sweep query may scan the whole table. The throttle (throttl
 and the pause before it from the chunk's duration (the longest any of its row locks is held), lock waits
 (lock_timeout), whether any session waited on the backfill's locks (lock_watch.py), how long durable commits take
 meanwhile (commit_watch.py; both watch beside the chunks, off their path), streaming replicas' replay lag and how
-far the next checkpoint's start is (checkpoints.py), and whether a vacuum works on the part's table (vacuum_watch.py:
-the chunks then keep to the budget). An adaptive chunk's statements also carry a statement timeout just under its
-limit (the write-latency target while the application waits on the chunks): a chunk that a sudden stall would keep
-running past it is cancelled and rolled back (then retried smaller), instead of holding its row locks to the end. A chunk allowed past the target
-(nobody waited on the last ones) is cancelled by the lock watch once it keeps a session waiting half the target.
+far the next checkpoint's start is (checkpoints.py), and whether a vacuum works on the part's table
+(vacuum_watch.py: the chunks then keep to the budget). An adaptive chunk's statements also carry a statement
+timeout just under its limit (the write-latency target while the application waits on the chunks): a chunk that a
+sudden stall would keep running past it is cancelled and rolled back (then retried smaller), instead of holding its
+row locks to the end. A chunk allowed past the target (nobody waited on the last ones) is cancelled by the lock
+watch once it keeps a session waiting half the target.
 Then every page of the tables validation.sql reads in full (from its plans) is read once, page range by page
 range, sized and paced like chunks (settle.py): the first read of a page after a checkpoint writes WAL (hint bits,
 pruning), which the checks' unthrottled scans would otherwise write in one burst. Then validation.sql, through the
@@ -277,8 +278,7 @@ class _Filler:
         total = self._count(part)
         self._rate = _Rate()
         self.throttle.start_part()
-        if self.vacuums:
-            self.vacuums.watch((part.table,))
+        self._watch_vacuums(part)
         while not state.pass_done:
             after = state.last_key
             state = self._chunk(part, state, total, "pass", lambda size: page(part, after, size)).state
@@ -400,8 +400,14 @@ class _Filler:
         for part in self.spec.parts:
             self._rate = _Rate()
             self.throttle.start_part()
+            self._watch_vacuums(part)
             state = progress.load(self.conn, self.batch.name, part.name, self.spec.sha256)
             self._sweep(part, state, state.rows_done)
+
+    def _watch_vacuums(self, part: Part) -> None:
+        """From now on, the chunks hear of a vacuum of this part's table (adaptive runs)."""
+        if self.vacuums:
+            self.vacuums.watch((part.table,))
 
     # -- settling: the checks' first reads, paced ---------------------------------------------------------
     def settle(self, tables: Sequence[tuple[str, str]]) -> None:

@@ -1,7 +1,8 @@
 """What the backfill's login user lets its throttle see of other sessions.
 
 The throttle makes way for autovacuum on the part's table (pg_stat_progress_vacuum, vacuum_watch.py: chunks keep to
-the budget while it works) and waits for streaming replicas that replay too far behind (pg_stat_replication, backfill.ReplayLag). Both views show those details only to
+the budget while it works) and waits for streaming replicas that replay too far behind (pg_stat_replication,
+backfill.ReplayLag). Both views show those details only to
 superusers and to roles with the privileges of pg_read_all_stats (pg_monitor has them): to any other user,
 autovacuum's table and the replicas' positions are NULL. A service may also withhold SELECT on the views
 themselves, or not have them. Either way the throttle sees nothing and heeds nothing there. Both are said before

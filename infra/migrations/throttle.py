@@ -51,7 +51,8 @@ gives:
 - a vacuum works on the part's table (vacuum_watch.py, read before each chunk): the chunks keep to the budget until
   it ends (brought back within it at once from stretched limits, sized from the cost per row), without a pause. A
   vacuum and a chunk of the same table share the CPU and the disk the application's writes need, so a chunk beside
-  one may run twice as long; within the budget, that is still under the target. Holding the chunks instead (GitLab's
+  one may run twice as long: a stretched one would keep its row locks for most of a second, one within the budget
+  is cancelled at its timeout instead and retried smaller. Holding the chunks instead (GitLab's
   AutovacuumActiveOnTable) cost about 4 % of the run for nothing measured (bench/RESULTS.md, "The vacuum holds");
 - a checkpoint starts within NEAR_CHECKPOINT chunks (by the WAL written per chunk, the application's included, or
   by their time and pauses plus CHECKPOINT_MARGIN_S; read after each chunk kept, checkpoints.py):
@@ -168,7 +169,8 @@ class ChunkLimits:
 @dataclass(frozen=True)
 class Observation:
     """What one chunk (or one wait) showed. rows=0 with lock_wait=False is a poll while waiting for a replica's
-    replay lag. cancelled: the chunk of `rows` rows hit its statement timeout after duration_ms and changed nothing. commit_wait_ms: how much longer
+    replay lag. cancelled: the chunk of `rows` rows hit its statement timeout after duration_ms and changed nothing.
+    commit_wait_ms: how much longer
     than the fastest of the run the slowest durable commit timed since the last chunk took, or is taking so far
     (None: not watched). waiter_ms: the longest any session waited for a lock of the backfill's during the chunk
     (0: nobody; None: not watched, or not looked at since hears_waiters was off); cancelled_for_waiter: the lock

@@ -2,7 +2,8 @@
 
 While a vacuum works on the part's table, the adaptive chunks keep to the budget (throttle.py): on a small server a
 chunk and a vacuum of the same table take between them the CPU and the disk the application's writes need, and a
-chunk beside one may run twice its usual time. GitLab's batched background migrations hold altogether while
+chunk beside one may run twice its usual time (one within the budget is then cancelled at its timeout, instead of
+keeping its row locks for most of a second). GitLab's batched background migrations hold altogether while
 autovacuum works on a table they change (their AutovacuumActiveOnTable health indicator); measured here, holding cost
 about 4 % of the run's time and bought nothing the writers' latencies show (bench/RESULTS.md, "The vacuum holds").
 
@@ -38,7 +39,8 @@ class VacuumWatch:
                  on_refused: Callable[[str], None] | None = None) -> None:
         self.monitor = monitor
         self._view = WatchedView(monitor, "pg_stat_progress_vacuum", what="autovacuum's work",
-                                 unheeded="make way for a vacuum of their table", readable=readable, on_refused=on_refused)
+                                 unheeded="make way for a vacuum of their table", readable=readable,
+                                 on_refused=on_refused)
         self._oids: list[int] = []
 
     def watch(self, tables: Sequence[str]) -> None:

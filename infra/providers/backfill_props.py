@@ -80,8 +80,8 @@ def paused_in_stack_file(stack: str, project_dir: Path | None = None) -> bool:
 
 class ProgressLog:
     """One log line per LOG_EVERY_S, plus one when a part (or a table read before the checks) finishes, is skipped,
-    stops paused, or starts waiting for something (a replica; each poll of one wait is not a start, a wait for
-    something else is)."""
+    stops paused, or starts waiting (for a replica; each poll of a wait is not a start, nor would a wait for
+    something else be the same wait)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, log: Callable[[str], None] = pulumi.log.info) -> None:
         self.clock, self.log = clock, log

@@ -624,6 +624,7 @@ def test_chunks_go_on_beside_a_vacuum_of_their_table_and_the_throttle_hears_of_i
         return False
 
     heard: list[tuple[str, str | None]] = []  # before each chunk: (its part, the table a vacuum works on)
+    kept_in: list[tuple[str, float, str | None]] = []  # the limits brought back to the budget: part, budget, why
     events: list[BackfillProgress] = []
     before_chunk, told = backfill._Filler._before_chunk, throttle.AdaptiveThrottle.beside_vacuum
 
@@ -633,10 +634,14 @@ def test_chunks_go_on_beside_a_vacuum_of_their_table_and_the_throttle_hears_of_i
 
     def beside_vacuum(self: throttle.AdaptiveThrottle, table: str | None) -> None:
         heard[-1] = (heard[-1][0], table)
+        stretched_ms = self.limits.budget_ms
         told(self, table)
+        if self.limits.budget_ms < stretched_ms:
+            kept_in.append((heard[-1][0], self.limits.budget_ms, self.last_slowdown))
 
     monkeypatch.setattr(backfill._Filler, "_before_chunk", chunk_of)
     monkeypatch.setattr(throttle.AdaptiveThrottle, "beside_vacuum", beside_vacuum)
+    monkeypatch.setattr(throttle, "CALM_CHUNKS", 0)  # the limits would stretch at once: the vacuum keeps them in
     run = BackfillRun(on_progress=events.append, sleep=lambda _s: None, paused=before_the_first_chunk)
     try:
         result = apply_batch(legacy_db, BACKFILL, RunSettings(stack="test", backfill=run))
@@ -649,9 +654,14 @@ def test_chunks_go_on_beside_a_vacuum_of_their_table_and_the_throttle_hears_of_i
 
     assert still_held and all(c.ok for c in result.checks)
     assert not any(e.phase == "waiting" for e in events)  # no chunk waited for it
-    lead_parts = {p.name for p in backfill.load_spec(BACKFILL).parts if p.table == "Lead"}
-    assert lead_parts and all(table == '"Lead"' for part, table in heard if part in lead_parts)
-    assert ('"Lead"' in {table for _, table in heard}) and (None in {table for _, table in heard})  # the others: none
+    tables = {p.name: p.table for p in backfill.load_spec(BACKFILL).parts}
+    assert {part for part, _ in heard} >= set(tables)
+    for part, table in heard:
+        if part in tables:
+            assert table == ('"Lead"' if tables[part] == "Lead" else None), part  # only "Lead" is being vacuumed
+    why = 'a vacuum is working on "Lead": chunks keep to the 70 ms budget until it ends'
+    assert kept_in == [("customers", 70.0, why), ("lead_history", 70.0, why)]  # once each: then they stay there
+    assert why in {e.slowed_because for e in events if e.part == "customers"}  # and progress says so
     assert counts(db)[3] == 0  # every lead was linked
 
 
