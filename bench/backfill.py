@@ -566,9 +566,13 @@ def _print(r: Result) -> None:
           f"; slowest write during: {slowest_during(r)}; WAL-forced checkpoints {r.wal_checkpoints}"
           f"; WAL segments ready at start {r.wal_ready}, created by sessions {r.wal_created}"
           f"{'; in chunks / not kept / asleep ' + r.split.cell() if r.split else ''}"
-          f"{'; CPU stolen by the hypervisor (mean / worst ~' + str(EVERY_S) + ' s) ' + r.steal.cell() if r.steal else ''}"
+          f"{_stolen(r)}"
           f"{'; the disk during the slowest write: ' + _disk_at_slowest(r) if r.disk else ''}",
           flush=True)
+
+
+def _stolen(r: Result) -> str:
+    return f"; CPU stolen by the hypervisor (mean / worst ~{EVERY_S} s) {r.steal.cell()}" if r.steal else ""
 
 
 def _disk_at_slowest(r: Result) -> str:

@@ -79,8 +79,8 @@ def test_the_throttle_line_follows_the_stack_target_and_chunk_bounds() -> None:
         "    throttle: chunks of 50 to 5,000 rows, each sized to last 140 ms (for a write-latency target of 200 ms); a "
         "chunk's statements are cancelled past 180 ms (statement_timeout) and its lock waits past 140 ms "
         "(lock_timeout), and it is retried smaller; on PostgreSQL 14 and later, in a part where nobody has waited on "
-        "100 chunks in a row, while no vacuum works on its table, chunks are sized to last 700 ms and cancelled past 2000 ms, or once a session has waited about 100 ms on one of "
-        "their locks")
+        "100 chunks in a row, while no vacuum works on its table, chunks are sized to last 700 ms and cancelled "
+        "past 2000 ms, or once a session has waited about 100 ms on one of their locks")
 
 
 def test_a_failure_of_a_backfill_batch_keeps_its_work_and_is_not_said_to_undo_it() -> None:
@@ -97,14 +97,13 @@ def test_a_failure_of_a_backfill_batch_keeps_its_work_and_is_not_said_to_undo_it
     (SEES, None),
     (BLIND, 'the login user "app_migrator" cannot see which table autovacuum is working on nor how far streaming '
             "replicas have replayed, so the chunks do not make way for autovacuum nor wait for a lagging replica; "
-            "grant it "
-            "pg_monitor (or pg_read_all_stats) to let them"),
+            "grant it pg_monitor (or pg_read_all_stats) to let them"),
     (StatsSight("m", True, vacuum_view=False), 'the login user "m" cannot see which table autovacuum is working on, '
      "so the chunks do not make way for autovacuum; grant it SELECT on pg_catalog.pg_stat_progress_vacuum to let them"),
     (StatsSight("m", False, replication_view=False), 'the login user "m" cannot see which table autovacuum is working '
      "on nor how far streaming replicas have replayed, so the chunks do not make way for autovacuum nor wait for a "
-     "lagging replica; "
-     "grant it pg_monitor (or pg_read_all_stats) and SELECT on pg_catalog.pg_stat_replication to let them"),
+     "lagging replica; grant it pg_monitor (or pg_read_all_stats) and SELECT on pg_catalog.pg_stat_replication to "
+     "let them"),
 ])
 def test_what_the_throttle_cannot_see_names_what_to_grant(sight: StatsSight, said: str | None) -> None:
     assert sight.blind_spot == said
