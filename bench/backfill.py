@@ -34,7 +34,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -58,6 +57,7 @@ from .backfill_report import (TARGET_MS, client_starved, during_backfill, over_t
                               write)
 from .disk import DiskInterval, DiskSampler, during
 from .host import EVERY_S, Steal, StealSampler
+from .sampling import Periodic
 from .stats import WindowStats, window_stats
 from .writer import Sample, Writers
 
@@ -176,29 +176,22 @@ class Result:
         return next((label for t, label in self.phases if t >= when), "checks")
 
 
-class LagSampler:
+class LagSampler(Periodic):
     """Replay lag of the replicas, sampled every 100 ms on its own connection while a scenario runs."""
 
     def __init__(self, dsn: str) -> None:
+        super().__init__(0.1, "bench-lag-sampler")
         self.conn = psycopg.connect(dsn, autocommit=True)
         self.lag = ReplayLag(self.conn)
         self.series: list[tuple[float, float]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def _loop(self) -> None:
-        while not self._stop.wait(0.1):
-            value = self.lag.measure()
-            if value is not None:
-                self.series.append((time.monotonic(), value))
+    def take(self) -> bool:
+        value = self.lag.measure()
+        if value is not None:
+            self.series.append((time.monotonic(), value))
+        return True
 
-    def __enter__(self) -> LagSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    def finish(self) -> None:
         self.conn.close()
 
 

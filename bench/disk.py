@@ -12,11 +12,12 @@ sampled.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from .sampling import Periodic
 
 DISKSTATS = Path("/proc/diskstats")
 MEMINFO = Path("/proc/meminfo")
@@ -109,18 +110,17 @@ def during(spans: Sequence[DiskInterval], start: float, end: float) -> str:
             f"{max(d.writeback_kb for d in inside) / 1024:.1f} MB under writeback")
 
 
-class DiskSampler:
+class DiskSampler(Periodic):
     """Started with `with`: a thread reads the device holding `path` every `every_s`, into `readings`. Reads
     nothing where the device is not found."""
 
     def __init__(self, path: Path, every_s: float = EVERY_S, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(every_s, "bench-disk-sampler")
         self.device = device_of(path)
-        self._every_s, self._clock = every_s, clock
+        self._clock = clock
         self.readings: list[DiskReading] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="bench-disk-sampler", daemon=True)
 
-    def _take(self) -> bool:
+    def take(self) -> bool:
         if self.device is None:
             return False
         try:
@@ -131,17 +131,5 @@ class DiskSampler:
             self.readings.append(reading)
         return reading is not None
 
-    def _loop(self) -> None:
-        while self._take() and not self._stop.wait(self._every_s):
-            pass
-
     def over(self, start: float, end: float) -> list[DiskInterval]:
         return intervals(self.readings, start, end)
-
-    def __enter__(self) -> DiskSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()

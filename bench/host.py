@@ -9,11 +9,12 @@ was not. Linux's /proc/stat counts it; elsewhere nothing is reported.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from .sampling import Periodic
 
 PROC_STAT = Path("/proc/stat")
 EVERY_S = 0.5
@@ -68,36 +69,25 @@ def steal_over(samples: Sequence[tuple[float, int, int]], start: float, end: flo
     return Steal((span[-1][2] - span[0][2]) / total, max(shares, default=0.0))
 
 
-class StealSampler:
+class StealSampler(Periodic):
     """Started with `with`: a thread reads the CPU times every `every_s`; over(start, end) tells the steal of a
     window within its life. Reads nothing where the host does not count steal."""
 
     def __init__(self, read: Callable[[], tuple[int, int] | None] = read_proc_stat, every_s: float = EVERY_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._read, self._every_s, self._clock = read, every_s, clock
+        super().__init__(every_s, "bench-steal-sampler")
+        self._read, self._clock = read, clock
         self.samples: list[tuple[float, int, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def _take(self) -> bool:
+    def take(self) -> bool:
         times = self._read()
         if times is None:
             return False
         self.samples.append((self._clock(), *times))
         return True
 
-    def _loop(self) -> None:
-        while self._take() and not self._stop.wait(self._every_s):
-            pass
-
     def over(self, start: float, end: float) -> Steal | None:
         return steal_over(self.samples, start, end)
 
-    def __enter__(self) -> StealSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._take()  # a reading at the end, so a window that ends now has one after it
+    def finish(self) -> None:
+        self.take()  # a reading at the end, so a window that ends now has one after it
