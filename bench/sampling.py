@@ -1,4 +1,5 @@
-"""What the bench's samplers share: a thread that reads once at the start, then every so often, until told to stop."""
+"""What the bench's samplers share: a thread that reads once at the start, then every so often, until told to stop
+or there is nothing to read."""
 
 from __future__ import annotations
 

@@ -53,8 +53,8 @@ gives:
   vacuum and a chunk of the same table share the CPU and the disk the application's writes need, so a chunk beside
   one may run twice as long: a stretched one would keep its row locks for most of a second, one within the budget
   is cancelled at its timeout instead and retried smaller. Holding the chunks instead (GitLab's
-  AutovacuumActiveOnTable) cost about 4 % of the run for nothing measured against the target (bench/RESULTS.md,
-  "The vacuum holds");
+  AutovacuumActiveOnTable) cost about 4 % of the run, and in the run measured bought nothing against the target
+  (bench/RESULTS.md, "The vacuum holds");
 - a checkpoint starts within NEAR_CHECKPOINT chunks (by the WAL written per chunk, the application's included, or
   by their time and pauses plus CHECKPOINT_MARGIN_S; read after each chunk kept, checkpoints.py):
   until it has started, the chunks take an eighth of the size (CHECKPOINT_SHRINK; after a chunk rolled back meanwhile
