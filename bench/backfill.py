@@ -53,8 +53,7 @@ from infra.migrations.throttle import ThrottleSettings
 from . import legacy, wal
 from .server import (BENCH_SETTINGS, FAST_LOAD, bench_server, checkpoints_requested, clone, configure, drop, machine,
                      host_settings, make_durable, quarter_of_ram, settings_in_effect)
-from .backfill_report import (TARGET_MS, client_starved, during_backfill, over_target, slowest_during,
-                              write)
+from .backfill_report import TARGET_MS, client_starved, over_target, slowest_during, slowest_write, write
 from .disk import DiskInterval, DiskSampler, during
 from .host import EVERY_S, Steal, StealSampler
 from .sampling import Periodic
@@ -570,7 +569,7 @@ def _stolen(r: Result) -> str:
 
 def _disk_at_slowest(r: Result) -> str:
     """What the disk did while the write slowest_during() names was waiting."""
-    slowest = max(during_backfill(r), key=lambda s: s.latency, default=None)
+    slowest = slowest_write(r)
     return during(r.disk, slowest.start, slowest.start + slowest.latency) if slowest else "—"
 
 

@@ -70,7 +70,7 @@ def write(out: Path, leads: int, entries: int, seed_s: float, info: Any, setting
         print("\n".join(lines))
 
 
-def during_backfill(r: Any) -> list[Any]:
+def _during(r: Any) -> list[Any]:
     """The writes that overlapped the scenario's window."""
     return [s for s in r.samples if s.start <= r.end and s.end >= r.start]
 
@@ -78,7 +78,7 @@ def during_backfill(r: Any) -> list[Any]:
 def over_target(r: Any) -> str:
     """Writes during the scenario that took longer than the target, and what the backfill was doing when each
     began (its phase: pass, sweep, checks, ...), e.g. "52 (pass 30, checks 22)"."""
-    slow = [s for s in during_backfill(r) if s.latency * 1000 > TARGET_MS]
+    slow = [s for s in _during(r) if s.latency * 1000 > TARGET_MS]
     if not slow or not r.phases:
         return str(len(slow))
     by: dict[str, int] = {}
@@ -90,7 +90,7 @@ def over_target(r: Any) -> str:
 
 def client_starved(r: Any) -> int:
     """Writes over the target whose client waited for a CPU for half their latency or more."""
-    return sum(1 for s in during_backfill(r) if s.latency * 1000 > TARGET_MS and s.client_cpu_wait >= s.latency / 2)
+    return sum(1 for s in _during(r) if s.latency * 1000 > TARGET_MS and s.client_cpu_wait >= s.latency / 2)
 
 
 def _phase(doing: str) -> str:
@@ -104,11 +104,15 @@ def _phase(doing: str) -> str:
     return doing.split()[-1]
 
 
+def slowest_write(r: Any) -> Any | None:
+    """The slowest of the writes that overlapped the scenario's window (None: there were none)."""
+    return max(_during(r), key=lambda s: s.latency, default=None)
+
+
 def slowest_during(r: Any) -> str:
-    inside = during_backfill(r)
-    if not inside:
+    slowest = slowest_write(r)
+    if slowest is None:
         return "—"
-    slowest = max(inside, key=lambda s: s.latency)
     at = datetime.fromtimestamp(slowest.start + r.wall_offset, timezone.utc).strftime("%H:%M:%S")
     return f"{r.doing_at(slowest.start)} ({at})"
 

@@ -171,11 +171,11 @@ class ChunkLimits:
 class Observation:
     """What one chunk (or one wait) showed. rows=0 with lock_wait=False is a poll while waiting for a replica's
     replay lag. cancelled: the chunk of `rows` rows hit its statement timeout after duration_ms and changed nothing.
-    commit_wait_ms: how much longer
-    than the fastest of the run the slowest durable commit timed since the last chunk took, or is taking so far
-    (None: not watched). waiter_ms: the longest any session waited for a lock of the backfill's during the chunk
-    (0: nobody; None: not watched, or not looked at since hears_waiters was off); cancelled_for_waiter: the lock
-    watch cancelled the chunk of `rows` rows after duration_ms for that session, and nothing of it was kept."""
+    commit_wait_ms: how much longer than the fastest of the run the slowest durable commit timed since the last
+    chunk took, or is taking so far (None: not watched). waiter_ms: the longest any session waited for a lock of the
+    backfill's during the chunk (0: nobody; None: not watched, or not looked at since hears_waiters was off);
+    cancelled_for_waiter: the lock watch cancelled the chunk of `rows` rows after duration_ms for that session, and
+    nothing of it was kept."""
 
     rows: int
     duration_ms: float

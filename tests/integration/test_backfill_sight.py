@@ -50,6 +50,17 @@ def login_user(db: psycopg.Connection, target: Target, name: str) -> Iterator[Ta
         db.execute(sql.SQL("DROP ROLE {}").format(user))
 
 
+def legacy_schema_owned_by(owner: Target, db: psycopg.Connection, target: Target) -> None:
+    """The application's schema created by `owner` (the baseline, then 0001), with legacy data seeded between the
+    two, so that it owns what the backfill changes."""
+    db.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(target.dbname),
+                                                                   sql.Identifier(owner.user)))
+    db.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(owner.user)))
+    apply_batch(owner, BASE, quick())
+    generate(db, LegacyShape(60))
+    apply_batch(owner, MEMORY, quick())
+
+
 @contextmanager
 def vacuum_held_on_lead(target: Target, db: psycopg.Connection) -> Iterator[int]:
     """A VACUUM (FREEZE) of "Lead" that cannot end while a cursor keeps one of its pages pinned: its pid."""
@@ -91,12 +102,7 @@ def test_a_vacuum_of_the_parts_table_is_hidden_from_a_login_user_until_it_has_pg
 def test_a_backfill_run_by_a_login_user_without_those_privileges_nor_the_replication_view_says_so_once_and_completes(
         db_target: Target, db: psycopg.Connection) -> None:
     with login_user(db, db_target, "owner") as owner:
-        db.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(db_target.dbname),
-                                                                       sql.Identifier(owner.user)))
-        db.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(owner.user)))
-        apply_batch(owner, BASE, quick())
-        generate(db, LegacyShape(60))
-        apply_batch(owner, MEMORY, quick())
+        legacy_schema_owned_by(owner, db, db_target)
         db.execute("REVOKE SELECT ON pg_catalog.pg_stat_replication FROM PUBLIC")  # as a service may withhold it
         assert read_outlooks(owner, [BACKFILL])[BACKFILL.name].sight.blind_spot is not None  # what the preview shows
 
@@ -181,13 +187,8 @@ def test_a_view_the_login_user_may_not_read_gives_no_signal_and_is_not_asked_aga
 def test_a_watched_view_withheld_once_the_run_has_started_is_said_once_with_its_cause_and_the_run_completes(
         view: str, said: str, db_target: Target, db: psycopg.Connection) -> None:
     with login_user(db, db_target, "monitored") as owner:
-        db.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(db_target.dbname),
-                                                                       sql.Identifier(owner.user)))
-        db.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(owner.user)))
         db.execute(sql.SQL("GRANT pg_monitor TO {}").format(sql.Identifier(owner.user)))
-        apply_batch(owner, BASE, quick())
-        generate(db, LegacyShape(60))
-        apply_batch(owner, MEMORY, quick())
+        legacy_schema_owned_by(owner, db, db_target)
         withheld: list[bool] = []
 
         def before_the_first_chunk() -> bool:
