@@ -54,6 +54,8 @@ from . import legacy, wal
 from .server import (BENCH_SETTINGS, FAST_LOAD, bench_server, checkpoints_requested, clone, configure, drop, machine,
                      host_settings, make_durable, quarter_of_ram, settings_in_effect)
 from .backfill_report import TARGET_MS, client_starved, over_target, slowest_during, slowest_write, write
+from . import cpu as cpu_use, io
+from .cpu import CpuSampler, CpuUse, Interval as CpuInterval, postmaster_pid
 from .disk import DiskInterval, DiskSampler, during
 from .host import EVERY_S, Steal, StealSampler
 from .sampling import Periodic
@@ -161,6 +163,9 @@ class Result:
     sleeps: tuple[tuple[float, float], ...] = ()  # backfills through the engine only
     steal: Steal | None = None  # the host's CPU time stolen during [start, end] (None: not counted here)
     disk: tuple[DiskInterval, ...] = ()  # with --samples: the data directory's disk, from the writers' start (disk.py)
+    cpu: CpuUse | None = None  # the CPUs each role kept busy during [start, end] (cpu.py; None: not counted here)
+    cpu_spans: tuple[CpuInterval, ...] = ()  # with --samples: the CPU time by role every second, from the writers' start
+    written: io.Written | None = None  # what the server extended and wrote during [start, end] (io.py; None: not counted)
     wall_offset: float = field(default_factory=lambda: time.time() - time.monotonic())  # monotonic -> epoch s
 
     def doing_at(self, when: float) -> str:
@@ -240,9 +245,9 @@ def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Act
         pool, created = wal.ready(server), wal.created_by_sessions(server)
         start = time.monotonic()
         phases: list[tuple[float, str]] = []
-        checkpoints = checkpoints_requested(server)
+        checkpoints, io_before = checkpoints_requested(server), _io(server)
         done = action(dsn, phases)
-        checkpoints = checkpoints_requested(server) - checkpoints
+        checkpoints, io_after = checkpoints_requested(server) - checkpoints, _io(server)
         end = time.monotonic()
         time.sleep(TAIL_S)
     finally:
@@ -254,9 +259,16 @@ def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Act
     created = None if created is None else wal.created_by_sessions(server) - created  # the writers' flushed on exit
     series = sampler.series if sampler else []
     inside = [v for t, v in series if start <= t <= end + TAIL_S]
-    return Result(name, samples, t0, start, end, done.rows, done.longest_lock_ms, done.outcome,
-                  max(inside) if inside else None, series, phases, checkpoints, pool, created, done.split,
-                  done.events, done.sleeps)
+    result = Result(name, samples, t0, start, end, done.rows, done.longest_lock_ms, done.outcome,
+                    max(inside) if inside else None, series, phases, checkpoints, pool, created, done.split,
+                    done.events, done.sleeps)
+    result.written = io.written_between(io_before, io_after, end - start)
+    return result
+
+
+def _io(server: LocalServer) -> io.Counts | None:
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        return io.snapshot(conn)
 
 
 def adaptive(batch: Batch, fixed: int | None = None, stretch: bool = True) -> Action:
@@ -383,7 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     load = os.getloadavg()[0]
     results: list[Result] = []
     with bench_server(server_settings()) as server, tempfile.TemporaryDirectory(prefix="jq-replica-") as tmp, \
-            StealSampler() as host, (DiskSampler(server.data_dir) if args.samples else nullcontext()) as disk:
+            StealSampler() as host, (DiskSampler(server.data_dir) if args.samples else nullcontext()) as disk, \
+            _cpu_sampler(server) as cpu:
         configure(server, FAST_LOAD, reload=True)
         t = time.monotonic()
         job_ids, entries = seed(server, batches, args.leads)
@@ -399,6 +412,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         def record(result: Result) -> None:
             """Print it, and rewrite the report with every scenario so far (a run cut short keeps its figures)."""
             result.steal = host.over(result.start, result.end)
+            if cpu is not None:
+                result.cpu = cpu.over(result.start, result.end)
+                result.cpu_spans = tuple(s for s in cpu.intervals if s.end >= result.t0 and s.start <= result.end + TAIL_S)
             if disk is not None:
                 result.disk = tuple(disk.over(result.t0, result.end + TAIL_S))
             results.append(result)
@@ -510,6 +526,12 @@ def _lateness(w: WindowStats) -> str:
     return f", started late by up to {w.late_max_ms:.0f} ms, not started {w.not_started}"
 
 
+def _cpu_sampler(server: LocalServer) -> CpuSampler | nullcontext[None]:
+    """The CPU by role (cpu.py), where the postmaster's pid can be read."""
+    pid = postmaster_pid(server.data_dir)
+    return CpuSampler(server.dsn(), pid) if pid is not None else nullcontext()
+
+
 def dump_samples(directory: Path, r: Result) -> None:
     """<scenario>.writes.csv (every write: when due, its latency and lateness, how it ended, and how long its client
     and its server session each waited for a CPU, bench/writer.py) and
@@ -517,8 +539,8 @@ def dump_samples(directory: Path, r: Result) -> None:
     duration, the next one's size and the last reason the throttle slowed down, which stays until the next one)
     and <scenario>.sleeps.csv (every pause it asked for) and <scenario>.disk.csv (the data directory's disk every
     0.1 s: writes and flushes completed and their mean time, requests in flight, the share of time busy, the page
-    cache's dirty and under-writeback memory; disk.py), times as UTC epoch seconds, to lay beside the server's
-    log."""
+    cache's dirty and under-writeback memory; disk.py) and <scenario>.cpu.csv (every second, the CPU seconds each role
+    used and the machine's busy seconds; cpu.py), times as UTC epoch seconds, to lay beside the server's log."""
     directory.mkdir(parents=True, exist_ok=True)
     stem = database_of(r.name)
     with open(directory / f"{stem}.writes.csv", "w", newline="") as f:
@@ -545,6 +567,11 @@ def dump_samples(directory: Path, r: Result) -> None:
             out.writerows([f"{d.start + r.wall_offset:.4f}", f"{d.end - d.start:.3f}", d.writes,
                            f"{d.write_await_ms:.2f}", d.flushes, f"{d.flush_await_ms:.2f}", d.in_flight,
                            f"{d.busy:.2f}", d.dirty_kb, d.writeback_kb] for d in r.disk)
+    if r.cpu_spans:
+        with open(directory / f"{stem}.cpu.csv", "w", newline="") as f:
+            out = csv.writer(f)
+            out.writerow(cpu_use.csv_header())
+            out.writerows(cpu_use.csv_row(c, r.wall_offset) for c in r.cpu_spans)
 
 
 def _print(r: Result) -> None:
@@ -559,6 +586,8 @@ def _print(r: Result) -> None:
           f"; WAL segments ready at start {r.wal_ready}, created by sessions {r.wal_created}"
           f"{'; in chunks / not kept / asleep ' + r.split.cell() if r.split else ''}"
           f"{_stolen(r)}"
+          f"{'; CPUs busy on average: ' + r.cpu.cell() if r.cpu else ''}"
+          f"{'; the server wrote: ' + r.written.cell() if r.written else ''}"
           f"{'; the disk during the slowest write: ' + _disk_at_slowest(r) if r.disk else ''}",
           flush=True)
 

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .cpu import ROLES
 from .host import EVERY_S
 from .stats import window_stats
 
@@ -56,6 +57,7 @@ def write(out: Path, leads: int, entries: int, seed_s: float, info: Any, setting
         lag = f"{r.max_lag_ms / 1000:.2f} s" if r.max_lag_ms is not None else "—"
         lines.append(f"| {r.name} | {r.outcome[:120]} | {secs:.1f} s | {_rate(r):,.0f} | {w.writes} | "
                      f"{w.failed} | {w.p99_ms:.1f} | {w.max_ms:.1f} | {over_target(r)} | {client_starved(r)} | {w.max_less_client_wait_ms:.1f} | {slowest_during(r)} | {r.longest_lock_ms:.0f} | {_count(r.wal_checkpoints)} | {_count(r.wal_ready)} / {_count(r.wal_created)} | {r.split.cell() if r.split else '—'} | {lag} | {r.steal.cell() if r.steal else '—'} |")
+    lines += _cpu_table(results) + _io_table(results)
     lines += ["", "| target | measured | met |", "|---|---|---|", *_targets(results), "",
               f"![write latency during the backfills]({plot_name})"]
     section = "\n".join(lines)
@@ -68,6 +70,32 @@ def write(out: Path, leads: int, entries: int, seed_s: float, info: Any, setting
     path.write_text(text)
     if not quiet:
         print("\n".join(lines))
+
+
+def _cpu_table(results: Sequence[Any]) -> list[str]:
+    """The CPUs each role kept busy on average during each scenario (bench/cpu.py), where they were counted."""
+    counted = [r for r in results if getattr(r, "cpu", None) is not None]
+    if not counted:
+        return []
+    return ["", "CPUs kept busy on average during each scenario, by what the processes do (bench/cpu.py: each "
+            "process's user and system time, the server's given their role from pg_stat_activity; rest = every "
+            "other process, kernel threads included; busy = all of them).", "",
+            f"| scenario | {' | '.join(ROLES)} | busy, of {counted[0].cpu.cpus} |",
+            f"|---|{'---:|' * (len(ROLES) + 1)}",
+            *(f"| {r.name} | {' | '.join(f'{r.cpu.cores.get(role, 0.0):.2f}' for role in ROLES)} | "
+              f"{r.cpu.busy_cores:.2f} |" for r in counted)]
+
+
+def _io_table(results: Sequence[Any]) -> list[str]:
+    """What the server extended relations by and wrote during each scenario, and who (bench/io.py)."""
+    counted = [r for r in results if getattr(r, "written", None) is not None]
+    if not counted:
+        return []
+    return ["", "What the server wrote during each scenario, in MB, by backend type (bench/io.py, from pg_stat_io): "
+            "relation blocks extended (written out as the relation grows), relation blocks written (dirty buffers "
+            "written out), and WAL (PostgreSQL 18 and later).", "",
+            "| scenario | what the server wrote |", "|---|---|",
+            *(f"| {r.name} | {r.written.cell()} |" for r in counted)]
 
 
 def _during(r: Any) -> list[Any]:
