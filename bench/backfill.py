@@ -54,7 +54,7 @@ from . import legacy, wal
 from .server import (BENCH_SETTINGS, FAST_LOAD, bench_server, checkpoints_requested, clone, configure, drop, machine,
                      host_settings, make_durable, quarter_of_ram, settings_in_effect)
 from .backfill_report import TARGET_MS, client_starved, over_target, slowest_during, slowest_write, write
-from . import cpu as cpu_use, io
+from . import cpu as cpu_use, pg_io
 from .cpu import CpuSampler, CpuUse, Interval as CpuInterval, postmaster_pid
 from .disk import DiskInterval, DiskSampler, during
 from .host import EVERY_S, Steal, StealSampler
@@ -164,8 +164,8 @@ class Result:
     steal: Steal | None = None  # the host's CPU time stolen during [start, end] (None: not counted here)
     disk: tuple[DiskInterval, ...] = ()  # with --samples: the data directory's disk, from the writers' start (disk.py)
     cpu: CpuUse | None = None  # the CPUs each role kept busy during [start, end] (cpu.py; None: not counted here)
-    cpu_spans: tuple[CpuInterval, ...] = ()  # with --samples: the CPU time by role every second, from the writers' start
-    written: io.Written | None = None  # what the server extended and wrote during [start, end] (io.py; None: not counted)
+    cpu_spans: tuple[CpuInterval, ...] = ()  # the CPU time by role every second, from the writers' start (cpu.py)
+    written: pg_io.Written | None = None  # what the server wrote from start to the tail's end (pg_io.py; None: not counted)
     wall_offset: float = field(default_factory=lambda: time.time() - time.monotonic())  # monotonic -> epoch s
 
     def doing_at(self, when: float) -> str:
@@ -247,9 +247,10 @@ def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Act
         phases: list[tuple[float, str]] = []
         checkpoints, io_before = checkpoints_requested(server), _io(server)
         done = action(dsn, phases)
-        checkpoints, io_after = checkpoints_requested(server) - checkpoints, _io(server)
+        checkpoints = checkpoints_requested(server) - checkpoints
         end = time.monotonic()
         time.sleep(TAIL_S)
+        io_after, io_end = _io(server), time.monotonic()
     finally:
         samples = writers.stop()
         if sampler:
@@ -262,13 +263,14 @@ def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Act
     result = Result(name, samples, t0, start, end, done.rows, done.longest_lock_ms, done.outcome,
                     max(inside) if inside else None, series, phases, checkpoints, pool, created, done.split,
                     done.events, done.sleeps)
-    result.written = io.written_between(io_before, io_after, end - start)
+    result.written = pg_io.written_between(io_before, io_after, io_end - start)
     return result
 
 
-def _io(server: LocalServer) -> io.Counts | None:
+def _io(server: LocalServer) -> pg_io.Counts | None:
+    """pg_stat_io's totals now (pg_io.py), read after the tail: the engine's sessions report theirs as they close."""
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
-        return io.snapshot(conn)
+        return pg_io.snapshot(conn)
 
 
 def adaptive(batch: Batch, fixed: int | None = None, stretch: bool = True) -> Action:
@@ -319,7 +321,8 @@ def naive(batch: Batch) -> Action:
         rows = statements = 0
         started = time.monotonic()
         try:
-            with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
+            with psycopg.connect(dsn, autocommit=True, application_name=cpu_use.NAIVE_APPLICATION) as conn, \
+                    conn.transaction():
                 for part in load_spec(batch).parts:
                     after: str | None = None
                     while True:
@@ -501,7 +504,7 @@ def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch, appl
             time.sleep(LEAD_IN_S)
             pool, created = wal.ready(server), wal.created_by_sessions(server)
             start = time.monotonic()
-            checkpoints = checkpoints_requested(server)
+            checkpoints, io_before = checkpoints_requested(server), _io(server)
             try:
                 apply_batch(Target.from_dsn(dsn), b3, RunSettings(stack="bench"))
                 outcome = f"applied ({on})"
@@ -510,13 +513,15 @@ def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch, appl
             checkpoints = checkpoints_requested(server) - checkpoints
             end = time.monotonic()
             time.sleep(TAIL_S)
+            io_after, io_end = _io(server), time.monotonic()
         finally:
             samples = writers.stop()
         created = None if created is None else wal.created_by_sessions(server) - created  # flushed on the writers' exit
     finally:
         drop(server, database)
     return Result("tighten-0003", samples, t0, start, end, 0, 0.0, outcome, wal_checkpoints=checkpoints,
-                  wal_ready=pool, wal_created=created)
+                  wal_ready=pool, wal_created=created,
+                  written=pg_io.written_between(io_before, io_after, io_end - start))
 
 
 def _lateness(w: WindowStats) -> str:
@@ -540,7 +545,7 @@ def dump_samples(directory: Path, r: Result) -> None:
     and <scenario>.sleeps.csv (every pause it asked for) and <scenario>.disk.csv (the data directory's disk every
     0.1 s: writes and flushes completed and their mean time, requests in flight, the share of time busy, the page
     cache's dirty and under-writeback memory; disk.py) and <scenario>.cpu.csv (every second, the CPU seconds each role
-    used and the machine's busy seconds; cpu.py), times as UTC epoch seconds, to lay beside the server's log."""
+    used; cpu.py), times as UTC epoch seconds, to lay beside the server's log."""
     directory.mkdir(parents=True, exist_ok=True)
     stem = database_of(r.name)
     with open(directory / f"{stem}.writes.csv", "w", newline="") as f:

@@ -78,8 +78,9 @@ def _cpu_table(results: Sequence[Any]) -> list[str]:
     if not counted:
         return []
     return ["", "CPUs kept busy on average during each scenario, by what the processes do (bench/cpu.py: each "
-            "process's user and system time, the server's given their role from pg_stat_activity; rest = every "
-            "other process, kernel threads included; busy = all of them).", "",
+            "process's user and system time, read every second, the server's given their role from "
+            "pg_stat_activity; writers' clients = the bench's child processes; rest = every other process, kernel "
+            "threads included; busy = all of them).", "",
             f"| scenario | {' | '.join(ROLES)} | busy, of {counted[0].cpu.cpus} |",
             f"|---|{'---:|' * (len(ROLES) + 1)}",
             *(f"| {r.name} | {' | '.join(f'{r.cpu.cores.get(role, 0.0):.2f}' for role in ROLES)} | "
@@ -91,9 +92,10 @@ def _io_table(results: Sequence[Any]) -> list[str]:
     counted = [r for r in results if getattr(r, "written", None) is not None]
     if not counted:
         return []
-    return ["", "What the server wrote during each scenario, in MB, by backend type (bench/io.py, from pg_stat_io): "
-            "relation blocks extended (written out as the relation grows), relation blocks written (dirty buffers "
-            "written out), and WAL (PostgreSQL 18 and later).", "",
+    return ["", "What the server wrote from each scenario's start to the end of its tail, in MB, by backend type "
+            "(bench/pg_io.py, from pg_stat_io): relation blocks extended (up to 8 at once written out as zeros, more "
+            "allocated without writing), relation blocks written (dirty buffers written out), and the WAL written "
+            "(PostgreSQL 18 and later).", "",
             "| scenario | what the server wrote |", "|---|---|",
             *(f"| {r.name} | {r.written.cell()} |" for r in counted)]
 

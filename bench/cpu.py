@@ -1,19 +1,20 @@
 """Which processes used the machine's CPU while a scenario ran, by what they do in it.
 
-A backfill chunk reads rows the server has in shared buffers, so its session runs on a CPU for as long as the
-chunk lasts. The writers' server sessions and their clients, autovacuum and the server's own processes share
-what is left. When together they want more CPUs than the machine has, every one of them waits its turn, and the
-writers' latencies show it. So each scenario reports how many CPUs each role kept busy on average: the backfill's
-chunk session, the engine's other sessions (its lock, commit, vacuum and replica watches), the writers' sessions,
+A backfill chunk reads rows the server has in shared buffers, so its session runs on a CPU for as long as the chunk
+lasts. The writers' server sessions and their clients, autovacuum and the server's own processes share what is left.
+When together they want more CPUs than the machine has, every one of them waits its turn, and the writers' latencies
+show it. So each scenario reports how many CPUs each role kept busy on average: the backfill's chunk session, the
+engine's other sessions (its lock, commit, vacuum, replica and checkpoint watches), the writers' sessions,
 autovacuum, the rest of the server (WAL writer, checkpointer, background writer, I/O workers, the bench's own
-sessions), the writers' client processes, the bench's own process (the engine runs in it) and whatever else the
-machine ran (a replica among them).
+sessions), the writers' client processes (the bench's child processes: between scenarios, pg_ctl and such), the
+bench's own process (the engine runs in it) and whatever else the machine ran (a replica among them). Reading every
+process once a second costs the bench's process a few milliseconds each time.
 
 Linux counts each process's user and system time, all its threads together (/proc/<pid>/stat); the sampler reads
 every process every EVERY_S, and gives each server process the role pg_stat_activity shows for it then (on a
-connection of the sampler's own). The machine's busy time is the sum over every process, kernel threads included:
-on this kind of virtual machine /proc/stat's per-CPU counters miss ticks (over 3 s under load they summed to 493 of
-the 600 two CPUs have), while a process's times come from the scheduler's clock. Elsewhere nothing is counted.
+connection of the sampler's own). The machine's busy time is the sum over every process, kernel threads included: on
+this kind of virtual machine /proc/stat's per-CPU counters miss ticks (over 3 s under load they summed to 493 of the
+600 two CPUs have), while a process's times come from the scheduler's clock. Elsewhere nothing is counted.
 """
 
 from __future__ import annotations
@@ -33,9 +34,14 @@ PROC = Path("/proc")
 TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 ENGINE_APPLICATION = "junkquote-db migrations"  # the engine's sessions' application_name begins so (target.py)
 WRITER_APPLICATION = "bench writer"  # bench/writer.py
+NAIVE_APPLICATION = "bench naive backfill"  # the naive scenario's one transaction (bench/backfill.py)
+SAMPLER_APPLICATION = "bench cpu sampler"
 # What the engine's other sessions run: the lock watch (pg_locks, pg_blocking_pids), the commit watch's probe, the
-# monitor's vacuum and replica reads. Everything else its sessions run is the backfill's (chunks, sweeps, checks).
-WATCH_MARKS = ("pg_blocking_pids", "commit_probe", "pg_stat_progress_vacuum", "pg_stat_replication")
+# monitor's vacuum, replica and checkpoint reads. A session seen running one is a watch for the rest of its life
+# (between those reads the monitor runs others); the chunk session never runs one.
+WATCH_MARKS = ("pg_blocking_pids", "commit_probe", "pg_stat_progress_vacuum", "pg_stat_replication",
+               "pg_control_checkpoint")
+COVERED = 0.9  # a window the readings cover less of than this has no average (the sampler stopped, or began late)
 
 BACKFILL, WATCHES, WRITER_SESSIONS, AUTOVACUUM, SERVER = (
     "backfill session", "engine's watches", "writers' sessions", "autovacuum", "server, other")
@@ -65,6 +71,8 @@ def server_role(backend_type: str, application_name: str, query: str) -> str:
         return AUTOVACUUM
     if application_name == WRITER_APPLICATION:
         return WRITER_SESSIONS
+    if application_name == NAIVE_APPLICATION:
+        return BACKFILL
     if application_name.startswith(ENGINE_APPLICATION):
         return WATCHES if any(mark in query for mark in WATCH_MARKS) else BACKFILL
     return SERVER
@@ -106,7 +114,7 @@ class CpuUse:
 
 def use_over(spans: Sequence[Interval], start: float, end: float, cpus: int) -> CpuUse | None:
     """The average use over [start, end], each interval counted for the share of it inside the window. None when
-    no interval overlaps it."""
+    the intervals cover less than COVERED of it."""
     used = dict.fromkeys(ROLES, 0.0)
     covered = 0.0
     for s in spans:
@@ -117,7 +125,7 @@ def use_over(spans: Sequence[Interval], start: float, end: float, cpus: int) -> 
         covered += inside
         for role, seconds in s.used.items():
             used[role] += seconds * share
-    if covered <= 0:
+    if end <= start or covered < COVERED * (end - start):
         return None
     return CpuUse({r: v / covered for r, v in used.items()}, sum(used.values()) / covered, cpus)
 
@@ -133,6 +141,28 @@ def tally(ticks: Mapping[int, int], before: Mapping[int, int], roles: Mapping[in
             role = roles.get(pid, REST)
             used[role] = used.get(role, 0.0) + delta / TICKS_PER_S
     return used
+
+
+def roles_of(activity: Iterable[tuple[int, str, str, str]], watches: set[int]) -> dict[int, str]:
+    """Each server process's role from pg_stat_activity's (pid, backend_type, application_name, query) rows. An
+    engine session seen running a watch's query, now or before (`watches`, added to), stays a watch."""
+    roles = {}
+    for pid, backend_type, application_name, query in activity:
+        role = server_role(backend_type, application_name, query)
+        if role == WATCHES:
+            watches.add(pid)
+        roles[pid] = WATCHES if role == BACKFILL and pid in watches else role
+    return roles
+
+
+def process_role(pid: int, ppid: int, postmaster: int, bench: int, server_roles: Mapping[int, str]) -> str:
+    """A process's role: the server's (the postmaster and its children) as pg_stat_activity shows it, the bench's
+    own, the bench's children (the writers' clients while a scenario runs), or the rest of the machine."""
+    if pid == postmaster or ppid == postmaster:
+        return server_roles.get(pid, SERVER)
+    if pid == bench:
+        return BENCH
+    return CLIENTS if ppid == bench else REST
 
 
 def _processes() -> Iterable[tuple[int, int, int]]:
@@ -158,33 +188,38 @@ class CpuSampler(Periodic):
         self._conn: psycopg.Connection | None = None
         self._before: dict[int, int] = {}
         self._last: float | None = None  # when the last reading was taken
+        self._watches: set[int] = set()  # the engine's sessions seen running a watch's query
+        self._roles: Mapping[int, str] = {}  # the server's processes' roles as last read
         self.cpus = os.cpu_count() or 1
         self.intervals: list[Interval] = []
 
     def take(self) -> bool:
         if not PROC.is_dir():
             return False
-        try:
-            if self._conn is None:
-                self._conn = psycopg.connect(self._dsn, autocommit=True, application_name="bench cpu sampler")
-            activity = {pid: server_role(*row) for pid, *row in self._conn.execute(ACTIVITY)}
-        except (OSError, psycopg.Error):
-            return False
+        server_roles = self._server_roles()
         at, me = self._clock(), os.getpid()
-        roles: dict[int, str] = {}
-        ticks: dict[int, int] = {}
-        for pid, ppid, used in _processes():
-            if pid == self._postmaster or ppid == self._postmaster:
-                roles[pid] = activity.get(pid, SERVER)
-            elif pid == me:
-                roles[pid] = BENCH
-            elif ppid == me:
-                roles[pid] = CLIENTS
-            ticks[pid] = used
+        processes = list(_processes())
+        ticks = {pid: used for pid, _, used in processes}
+        roles = {pid: process_role(pid, ppid, self._postmaster, me, server_roles) for pid, ppid, _ in processes}
         if self._last is not None:
             self.intervals.append(Interval(self._last, at, tally(ticks, self._before, roles)))
         self._before, self._last = ticks, at
         return True
+
+    def _server_roles(self) -> Mapping[int, str]:
+        """Each server process's role from pg_stat_activity now. On a database error, the last ones read (and a new
+        connection next time): the process times are still counted."""
+        try:
+            if self._conn is None:
+                self._conn = psycopg.connect(self._dsn, autocommit=True, application_name=SAMPLER_APPLICATION)
+            rows = self._conn.execute(ACTIVITY).fetchall()
+        except psycopg.Error:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            return self._roles
+        self._roles = roles_of(rows, self._watches)
+        return self._roles
 
     def over(self, start: float, end: float) -> CpuUse | None:
         return use_over(self.intervals, start, end, self.cpus)

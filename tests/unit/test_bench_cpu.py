@@ -6,7 +6,7 @@ import pytest
 
 from bench import cpu
 from bench.cpu import (AUTOVACUUM, BACKFILL, BENCH, CLIENTS, REST, SERVER, WATCHES, WRITER_SESSIONS, Interval,
-                       parse_stat, server_role, tally, use_over)
+                       parse_stat, process_role, roles_of, server_role, tally, use_over)
 
 ENGINE = "junkquote-db migrations (bench, bench)"
 
@@ -18,6 +18,9 @@ ENGINE = "junkquote-db migrations (bench, bench)"
     ("client backend", ENGINE, "INSERT INTO schema_ledger.commit_probe DEFAULT VALUES", WATCHES),
     ("client backend", ENGINE, "SELECT relid FROM pg_stat_progress_vacuum", WATCHES),
     ("client backend", ENGINE, "SELECT (SELECT min(replay_lsn)::text FROM pg_stat_replication)", WATCHES),
+    ("client backend", ENGINE, "SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn FROM pg_control_checkpoint()",
+     WATCHES),
+    ("client backend", "bench naive backfill", "SELECT customer_backfill.link_leads($1::text[])", BACKFILL),
     ("client backend", "bench writer", "COMMIT", WRITER_SESSIONS),
     ("autovacuum worker", "", "autovacuum: VACUUM public.\"Lead\"", AUTOVACUUM),
     ("autovacuum launcher", "", "", AUTOVACUUM),
@@ -27,6 +30,16 @@ ENGINE = "junkquote-db migrations (bench, bench)"
 def test_each_server_process_has_the_role_its_activity_row_shows(backend_type: str, application_name: str,
                                                                   query: str, role: str) -> None:
     assert server_role(backend_type, application_name, query) == role
+
+
+def test_an_engine_session_once_seen_watching_stays_a_watch_between_its_reads_and_the_chunk_session_stays_the_backfill() -> None:
+    watches: set[int] = set()
+    first = [(7, "client backend", ENGINE, "SELECT redo_lsn FROM pg_control_checkpoint()"),
+             (8, "client backend", ENGINE, "SELECT customer_backfill.link_leads($1::text[])")]
+    assert roles_of(first, watches) == {7: WATCHES, 8: BACKFILL}
+    later = [(7, "client backend", ENGINE, "SELECT c.oid FROM pg_class c WHERE c.relname = ANY($1)"),
+             (8, "client backend", ENGINE, "COMMIT")]
+    assert roles_of(later, watches) == {7: WATCHES, 8: BACKFILL}
 
 
 def test_a_stat_line_gives_the_parent_and_the_user_plus_system_ticks_whatever_the_command_name_holds() -> None:
@@ -57,3 +70,21 @@ def test_the_average_over_a_window_counts_each_interval_for_its_share_inside_it(
     assert use.cell().startswith("backfill 0.67, watches 0.00, writers' sessions 0.07")
     assert use.cell().endswith("; 1.17 of 2 busy")
     assert use_over(spans, 5.0, 6.0, cpus=2) is None
+
+
+def test_a_window_the_readings_cover_less_than_nine_tenths_of_has_no_average() -> None:
+    spans = [Interval(0.0, 1.0, {BACKFILL: 1.0}), Interval(1.0, 2.0, {BACKFILL: 1.0})]
+    assert use_over(spans, 0.0, 2.2, cpus=2) is not None  # 2.0 of 2.2 s
+    assert use_over(spans, 0.0, 2.5, cpus=2) is None  # the sampler stopped at 2.0 s
+
+
+def test_the_server_its_children_the_bench_and_the_bench_children_each_have_their_role_and_others_are_the_rest() -> None:
+    postmaster, bench = 100, 200
+    server_roles = {101: BACKFILL, 102: WRITER_SESSIONS}
+    assert process_role(101, postmaster, postmaster, bench, server_roles) == BACKFILL
+    assert process_role(102, postmaster, postmaster, bench, server_roles) == WRITER_SESSIONS
+    assert process_role(103, postmaster, postmaster, bench, server_roles) == SERVER  # not in pg_stat_activity
+    assert process_role(postmaster, 1, postmaster, bench, server_roles) == SERVER
+    assert process_role(bench, 1, postmaster, bench, server_roles) == BENCH
+    assert process_role(201, bench, postmaster, bench, server_roles) == CLIENTS
+    assert process_role(300, 1, postmaster, bench, server_roles) == REST
