@@ -221,6 +221,11 @@ class CpuSampler(Periodic):
         self._roles = roles_of(rows, self._watches)
         return self._roles
 
+    @property
+    def roles(self) -> Mapping[int, str]:
+        """The server's processes' roles as last read (pid -> role)."""
+        return self._roles
+
     def over(self, start: float, end: float) -> CpuUse | None:
         return use_over(self.intervals, start, end, self.cpus)
 

@@ -520,9 +520,8 @@ class _Filler:
     def _hear_vacuum(self) -> None:
         """Before a chunk: tell the throttle whether a vacuum works on the part's table now (it keeps the chunks
         to the budget while one does)."""
-        if self.vacuums is not None and isinstance(self.throttle, AdaptiveThrottle):
-            seen = self.vacuums.working_on()
-            self.throttle.beside_vacuum(seen[1] if seen else None)
+        if self.vacuums is not None:
+            self.throttle.beside_vacuum(self.vacuums.working_on())
 
     def _wait_once(self, where: _Where, seen: Observation) -> None:
         """One poll of a wait before a chunk (for a replica): stop if paused or commits stall, tell the throttle

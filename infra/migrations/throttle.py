@@ -538,6 +538,9 @@ class FixedThrottle:
     def start_part(self) -> None:
         pass
 
+    def beside_vacuum(self, table: str | None) -> None:
+        """Fixed chunks take no notice of a vacuum (fixed-size runs do not look for one)."""
+
     def next(self, seen: Observation) -> Decision:
         if seen.lock_wait:
             self.last_slowdown = "lock wait"

@@ -26,7 +26,7 @@ from psycopg import sql
 from .sight import WatchedView
 
 WORKING_ON = """
-SELECT v.pid, v.relid::regclass::text FROM pg_stat_progress_vacuum v
+SELECT v.relid::regclass::text FROM pg_stat_progress_vacuum v
 WHERE v.datid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND v.relid = ANY(%(oids)s::oid[])
 LIMIT 1
 """
@@ -52,7 +52,7 @@ class VacuumWatch:
             return
         self._oids = [r[0] for r in self.monitor.execute(TABLES, {"tables": names})]
 
-    def working_on(self) -> tuple[int, str] | None:
-        """The vacuum working on one of the tables watched now: its pid and the table (None: none seen)."""
+    def working_on(self) -> str | None:
+        """The watched table a vacuum is working on now (None: none seen)."""
         rows = self._view.fetchall(WORKING_ON, {"oids": self._oids}) if self._oids else None
-        return (int(rows[0][0]), str(rows[0][1])) if rows else None
+        return str(rows[0][0]) if rows else None
