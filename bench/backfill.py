@@ -268,7 +268,8 @@ def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Act
 
 
 def _io(server: LocalServer) -> pg_io.Counts | None:
-    """pg_stat_io's totals now (pg_io.py), read after the tail: the engine's sessions report theirs as they close."""
+    """pg_stat_io's totals now (pg_io.py). Read as the window opens, and again after the tail: the engine's sessions
+    report theirs as they close."""
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
         return pg_io.snapshot(conn)
 

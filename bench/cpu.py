@@ -145,9 +145,12 @@ def tally(ticks: Mapping[int, int], before: Mapping[int, int], roles: Mapping[in
 
 def roles_of(activity: Iterable[tuple[int, str, str, str]], watches: set[int]) -> dict[int, str]:
     """Each server process's role from pg_stat_activity's (pid, backend_type, application_name, query) rows. An
-    engine session seen running a watch's query, now or before (`watches`, added to), stays a watch."""
+    engine session seen running a watch's query, now or before (`watches`, kept to the pids listed now, so a pid
+    the system gives a later session starts afresh), stays a watch."""
     roles = {}
-    for pid, backend_type, application_name, query in activity:
+    rows = list(activity)
+    watches &= {row[0] for row in rows}
+    for pid, backend_type, application_name, query in rows:
         role = server_role(backend_type, application_name, query)
         if role == WATCHES:
             watches.add(pid)

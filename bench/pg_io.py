@@ -8,8 +8,8 @@ commits flush it at once). pg_stat_io (PostgreSQL 16 and later) counts each by b
 begins and again after its tail, the difference tells what each wrote meanwhile. From PostgreSQL 18 it counts
 bytes and the WAL too (the WAL written, not the new segments' zeros: bench/wal.py counts those); before, blocks of
 op_bytes and no WAL. A session reports its counts at a transaction's end at most once a second (an idle one within
-about 10 s, a closing one as it closes), and the checkpointer as a checkpoint ends: a window's figures may miss its
-last moments, or hold a checkpoint that began before it. Elsewhere nothing is reported.
+about 10 s, a closing one as it closes), and the checkpointer as it writes: a window's figures may miss its last
+moments. Elsewhere nothing is reported.
 """
 
 from __future__ import annotations

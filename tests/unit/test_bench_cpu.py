@@ -40,6 +40,9 @@ def test_an_engine_session_once_seen_watching_stays_a_watch_between_its_reads_an
     later = [(7, "client backend", ENGINE, "SELECT c.oid FROM pg_class c WHERE c.relname = ANY($1)"),
              (8, "client backend", ENGINE, "COMMIT")]
     assert roles_of(later, watches) == {7: WATCHES, 8: BACKFILL}
+    # Once the watch's session has gone, a new engine session given its pid is not taken for a watch.
+    assert roles_of([(8, "client backend", ENGINE, "COMMIT")], watches) == {8: BACKFILL}
+    assert roles_of([(7, "client backend", ENGINE, "SELECT customer_backfill.link_leads($1)")], watches) == {7: BACKFILL}
 
 
 def test_a_stat_line_gives_the_parent_and_the_user_plus_system_ticks_whatever_the_command_name_holds() -> None:
