@@ -72,32 +72,33 @@ def write(out: Path, leads: int, entries: int, seed_s: float, info: Any, setting
         print("\n".join(lines))
 
 
+def _captioned(caption: str, head: str, align: str, rows: list[str]) -> list[str]:
+    """A table under its caption, after a blank line; nothing without rows."""
+    return ["", caption, "", head, align, *rows] if rows else []
+
+
 def _cpu_table(results: Sequence[Any]) -> list[str]:
     """The CPUs each role kept busy on average during each scenario (bench/cpu.py), where they were counted."""
     counted = [r for r in results if getattr(r, "cpu", None) is not None]
-    if not counted:
-        return []
-    return ["", "CPUs kept busy on average during each scenario, by what the processes do (bench/cpu.py: each "
-            "process's user and system time, read every second, the server's given their role from "
-            "pg_stat_activity; writers' clients = the bench's child processes; rest = every other process, kernel "
-            "threads included; busy = all of them).", "",
-            f"| scenario | {' | '.join(ROLES)} | busy, of {counted[0].cpu.cpus} |",
-            f"|---|{'---:|' * (len(ROLES) + 1)}",
-            *(f"| {r.name} | {' | '.join(f'{r.cpu.cores.get(role, 0.0):.2f}' for role in ROLES)} | "
-              f"{r.cpu.busy_cores:.2f} |" for r in counted)]
+    return _captioned(
+        "CPUs kept busy on average during each scenario, by what the processes do (bench/cpu.py: each process's user "
+        "and system time, read every second, the server's given their role from pg_stat_activity; writers' clients = "
+        "the bench's child processes; rest = every other process, kernel threads included; busy = all of them).",
+        f"| scenario | {' | '.join(ROLES)} | busy, of {counted[0].cpu.cpus if counted else 0} |",
+        f"|---|{'---:|' * (len(ROLES) + 1)}",
+        [f"| {r.name} | {' | '.join(f'{r.cpu.cores.get(role, 0.0):.2f}' for role in ROLES)} | {r.cpu.busy_cores:.2f} |"
+         for r in counted])
 
 
 def _io_table(results: Sequence[Any]) -> list[str]:
-    """What the server extended relations by and wrote during each scenario, and who (bench/io.py)."""
-    counted = [r for r in results if getattr(r, "written", None) is not None]
-    if not counted:
-        return []
-    return ["", "What the server wrote from each scenario's start to the end of its tail, in MB, by backend type "
-            "(bench/pg_io.py, from pg_stat_io): relation blocks extended (up to 8 at once written out as zeros, more "
-            "allocated without writing), relation blocks written (dirty buffers written out), and the WAL written "
-            "(PostgreSQL 18 and later).", "",
-            "| scenario | what the server wrote |", "|---|---|",
-            *(f"| {r.name} | {r.written.cell()} |" for r in counted)]
+    """What the server extended relations by and wrote during each scenario, and who (bench/pg_io.py)."""
+    return _captioned(
+        "What the server wrote from each scenario's start to the end of its tail, in MB, by backend type "
+        "(bench/pg_io.py, from pg_stat_io): relation blocks extended (up to 8 at once written out as zeros, more "
+        "allocated without writing), relation blocks written (dirty buffers written out), and the WAL written "
+        "(PostgreSQL 18 and later).",
+        "| scenario | what the server wrote |", "|---|---|",
+        [f"| {r.name} | {r.written.cell()} |" for r in results if getattr(r, "written", None) is not None])
 
 
 def _during(r: Any) -> list[Any]:
