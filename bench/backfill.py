@@ -418,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result.steal = host.over(result.start, result.end)
             if cpu is not None:
                 result.cpu = cpu.over(result.start, result.end)
-                result.cpu_spans = tuple(s for s in cpu.intervals if s.end >= result.t0 and s.start <= result.end + TAIL_S)
+                result.cpu_spans = cpu.spans(result.t0, result.end + TAIL_S)
             if disk is not None:
                 result.disk = tuple(disk.over(result.t0, result.end + TAIL_S))
             results.append(result)

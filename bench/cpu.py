@@ -93,10 +93,6 @@ class Interval:
     end: float
     used: Mapping[str, float]
 
-    @property
-    def busy_s(self) -> float:
-        return sum(self.used.values())
-
 
 @dataclass(frozen=True)
 class CpuUse:
@@ -231,6 +227,10 @@ class CpuSampler(Periodic):
 
     def over(self, start: float, end: float) -> CpuUse | None:
         return use_over(self.intervals, start, end, self.cpus)
+
+    def spans(self, start: float, end: float) -> tuple[Interval, ...]:
+        """The intervals between readings that overlap [start, end]."""
+        return tuple(s for s in self.intervals if s.end >= start and s.start <= end)
 
     def finish(self) -> None:
         self.take()  # a reading at the end, so a window that ends now has one after it

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from infra.localdb import LocalServer, free_port
 from infra.migrations.target import Target
@@ -47,6 +48,12 @@ def create_database(admin: Target, prefix: str = "t") -> Target:
 def drop_database(admin: Target, name: str) -> None:
     with admin.connect(autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def dsn_of(target: Target) -> str:
+    """The target as a libpq connection string, for code that connects from a DSN (the bench's)."""
+    return make_conninfo(host=target.host, port=target.port, dbname=target.dbname, user=target.user,
+                         password=target.password)
 
 
 def connect(target: Target) -> psycopg.Connection:

@@ -7,11 +7,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from psycopg.conninfo import make_conninfo
 
 from bench.cpu import BACKFILL, ENGINE_APPLICATION, WATCHES, WRITER_SESSIONS, CpuSampler, parse_stat
 from infra.migrations.lock_watch import WAITERS
 from infra.migrations.target import Target
+from tests.pg import dsn_of
 from tests.support.waiting import wait_until
 
 ENGINE = f"{ENGINE_APPLICATION} (test, cpu)"
@@ -27,9 +27,7 @@ def test_an_engine_session_busy_on_a_query_counts_as_the_backfill_and_one_seen_w
     engine = replace(db_target, application_name=ENGINE)
     with engine.connect(autocommit=True) as chunks, engine.connect(autocommit=True) as watch:
         chunks_pid, watch_pid = chunks.info.backend_pid, watch.info.backend_pid
-        admin = make_conninfo(host=db_target.host, port=db_target.port, dbname=db_target.dbname,
-                              user=db_target.user, password=db_target.password)
-        with CpuSampler(admin, postmaster_of(chunks_pid), every_s=0.05) as sampler:
+        with CpuSampler(dsn_of(db_target), postmaster_of(chunks_pid), every_s=0.05) as sampler:
             watch.execute(WAITERS, {"pid": chunks_pid})
             wait_until(lambda: sampler.roles.get(watch_pid) == WATCHES, "the sampler to see the watch's query")
             watch.execute("SELECT 1")  # between its reads the monitor runs other queries

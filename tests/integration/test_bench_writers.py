@@ -7,13 +7,12 @@ import time
 from pathlib import Path
 
 import psycopg
-from psycopg.conninfo import make_conninfo
 
 from bench.writer import NOT_STARTED, Writers
 from infra.migrations.plan import load_batches
 from infra.migrations.runner import RunSettings, apply_batch
 from infra.migrations.target import Target
-from tests.pg import connect
+from tests.pg import connect, dsn_of
 from tests.support.waiting import lock_waits, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,8 +34,7 @@ def test_a_write_held_by_a_row_lock_counts_the_hold_as_latency_and_none_of_it_as
         db_target: Target, db: psycopg.Connection) -> None:
     apply_batch(db_target, BASE, RunSettings(stack="test"))
     job = a_job(db)
-    dsn = make_conninfo(host=db_target.host, port=db_target.port, dbname=db_target.dbname, user=db_target.user,
-                        password=db_target.password)
+    dsn = dsn_of(db_target)
     writers = Writers(dsn, [job], clients=1, rate=RATE, max_seconds=120)
     with connect(db_target) as holder:
         holder.autocommit = False
@@ -64,8 +62,7 @@ def test_a_write_held_by_a_row_lock_counts_the_hold_as_latency_and_none_of_it_as
 def test_stopped_writers_return_every_write_due_until_the_stop(db_target: Target, db: psycopg.Connection) -> None:
     apply_batch(db_target, BASE, RunSettings(stack="test"))
     job = a_job(db)
-    dsn = make_conninfo(host=db_target.host, port=db_target.port, dbname=db_target.dbname, user=db_target.user,
-                        password=db_target.password)
+    dsn = dsn_of(db_target)
     writers = Writers(dsn, [job], clients=2, rate=RATE, max_seconds=120)
     began = writers.start()
     wait_until(lambda: writes_committed(db) >= 10, "ten writes")
