@@ -1,7 +1,7 @@
 """`make bench-backfill`: batch 0002's backfill under concurrent writes, adaptive vs fixed vs naive, and 0003.
 
     python -m bench.backfill [--leads N] [--out DIR] [--no-replica] [--only adaptive,fixed-1000,...] [--rounds 2]
-                             [--writer-rate TPS]
+                             [--fixed-first] [--writer-rate TPS]
 
 Seeds N leads (one job each) with legacy conversation data (bench/legacy.py) in a template, then on fresh
 copies, with 4 writer processes running the application's post-deploy transaction (a new customer and its
@@ -20,6 +20,8 @@ Each scenario's database is dropped once measured. With --rounds 2, adaptive, ad
 (as chosen) run again after the first round, in the reverse order, named "... (2)": a scenario varies within a run
 by as much as the differences sought (bench/RESULTS.md), and two rounds in opposite orders average over its position
 and some of the noise. (0003, when chosen, runs once, after the first adaptive; the floor before the first round.)
+--fixed-first runs the engine's scenarios in the reverse order (fixed-1000 first in round 1, last in round 2), to
+tell a scenario's position in the run from the scenario.
 Writes bench/BACKFILL-RESULTS section into bench/RESULTS.md and bench/backfill-latency-N.png.
 """
 
@@ -376,6 +378,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"{', '.join(sorted(OPT_IN))}), of: {', '.join(SCENARIOS)}")
     parser.add_argument("--rounds", type=int, choices=(1, 2), default=1,
                         help="2: adaptive, adaptive-unstretched and fixed-1000 (as chosen) again, in the reverse order")
+    parser.add_argument("--fixed-first", action="store_true",
+                        help="run the engine's scenarios in the reverse order: fixed-1000 first (and last with --rounds 2)")
     parser.add_argument("--writer-rate", type=float, default=WRITER_RATE,
                         help="the writers' transactions a second, on a fixed schedule (0: flat out)")
     parser.add_argument("--samples", type=Path, default=None,
@@ -432,6 +436,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine = [(name, action) for name, action in (
             ("adaptive", adaptive(b2)), ("adaptive-unstretched", adaptive(b2, stretch=False)),
             ("fixed-1000", adaptive(b2, 1000))) if chosen(name)]
+        if args.fixed_first:
+            engine.reverse()
         first = [("writers-alone", writers_alone(args.floor_seconds))] if chosen("writers-alone") else []
         for name, action in first + engine:
             print(f"scenario {name} ...", flush=True)
