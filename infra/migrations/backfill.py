@@ -270,7 +270,7 @@ class _Filler:
         self._cancelled_at_min = 0
         self._lock_waits = 0  # in a row
         self._rate = _Rate()
-        self._lock_verified_at = time.monotonic()
+        self._lock_verified_at = float("-inf")  # never yet: the first chunk asks
 
     # -- a part ---------------------------------------------------------------------------------------
     def fill(self, part: Part) -> None:
@@ -304,7 +304,8 @@ class _Filler:
         where = _Where(part.name, state.rows_done, total, phase, state.last_key)
         self._before_chunk(where)
         size = self.throttle.chunk_rows
-        keys = pick(size)
+        keys = pick(size)  # a sweep's read may take long: the lock is asked after it, before the chunk writes
+        self._verify_lock()
 
         def work() -> tuple[int, int, PartProgress]:
             changed, count, last = apply_keys(self.conn, part, keys)
@@ -487,7 +488,10 @@ class _Filler:
             self.run.sleep(decision.pause_ms / 1000)
 
     def _verify_lock(self) -> None:
-        """The migration lock is still ours (its connection alive): asked at most once every LOCK_CHECK_S."""
+        """The migration lock is still ours (its connection alive): asked before a chunk writes, and after one, at
+        most once every LOCK_CHECK_S. A chunk can still commit after the lock was lost (within LOCK_CHECK_S and the
+        chunk's own time); it does only what a chunk of the run now holding the lock would do: the chunk functions are
+        idempotent and take their rows with SKIP LOCKED, and that run's sweeps find whatever its pass went by."""
         now = time.monotonic()
         if now - self._lock_verified_at >= LOCK_CHECK_S:
             self.verify_lock()

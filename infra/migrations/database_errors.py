@@ -1,5 +1,6 @@
 """The one boundary where psycopg errors become the engine's errors: how a cause reads, and which failures
-are operational (a lock, a timeout, a lost connection: try again) rather than a fault of the batch."""
+are operational (a lock, a timeout, a lost connection, a resource: try again) rather than a fault of the batch
+or of the connecting user's privileges."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from contextlib import contextmanager
 import psycopg
 from psycopg import errors as pg_errors
 
-from .errors import ConnectionLost, DatabaseError
+from .errors import ConnectionLost, DatabaseError, OperationalFailure
 from .target import Target
 
 # Failures that say nothing about the SQL: the statement may well succeed when tried again.
@@ -35,8 +36,9 @@ def connection_lost(err: psycopg.Error) -> bool:
 
 
 def operational(err: psycopg.Error) -> bool:
-    """A lock or time limit, a serialization conflict or a lost connection: worth another attempt."""
-    return connection_lost(err) or isinstance(err, _OPERATIONAL)
+    """A lock or time limit, a serialization conflict, a lost connection, or the server short of a resource (class
+    53: disk full, out of memory, too many connections, a limit such as temp_file_limit): worth another attempt."""
+    return connection_lost(err) or isinstance(err, _OPERATIONAL) or (err.sqlstate or "").startswith("53")
 
 
 @contextmanager
@@ -48,4 +50,6 @@ def database_errors(target: Target, during: str, batch: str | None = None) -> It
         if connection_lost(err):
             raise ConnectionLost(target.display(), batch, during) from None
         where = f"{during} of batch '{batch}'" if batch else during
+        if operational(err):
+            raise OperationalFailure(target.display(), where, cause(err)) from None
         raise DatabaseError(target.display(), where, cause(err)) from None

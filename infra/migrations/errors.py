@@ -321,6 +321,21 @@ class DatabaseError(MigrationError):
 
 
 @dataclass(eq=False)
+class OperationalFailure(MigrationError):
+    """The server stopped something the engine itself asked for a passing reason: a lock or time limit, a
+    conflict with another transaction, or a resource it ran short of (not a permission, not the batch)."""
+
+    target: str
+    during: str
+    cause: str
+
+    def message(self, say: Actions) -> str:
+        return (f"{self.during} on {self.target} was stopped by the server: {self.cause}; that is a lock, a time "
+                "limit, a conflict or a resource running short, not the batch or a privilege: run it again once it "
+                "has passed")
+
+
+@dataclass(eq=False)
 class SchemaDrift(MigrationError):
     """The live schema differs from the shape recorded after the newest applied batch (or its checks fail)."""
 

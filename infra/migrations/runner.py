@@ -44,7 +44,9 @@ from .errors import (
     RollbackIncomplete,
     RunStopped,
     StatementFailed,
+    TargetUnreachable,
     UndoFailed,
+    UnsupportedStatement,
     ValidationFailed,
     ValidationNotRun,
 )
@@ -52,7 +54,7 @@ from .ledger import ROLLBACK_MARKER, UNDO_MARKER, Ledger, LedgerEntry
 from .lock import MigrationLock, migration_lock
 from .plan import Batch
 from .state import as_recorded, incomplete, verify_unchanged
-from .steps import PlannedStatement, Step, plan_steps
+from .steps import PlannedStatement, Step, plan_steps, split_statements
 from .target import Target
 from .validation import CheckResult, run_checks
 
@@ -173,8 +175,10 @@ class _Run:
         conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(self.settings.lock_timeout_ms)}ms",))
         conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(self.settings.statement_timeout_ms)}ms",))
         if conn.info.server_version >= 140000:
-            # Abort a running statement (e.g. CREATE INDEX CONCURRENTLY) soon after this process dies.
+            # Abort a running statement (e.g. CREATE INDEX CONCURRENTLY) soon after this process dies; and never end
+            # the session for being idle (a backfill waiting for a replica is, for minutes).
             conn.execute("SELECT set_config('client_connection_check_interval', %s, false)", (f"{CLIENT_CHECK_MS}ms",))
+            conn.execute("SELECT set_config('idle_session_timeout', '0', false)")
         Ledger(conn).ensure(grant_to=self.settings.role)
         if self.settings.role:
             conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(self.settings.role)))
@@ -188,6 +192,15 @@ class _Run:
     def ledger(self) -> Ledger:
         return Ledger(self.conn)
 
+    @contextmanager
+    def _recording(self) -> Iterator[None]:
+        """A transaction that writes the ledger or the progress rows, committed only if this run still holds the
+        migration lock (verified just before the commit; lost, it rolls back): a run that lost it (its connection
+        dropped, the server restarted) must not write over what the run now holding it records."""
+        with self.conn.transaction():
+            yield
+            self.lock.verify()
+
     # -- apply ---------------------------------------------------------------------------------------
     def apply(self, batch: Batch) -> ApplyResult:
         recorded = self._recorded(batch)
@@ -196,6 +209,7 @@ class _Run:
         self._refuse_during_rollback()
         if batch.backfill:
             load_spec(batch)  # a malformed declaration stops the run before migration.sql, not after it
+        split_statements(batch, "validation.sql")  # so does a validation.sql that does not parse
         steps = plan_steps(batch, "migration.sql")
         started = time.monotonic()
         if self.ledger.undo_pending(batch.name):
@@ -203,8 +217,7 @@ class _Run:
         self._discard_stale_progress(batch, steps)
         self._run_all(batch, steps)
         checks = self._backfill(batch) if batch.backfill else self._validate(batch)
-        self.lock.verify()
-        with self.conn.transaction():
+        with self._recording():
             entry = self.ledger.record(batch, duration_ms=int((time.monotonic() - started) * 1000),
                                        applied_by=self.settings.applied_by, stack=self.settings.stack)
             self.ledger.record_shape(batch.name, read_shape(self.conn))
@@ -219,7 +232,7 @@ class _Run:
         failed = _failed(checks)
         if failed:
             raise AdoptionRefused(batch.name, failed)
-        with self.conn.transaction():
+        with self._recording():
             entry = self.ledger.record(batch, duration_ms=0, applied_by=self.settings.applied_by,
                                        stack=self.settings.stack, adopted=True)
             self.ledger.record_shape(batch.name, read_shape(self.conn))
@@ -236,7 +249,7 @@ class _Run:
         if batch.checksums != entry.checksums:
             checks, entry = self._correct(batch, entry)
         elif not entry.has_files:  # recorded before the ledger kept the files: keep them now
-            with self.conn.transaction():
+            with self._recording():
                 self.ledger.keep_files(batch)
         incomplete = self._rollbackincomplete(batch, entry)
         if incomplete:
@@ -251,8 +264,7 @@ class _Run:
             failed = _failed(checks)
             if failed:
                 raise BatchCorrectionRefused(batch.name, failed)
-        self.lock.verify()
-        with self.conn.transaction():
+        with self._recording():
             entry = self.ledger.correct(batch, entry, recorded_by=self.settings.applied_by, stack=self.settings.stack)
         return checks, entry
 
@@ -280,19 +292,17 @@ class _Run:
                 continue
             try:
                 self._run_step(batch, step, track=True)
-            except (ConnectionLost, RunStopped):
-                raise
-            except MigrationError as err:
+            except (StatementFailed, LockNotAcquired) as err:  # the step's own failure; a lost run undoes nothing
                 self._undo_after(batch, err)
 
     def _validate(self, batch: Batch) -> tuple[CheckResult, ...]:
-        """The batch's checks; a failed check (or an error in validation.sql) undoes the batch. When the checks
-        cannot run for an operational reason, nothing is undone: the next run validates again."""
+        """The batch's checks; a failed check, or an error in validation.sql itself, undoes the batch. Whatever
+        else stops the checks (they could not run for an operational reason, the server could not be reached again,
+        the migration lock's connection was lost and another run may hold the lock now) undoes nothing: the next
+        run validates again."""
         try:
             checks = self._checks(batch)
-        except ValidationNotRun:
-            raise
-        except MigrationError as err:
+        except (StatementFailed, UnsupportedStatement) as err:
             self._undo_after(batch, err)
         failed = _failed(checks)
         if failed:
@@ -301,20 +311,27 @@ class _Run:
 
     def _checks(self, batch: Batch) -> tuple[CheckResult, ...]:
         """validation.sql, in a transaction that is always rolled back, without lock_timeout (its locks never
-        block live traffic; statement_timeout bounds each attempt). Deadlocks, serialization failures and a lost
-        connection are retried with backoff; when it still cannot run, ValidationNotRun."""
+        block live traffic; statement_timeout bounds each attempt). Deadlocks, serialization failures, a lost
+        connection and a server short of a resource are retried with backoff; when it still cannot run (or hit
+        statement_timeout or temp_file_limit, which another attempt would hit again, or the server cannot be
+        reached again), ValidationNotRun."""
         attempts = self.settings.lock_retries + 1
         for attempt in range(attempts):
             try:
                 return run_checks(self.conn, batch, self.settings.statement_timeout_ms)
             except psycopg.Error as err:  # run_checks lets only operational failures through
                 summary = cause(err)
-                if isinstance(err, pg_errors.QueryCanceled) or attempt + 1 == attempts:
+                again = not isinstance(err, (pg_errors.QueryCanceled, pg_errors.ConfigurationLimitExceeded))
+                if not again or attempt + 1 == attempts:
                     raise ValidationNotRun(batch.name, self.target.display(), summary, attempt + 1) from None
                 time.sleep(_backoff_s(attempt, self.settings.lock_timeout_ms))
                 if self.conn.broken or self.conn.closed:
                     self.lock.verify()
-                    self.conn = self._connect()
+                    try:
+                        self.conn = self._connect()
+                    except TargetUnreachable as unreachable:
+                        raise ValidationNotRun(batch.name, self.target.display(), f"{summary}, then reconnecting "
+                                               f"failed: {unreachable.cause}", attempt + 1) from None
         raise AssertionError("unreachable")
 
     # -- backfill (batches that declare one in backfill.toml; see backfill.py) ------------------------
@@ -340,7 +357,7 @@ class _Run:
                 self._run_rollback(as_recorded(batch, entry), ROLLBACK_MARKER)
             except _Stopped as stop:
                 raise RollbackFailed(batch.name, stop.summary, stop.done, stop.total) from None
-        with self.conn.transaction():
+        with self._recording():
             progress.forget(self.conn, batch.name)
             self.ledger.remove(batch.name)
         return True
@@ -357,12 +374,13 @@ class _Run:
         """rollback.sql for a batch that failed while being applied; an interrupted undo is finished first
         by the next run."""
         if self.conn.broken or self.conn.closed:
+            self.lock.verify()
             self.conn = self._connect()
         try:
             self._run_rollback(batch, UNDO_MARKER)
         except _Stopped as stop:
             raise UndoFailed(batch.name, stop.summary) from None
-        with self.conn.transaction():
+        with self._recording():
             progress.forget(self.conn, batch.name)
             self.ledger.forget_steps(batch.name)
 
@@ -370,7 +388,7 @@ class _Run:
         """rollback.sql step by step under a marker, each step recorded as it finishes (so a repeated run
         resumes), planned like migration.sql: the batch's own objects go in one transaction."""
         steps = plan_steps(batch, "rollback.sql")
-        with self.conn.transaction():
+        with self._recording():  # the marker makes the next run finish this rollback
             self.ledger.begin(batch.name, marker)
         done = self.ledger.finished_steps(batch.name, "rollback.sql")
         for step in steps:
@@ -379,18 +397,20 @@ class _Run:
             try:
                 self._run_step(batch, step, track=True)
             except (StatementFailed, LockNotAcquired) as err:
-                with self.conn.transaction():
+                with self._recording():
                     self.ledger.stopped(batch.name, marker, err.summary)
                 finished = len(self.ledger.finished_steps(batch.name, "rollback.sql"))
                 raise _Stopped(err.summary, finished, len(steps)) from None
 
     # -- one step ------------------------------------------------------------------------------------
     def _run_step(self, batch: Batch, step: Step, *, track: bool) -> None:
-        self.lock.verify()
+        """One step, its lock waits retried with backoff; the migration lock verified before each attempt, and
+        before the step is recorded (a CREATE INDEX CONCURRENTLY may run for as long as statement_timeout)."""
         self._stop_if_asked(batch, step)
         self._current = None
         attempts = self.settings.lock_retries + 1
         for attempt in range(attempts):
+            self.lock.verify()
             try:
                 self._attempt(batch, step, track)
                 return
@@ -410,7 +430,7 @@ class _Run:
         if step.autocommit:
             self._run_concurrent(step.statements[0])
             if track:
-                with self.conn.transaction():
+                with self._recording():
                     self.ledger.finish_step(batch.name, step.file, step.number, step.sha256)
             return
         with self.conn.transaction():
@@ -419,6 +439,7 @@ class _Run:
                 if not self._without_effect(stmt):
                     self.conn.execute(stmt.sql)
             if track:
+                self.lock.verify()  # lost meanwhile: the step rolls back with its transaction
                 self.ledger.finish_step(batch.name, step.file, step.number, step.sha256)
 
     def _run_concurrent(self, stmt: PlannedStatement) -> None:
@@ -506,6 +527,8 @@ def _not_undone(err: MigrationError, undo_error: str) -> MigrationError:
         return ValidationFailed(err.batch, err.failed, undo_error=undo_error)
     if isinstance(err, LockNotAcquired):
         return LockNotAcquired(err.batch, err.file, err.line, err.attempts, err.lock_timeout_ms, undo_error=undo_error)
+    if isinstance(err, UnsupportedStatement):  # validation.sql as written cannot say whether the batch holds
+        return UndoFailed(err.batch, f"after {err.file}:{err.line}: {err.problem}: {undo_error}")
     return err
 
 

@@ -14,15 +14,17 @@ from bench.legacy import LegacyShape, generate
 from infra.migrations.backfill import BackfillProgress, BackfillRun, run_backfill
 from infra.migrations import backfill, throttle
 from infra.migrations.backfill_errors import BackfillDeclarationInvalid, BackfillPaused, ChunkTooSlow, CommitsStalled
-from infra.migrations.errors import MigrationError
+from infra.migrations.errors import ConnectionLost, MigrationError
 from infra.migrations.gate import gate_status
+from infra.migrations.ledger import Ledger
+from infra.migrations.lock import LOCK_KEYS
 from infra.migrations.plan import load_batches
 from infra.migrations.runner import RunSettings, apply_batch, rollback_batch
 from infra.migrations.target import Target
 from infra.migrations.throttle import ThrottleSettings
 from infra.migrations.steps import split_statements
 from infra.migrations.validation import CheckResult, plan_nodes, run_checks
-from tests.support.waiting import commit_waits_on_standby, wait_until
+from tests.support.waiting import backend_gone, commit_waits_on_standby, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 BATCHES = {b.name: b for b in load_batches(ROOT / "sql")}
@@ -220,6 +222,31 @@ def test_a_crash_between_chunks_resumes_after_the_last_committed_chunk_without_d
     assert first_customers.rows_done > 150  # started after the three committed chunks
     assert db.execute('SELECT count(*) FROM "Customer"').fetchone()[0] == \
         db.execute("SELECT count(*) FROM customer_backfill.customer_key WHERE created").fetchone()[0]
+
+
+def test_a_backfill_that_lost_the_migration_lock_before_its_first_chunk_writes_nothing_and_the_next_run_does_it_all(
+        legacy_db: Target, db: psycopg.Connection) -> None:
+    lost: list[int] = []
+
+    def lose_the_lock_once() -> bool:  # asked before every chunk: here, the server ends the lock's session first
+        if not lost:
+            (pid,), = db.execute("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = %s "
+                                 "AND objid = %s AND database = (SELECT oid FROM pg_database WHERE datname = "
+                                 "current_database())", LOCK_KEYS).fetchall()
+            db.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            wait_until(lambda: backend_gone(db, pid), "the migration lock's session to end")
+            lost.append(pid)
+        return False
+
+    losing = RunSettings(stack="test", backfill=BackfillRun(paused=lose_the_lock_once, sleep=lambda _s: None))
+    with pytest.raises(ConnectionLost, match=r"another run may now hold the lock"):
+        apply_batch(legacy_db, BACKFILL, losing)
+
+    assert db.execute("SELECT count(*) FROM schema_ledger.backfill_progress").fetchone() == (0,)
+    assert db.execute('SELECT count(*) FROM "Lead" WHERE "customer_id" IS NOT NULL').fetchone() == (0,)
+    assert not Ledger(db).undo_pending(BACKFILL.name)
+    result = apply_batch(legacy_db, BACKFILL, settings())
+    assert all(c.ok for c in result.checks)
 
 
 def test_rows_written_behind_the_cursor_during_the_backfill_are_picked_up_by_the_sweep(

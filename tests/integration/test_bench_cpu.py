@@ -7,8 +7,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import psycopg
 
-from bench.cpu import BACKFILL, ENGINE_APPLICATION, WATCHES, WRITER_SESSIONS, CpuSampler, parse_stat
+from bench.cpu import BACKFILL, ENGINE_APPLICATION, SAMPLER_APPLICATION, WATCHES, WRITER_SESSIONS, CpuSampler, parse_stat
 from infra.migrations.lock_watch import WAITERS
 from infra.migrations.target import Target
 from tests.pg import dsn_of
@@ -43,3 +44,23 @@ def test_an_engine_session_busy_on_a_query_counts_as_the_backfill_and_one_seen_w
     assert use.cores[BACKFILL] > 0
     assert use.cores[BACKFILL] > use.cores[WATCHES]
     assert use.cores[WRITER_SESSIONS] == 0
+
+
+def test_the_sampler_keeps_reading_through_a_lost_connection_and_reconnects(db_target: Target, db: psycopg.Connection) -> None:
+    engine = replace(db_target, application_name=ENGINE)
+    with engine.connect(autocommit=True) as chunks:
+        chunks_pid = chunks.info.backend_pid
+        with CpuSampler(dsn_of(db_target), postmaster_of(chunks_pid), every_s=0.05) as sampler:
+            first = wait_until(lambda: sampler_session(db), "the sampler's session")
+            wait_until(lambda: sampler.roles.get(chunks_pid) == BACKFILL, "the sampler to see the engine's session")
+            db.execute("SELECT pg_terminate_backend(%s)", (first,))
+            readings = len(sampler.intervals)
+            again = wait_until(lambda: sampler_session(db) not in (None, first) and sampler_session(db), "a new session")
+            wait_until(lambda: len(sampler.intervals) >= readings + 2, "two more readings")
+            assert sampler.roles.get(chunks_pid) == BACKFILL
+    assert again != first
+
+
+def sampler_session(db: psycopg.Connection) -> int | None:
+    row = db.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", (SAMPLER_APPLICATION,)).fetchone()
+    return row[0] if row else None

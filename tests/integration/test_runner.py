@@ -21,12 +21,16 @@ from infra.migrations.errors import (
     RollbackFailed,
     RunStopped,
     StatementFailed,
+    TargetUnreachable,
     UndoFailed,
     ValidationFailed,
+    ValidationNotRun,
 )
 from infra.migrations.ledger import Ledger
 from infra.migrations.lock import LOCK_KEYS
 from infra.migrations.plan import Batch
+from infra.migrations.steps import plan_steps
+from infra.migrations import runner
 from infra.migrations.runner import RunSettings, adopt_batch, apply_batch, rollback_batch
 from infra.migrations.state import pending_batches
 from infra.migrations.target import Target
@@ -34,7 +38,7 @@ from infra.migrations.validation import CheckResult, run_all_checks
 from tests.pg import connect
 from tests.support.batches import make_batch
 from tests.support.catalog import snapshot
-from tests.support.waiting import lock_waits, wait_until
+from tests.support.waiting import backend_gone, lock_waits, wait_until
 
 FAST = RunSettings(stack="test", lock_timeout_ms=200, lock_retries=2, lock_wait_ms=1000)
 PARK_KEY = 4242  # an advisory lock a test holds to park a step on it
@@ -271,6 +275,127 @@ def test_a_terminated_connection_is_reported_and_the_next_run_resumes(tmp_path: 
     assert all(c.ok for c in result.checks)
 
 
+def test_checks_that_lose_the_migration_lock_undo_nothing_and_the_next_run_validates_again(
+        tmp_path: Path, db_target: Target, db: psycopg.Connection, base: Batch) -> None:
+    parked_check = f"SELECT 'parked' AS check_name, (SELECT true FROM (SELECT pg_advisory_xact_lock({PARK_KEY})) p) AS ok, '' AS detail;\n"
+    batch = make_batch(tmp_path, "0001_link", LINK, parked_check + LINK_CHECKS, LINK_ROLLBACK)
+
+    with connect(db_target) as holder, ThreadPoolExecutor(max_workers=1) as pool:
+        holder.execute("SELECT pg_advisory_lock(%s)", (PARK_KEY,))
+        run = pool.submit(apply_batch, db_target, batch, FAST)
+        (checks_pid, _), = wait_until(lambda: lock_waits(db, db_target.dbname, "SELECT 'parked'%", "advisory"), "the checks to wait")
+        lock_pid = migration_lock_holder(db)
+        db.execute("SELECT pg_terminate_backend(%s)", (lock_pid,))  # the migration lock goes first...
+        wait_until(lambda: backend_gone(db, lock_pid), "the migration lock's session to end")
+        db.execute("SELECT pg_terminate_backend(%s)", (checks_pid,))  # ...then the checks' connection
+        with pytest.raises(ConnectionLost, match=r"the migration lock's connection; another run may now hold the lock\); "
+                                                 r"completed steps are recorded, apply again to resume"):
+            run.result()
+
+    assert not Ledger(db).undo_pending("0001_link"), "no undo was begun without the lock"
+    assert Ledger(db).entry("0001_link") is None
+    assert sorted(Ledger(db).finished_steps("0001_link", "migration.sql")) == [s.number for s in plan_steps(batch, "migration.sql")]
+    assert db.execute("SELECT count(*) FROM pg_constraint WHERE conname = 'Lead_customer_id_fkey' AND convalidated").fetchone() == (1,)
+    result = apply_batch(db_target, batch, FAST)
+    assert [c.name for c in result.checks] == ["parked", "lead_customer_index_valid", "lead_customer_fk_valid"]
+    assert all(c.ok for c in result.checks) and Ledger(db).entry("0001_link") is not None
+
+
+def test_checks_that_cannot_reconnect_undo_nothing_and_the_next_run_validates_again(
+        tmp_path: Path, db_target: Target, db: psycopg.Connection, base: Batch, monkeypatch: pytest.MonkeyPatch) -> None:
+    parked_check = f"SELECT 'parked' AS check_name, (SELECT true FROM (SELECT pg_advisory_xact_lock({PARK_KEY})) p) AS ok, '' AS detail;\n"
+    batch = make_batch(tmp_path, "0001_link", LINK, parked_check + LINK_CHECKS, LINK_ROLLBACK)
+    connects = 0
+    real_connect = runner._Run._connect
+
+    def the_second_connect_fails(run: runner._Run) -> psycopg.Connection:  # the run's own, then the reconnect
+        nonlocal connects
+        connects += 1
+        if connects == 2:
+            raise TargetUnreachable(db_target.display(), "too many connections for role \"app\"")
+        return real_connect(run)
+    monkeypatch.setattr(runner._Run, "_connect", the_second_connect_fails)
+
+    with connect(db_target) as holder, ThreadPoolExecutor(max_workers=1) as pool:
+        holder.execute("SELECT pg_advisory_lock(%s)", (PARK_KEY,))
+        run = pool.submit(apply_batch, db_target, batch, FAST)
+        (checks_pid, _), = wait_until(lambda: lock_waits(db, db_target.dbname, "SELECT 'parked'%", "advisory"), "the checks to wait")
+        db.execute("SELECT pg_terminate_backend(%s)", (checks_pid,))
+        with pytest.raises(ValidationNotRun, match=r"could not validate batch '0001_link' .*terminating connection due to "
+                                                   r"administrator command .*then reconnecting failed: too many connections.*"
+                                                   r"no check failed and nothing was undone"):
+            run.result()
+
+    assert connects == 2
+    assert not Ledger(db).undo_pending("0001_link") and Ledger(db).entry("0001_link") is None
+    assert db.execute("SELECT count(*) FROM pg_constraint WHERE conname = 'Lead_customer_id_fkey' AND convalidated").fetchone() == (1,)
+    assert all(c.ok for c in apply_batch(db_target, batch, FAST).checks)
+
+
+def test_a_step_that_finishes_after_the_migration_lock_was_lost_is_rolled_back_not_recorded(
+        tmp_path: Path, db_target: Target, db: psycopg.Connection, base: Batch) -> None:
+    parked = f"SELECT pg_advisory_xact_lock({PARK_KEY});\n" + LINK
+    batch = make_batch(tmp_path, "0001_link", parked, LINK_CHECKS, LINK_ROLLBACK)
+    first = plan_steps(batch, "migration.sql")[0]
+    assert not first.autocommit and any('CREATE TABLE "Customer"' in s.sql for s in first.statements)
+
+    waits_for_the_test = RunSettings(stack="test", lock_timeout_ms=600_000, lock_retries=0, lock_wait_ms=1000)
+
+    with connect(db_target) as holder, ThreadPoolExecutor(max_workers=1) as pool:
+        holder.execute("SELECT pg_advisory_lock(%s)", (PARK_KEY,))
+        run = pool.submit(apply_batch, db_target, batch, waits_for_the_test)
+        wait_until(lambda: lock_waits(db, db_target.dbname, "SELECT pg_advisory_xact_lock%", "advisory"), "the first step to wait")
+        lock_pid = migration_lock_holder(db)
+        db.execute("SELECT pg_terminate_backend(%s)", (lock_pid,))
+        wait_until(lambda: backend_gone(db, lock_pid), "the migration lock's session to end")
+        holder.execute("SELECT pg_advisory_unlock(%s)", (PARK_KEY,))  # the step runs to its end, without the lock
+        with pytest.raises(ConnectionLost, match=r"another run may now hold the lock"):
+            run.result()
+
+    assert db.execute("""SELECT to_regclass('"Customer"')""").fetchone() == (None,), "the step's work was rolled back"
+    assert Ledger(db).finished_steps("0001_link", "migration.sql") == {}
+    assert not Ledger(db).undo_pending("0001_link")
+    assert all(c.ok for c in apply_batch(db_target, batch, FAST).checks)
+
+
+def test_the_migration_lock_outlives_a_long_step_on_a_server_that_ends_idle_sessions(
+        tmp_path: Path, db_target: Target, db: psycopg.Connection, base: Batch) -> None:
+    parked = LINK.replace('CREATE INDEX CONCURRENTLY', f'SELECT pg_advisory_xact_lock({PARK_KEY});\nCREATE INDEX CONCURRENTLY', 1)
+    batch = make_batch(tmp_path, "0001_link", parked, LINK_CHECKS, LINK_ROLLBACK)
+    waits_for_the_test = RunSettings(stack="test", lock_timeout_ms=600_000, lock_retries=0, lock_wait_ms=1000)
+    database = sql.Identifier(db_target.dbname)
+
+    with connect(db_target) as holder, ThreadPoolExecutor(max_workers=1) as pool:
+        holder.execute("SELECT pg_advisory_lock(%s)", (PARK_KEY,))
+        db.execute(sql.SQL("ALTER DATABASE {} SET idle_session_timeout = '1s'").format(database))  # new sessions
+        try:
+            run = pool.submit(apply_batch, db_target, batch, waits_for_the_test)
+            wait_until(lambda: lock_waits(db, db_target.dbname, "SELECT pg_advisory_xact_lock%", "advisory"), "the step to wait")
+            lock_pid = migration_lock_holder(db)
+            wait_until(lambda: idle_ms(db, lock_pid) is None or idle_ms(db, lock_pid) >= 3000,
+                       "the lock's session to be idle three times the timeout")
+            assert idle_ms(db, lock_pid) is not None, "the server ended the lock's session"
+            holder.execute("SELECT pg_advisory_unlock(%s)", (PARK_KEY,))
+            result = run.result()
+        finally:
+            db.execute(sql.SQL("ALTER DATABASE {} RESET idle_session_timeout").format(database))
+    assert all(c.ok for c in result.checks) and Ledger(db).entry("0001_link") is not None
+
+
+def idle_ms(db: psycopg.Connection, pid: int) -> float | None:
+    """How long the session has been idle (None: it is gone)."""
+    row = db.execute("""SELECT CASE WHEN state = 'idle' THEN extract(epoch FROM clock_timestamp() - state_change) * 1000
+                               ELSE 0 END FROM pg_stat_activity WHERE pid = %s""", (pid,)).fetchone()
+    return None if row is None else float(row[0])
+
+
+def migration_lock_holder(db: psycopg.Connection) -> int:
+    (pid,), = db.execute("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = %s AND objid = %s "
+                         "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                         LOCK_KEYS).fetchall()
+    return pid
+
+
 def test_a_run_asked_to_stop_stops_before_the_next_step_keeps_what_it_did_and_the_next_run_resumes(db_target: Target, db: psycopg.Connection, base: Batch, link: Batch) -> None:
     asked: list[int] = []
 
@@ -337,6 +462,15 @@ def test_an_interrupted_undo_is_finished_before_the_corrected_batch_runs(tmp_pat
     tables = {r[0] for r in db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert {"R", "S", "Lead"} <= tables
     assert Ledger(db).entry("0001_rs") is not None and not Ledger(db).undo_pending("0001_rs")
+
+
+def test_a_validation_sql_without_checks_whose_undo_fails_says_both(tmp_path: Path, db_target: Target, db: psycopg.Connection, base: Batch) -> None:
+    batch = make_batch(tmp_path, "0001_t", 'CREATE TABLE "T" ("id" int);', "SELECT 1;", rollback='DROP TABLE "Missing";\n')
+
+    with pytest.raises(UndoFailed, match=r"undoing batch '0001_t' failed \(after validation.sql:1: returns no checks.*: "
+                                         r"rollback.sql:1 failed: .*Missing.*\); .*the next run undoes them first"):
+        apply_batch(db_target, batch, FAST)
+    assert Ledger(db).undo_pending("0001_t")
 
 
 def test_a_failing_rollback_on_destroy_says_the_batch_is_still_applied(tmp_path: Path, db_target: Target, db: psycopg.Connection, base: Batch) -> None:
