@@ -49,6 +49,7 @@ from .errors import (
     UnsupportedStatement,
     ValidationFailed,
     ValidationNotRun,
+    failed_checks,
 )
 from .ledger import ROLLBACK_MARKER, UNDO_MARKER, Ledger, LedgerEntry
 from .lock import MigrationLock, migration_lock
@@ -363,11 +364,17 @@ class _Run:
         return True
 
     def _undo_after(self, batch: Batch, err: MigrationError) -> NoReturn:
-        """Undo the batch, then re-raise err (saying whether undoing worked, and if not, why)."""
+        """Undo the batch, then re-raise err (saying whether undoing worked, and if not, why). A connection (or the
+        migration lock) lost while undoing says what the batch had failed on, too: the next run finishes the undo,
+        and the batch fails again until it is fixed."""
         try:
             self._undo(batch)
         except UndoFailed as undo_err:
             raise _not_undone(err, undo_err.summary) from None
+        except ConnectionLost as lost:
+            where = f"{lost.during} of batch '{lost.batch}'" if lost.batch else lost.during
+            raise ConnectionLost(lost.target, None, f"{where}, while undoing batch '{batch.name}' after "
+                                                    f"{_failure(err)}") from None
         raise err
 
     def _undo(self, batch: Batch) -> None:
@@ -517,6 +524,17 @@ def _failed(checks: Iterable[CheckResult]) -> list[tuple[str, str]]:
 def _backoff_s(attempt: int, lock_timeout_ms: int) -> float:
     base = min(lock_timeout_ms / 1000 * (2 ** attempt), MAX_BACKOFF_S)
     return base * random.uniform(0.5, 1.0)
+
+
+def _failure(err: MigrationError) -> str:
+    """What a batch being undone had failed on, as a clause."""
+    if isinstance(err, (StatementFailed, LockNotAcquired)):
+        return err.summary
+    if isinstance(err, ValidationFailed):
+        return f"it failed validation ({failed_checks(err.failed)})"
+    if isinstance(err, UnsupportedStatement):
+        return f"{err.file}:{err.line}: {err.problem}"
+    return str(err)
 
 
 def _not_undone(err: MigrationError, undo_error: str) -> MigrationError:

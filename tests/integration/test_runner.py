@@ -464,6 +464,37 @@ def test_an_interrupted_undo_is_finished_before_the_corrected_batch_runs(tmp_pat
     assert Ledger(db).entry("0001_rs") is not None and not Ledger(db).undo_pending("0001_rs")
 
 
+def test_a_run_that_loses_the_migration_lock_while_undoing_says_what_the_batch_failed_on_and_the_next_run_finishes_the_undo(
+        tmp_path: Path, db_target: Target, db: psycopg.Connection, base: Batch) -> None:
+    migration = 'CREATE TABLE "T" ("id" int);\nALTER TABLE "Lead" ADD COLUMN "q" int;\n'
+    broken = make_batch(tmp_path / "v1", "0001_t", migration + "SELECT * FROM nope;\n",
+                        rollback=f'SELECT pg_advisory_xact_lock({PARK_KEY});\nALTER TABLE "Lead" DROP COLUMN IF EXISTS "q";\n'
+                                 'DROP TABLE IF EXISTS "T";\n')
+    waits_for_the_test = RunSettings(stack="test", lock_timeout_ms=600_000, lock_retries=0, lock_wait_ms=1000)
+
+    with connect(db_target) as holder, ThreadPoolExecutor(max_workers=1) as pool:
+        holder.execute("SELECT pg_advisory_lock(%s)", (PARK_KEY,))
+        run = pool.submit(apply_batch, db_target, broken, waits_for_the_test)
+        wait_until(lambda: lock_waits(db, db_target.dbname, "SELECT pg_advisory_xact_lock%", "advisory"), "the undo to wait")
+        lock_pid = migration_lock_holder(db)
+        db.execute("SELECT pg_terminate_backend(%s)", (lock_pid,))
+        wait_until(lambda: backend_gone(db, lock_pid), "the migration lock's session to end")
+        holder.execute("SELECT pg_advisory_unlock(%s)", (PARK_KEY,))
+        with pytest.raises(ConnectionLost, match=r"another run may now hold the lock\), while undoing batch '0001_t' after "
+                                                 r"migration.sql:3 failed: relation \"nope\" does not exist .*apply again to resume"):
+            run.result()
+
+    assert Ledger(db).undo_pending("0001_t"), "the undo had begun under the lock: the next run finishes it"
+    assert public_columns(db, "Lead") >= {"q"}, "the undo's step rolled back with its transaction"
+    fixed = make_batch(tmp_path / "v2", "0001_t", migration, rollback='ALTER TABLE "Lead" DROP COLUMN IF EXISTS "q";\nDROP TABLE IF EXISTS "T";\n')
+    assert all(c.ok for c in apply_batch(db_target, fixed, FAST).checks)
+    assert Ledger(db).entry("0001_t") is not None and not Ledger(db).undo_pending("0001_t")
+
+
+def public_columns(db: psycopg.Connection, table: str) -> set[str]:
+    return {r[0] for r in db.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s", (table,))}
+
+
 def test_a_validation_sql_without_checks_whose_undo_fails_says_both(tmp_path: Path, db_target: Target, db: psycopg.Connection, base: Batch) -> None:
     batch = make_batch(tmp_path, "0001_t", 'CREATE TABLE "T" ("id" int);', "SELECT 1;", rollback='DROP TABLE "Missing";\n')
 
