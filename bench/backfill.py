@@ -20,8 +20,8 @@ Each scenario's database is dropped once measured. With --rounds 2, adaptive, ad
 (as chosen) run again after the first round, in the reverse order, named "... (2)": a scenario varies within a run
 by as much as the differences sought (bench/RESULTS.md), and two rounds in opposite orders average over its position
 and some of the noise. (0003, when chosen, runs once, after the first adaptive; the floor before the first round.)
---fixed-first runs the engine's scenarios in the reverse order (fixed-1000 first in round 1, last in round 2), to
-tell a scenario's position in the run from the scenario.
+--fixed-first runs the engine's scenarios without a replica in the reverse order (fixed-1000 first in round 1, last
+in round 2), to tell a scenario's position in the run from the scenario.
 Writes bench/BACKFILL-RESULTS section into bench/RESULTS.md and bench/backfill-latency-N.png.
 """
 

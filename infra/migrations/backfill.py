@@ -165,12 +165,12 @@ def run_backfill(conn: psycopg.Connection, target: Target, batch: Batch, run: Ba
                          .format(sql.Identifier(role)))
     # Fixed chunks (the comparison point) do not listen to the database, so they pay for no watches either.
     fixed = run.fixed_chunk_rows is not None
-    watch = nullcontext() if fixed else CommitWatch(batch.name, lambda: target.connect(autocommit=True))
+    watch = nullcontext() if fixed else CommitWatch(batch.name, target.connect_kept)
     # The lock watch serves the stretched limits only: without them, chunks keep to the budget whoever waits.
     watch_locks = not fixed and run.throttle.stretch_uncontended and lock_watch.supported(conn)
-    waiters = LockWatch(batch.name, conn.info.backend_pid, lambda: target.connect(autocommit=True),
+    waiters = LockWatch(batch.name, conn.info.backend_pid, target.connect_kept,
                         partial(conn.cancel_safe, timeout=CANCEL_TIMEOUT_S)) if watch_locks else nullcontext()
-    with target.connect(autocommit=True) as monitor, watch as commits, waiters as locks:
+    with target.connect_kept() as monitor, watch as commits, waiters as locks:
         sight = None if fixed else stats_sight(monitor)
         if run.on_note and sight and sight.blind_spot:
             run.on_note(f"backfill {batch.name}: {sight.blind_spot}")

@@ -37,7 +37,9 @@ def connection_lost(err: psycopg.Error) -> bool:
 
 def operational(err: psycopg.Error) -> bool:
     """A lock or time limit, a serialization conflict, a lost connection, or the server short of a resource (class
-    53: disk full, out of memory, too many connections, a limit such as temp_file_limit): worth another attempt."""
+    53: disk full, out of memory, too many connections, a limit such as temp_file_limit): the server's state stopped
+    the statement, not its SQL. Another attempt may succeed once that state has passed (a time limit or
+    temp_file_limit is met again by the same statement: the caller decides)."""
     return connection_lost(err) or isinstance(err, _OPERATIONAL) or (err.sqlstate or "").startswith("53")
 
 

@@ -80,9 +80,11 @@ class UnsupportedStatement(MigrationError):
     file: str
     line: int
     problem: str
+    undo_error: str | None = None  # set when a batch it stopped while being applied could not be undone either
 
     def message(self, say: Actions) -> str:
-        return f"batch '{self.batch}' {self.file}:{self.line}: {self.problem}"
+        undone = f"; {undo_outcome(self.undo_error)}" if self.undo_error else ""
+        return f"batch '{self.batch}' {self.file}:{self.line}: {self.problem}{undone}"
 
 
 @dataclass(eq=False)
@@ -322,17 +324,17 @@ class DatabaseError(MigrationError):
 
 @dataclass(eq=False)
 class OperationalFailure(MigrationError):
-    """The server stopped something the engine itself asked for a passing reason: a lock or time limit, a
-    conflict with another transaction, or a resource it ran short of (not a permission, not the batch)."""
+    """The server stopped a statement for an operational reason: a lock or time limit, a conflict with another
+    transaction, or a resource it ran short of (rather than the SQL being wrong or a privilege missing)."""
 
     target: str
     during: str
     cause: str
 
     def message(self, say: Actions) -> str:
-        return (f"{self.during} on {self.target} was stopped by the server: {self.cause}; that is a lock, a time "
-                "limit, a conflict or a resource running short, not the batch or a privilege: run it again once it "
-                "has passed")
+        return (f"{self.during} on {self.target} was stopped by the server: {self.cause}; not a fault of the SQL or "
+                "of a privilege: see to what stopped it (a lock held, a time limit, disk or memory running short), "
+                "then run it again")
 
 
 @dataclass(eq=False)

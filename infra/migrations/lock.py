@@ -38,11 +38,9 @@ class MigrationLock:
 
 @contextmanager
 def migration_lock(target: Target, wait_ms: int) -> Iterator[MigrationLock]:
-    with target.connect(autocommit=True) as conn:
+    with target.connect_kept() as conn:  # idle for the whole run
         for setting, value in SERVER_KEEPALIVES:  # the server drops the lock soon after this client vanishes
             conn.execute("SELECT set_config(%s, %s, false)", (setting, value))
-        if conn.info.server_version >= 140000:  # and never for being idle, which it is for the whole run
-            conn.execute("SELECT set_config('idle_session_timeout', '0', false)")
         deadline = time.monotonic() + wait_ms / 1000
         while not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", LOCK_KEYS).fetchone()[0]:
             if time.monotonic() >= deadline:

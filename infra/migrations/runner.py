@@ -172,14 +172,12 @@ class _Run:
 
     def _connect(self) -> psycopg.Connection:
         """A work connection: timeouts set, the ledger ensured as the connecting user (who owns it), then the role."""
-        conn = self.target.connect(autocommit=True)
+        conn = self.target.connect_kept()
         conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(self.settings.lock_timeout_ms)}ms",))
         conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(self.settings.statement_timeout_ms)}ms",))
         if conn.info.server_version >= 140000:
-            # Abort a running statement (e.g. CREATE INDEX CONCURRENTLY) soon after this process dies; and never end
-            # the session for being idle (a backfill waiting for a replica is, for minutes).
+            # Abort a running statement (e.g. CREATE INDEX CONCURRENTLY) soon after this process dies.
             conn.execute("SELECT set_config('client_connection_check_interval', %s, false)", (f"{CLIENT_CHECK_MS}ms",))
-            conn.execute("SELECT set_config('idle_session_timeout', '0', false)")
         Ledger(conn).ensure(grant_to=self.settings.role)
         if self.settings.role:
             conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(self.settings.role)))
@@ -546,7 +544,7 @@ def _not_undone(err: MigrationError, undo_error: str) -> MigrationError:
     if isinstance(err, LockNotAcquired):
         return LockNotAcquired(err.batch, err.file, err.line, err.attempts, err.lock_timeout_ms, undo_error=undo_error)
     if isinstance(err, UnsupportedStatement):  # validation.sql as written cannot say whether the batch holds
-        return UndoFailed(err.batch, f"after {err.file}:{err.line}: {err.problem}: {undo_error}")
+        return UnsupportedStatement(err.batch, err.file, err.line, err.problem, undo_error=undo_error)
     return err
 
 

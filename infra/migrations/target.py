@@ -56,6 +56,15 @@ class Target:
         except psycopg.OperationalError as err:
             raise _connect_error(self, err) from None
 
+    def connect_kept(self) -> psycopg.Connection:
+        """An autocommit connection the server never ends for being idle (idle_session_timeout, PostgreSQL 14 and
+        later): the engine's sessions wait idle by design, the migration lock's for a whole run, a watch's between
+        chunks, the backfill's while a replica catches up."""
+        conn = self.connect(autocommit=True)
+        if conn.info.server_version >= 140000:
+            conn.execute("SELECT set_config('idle_session_timeout', '0', false)")
+        return conn
+
 
 def _connect_error(target: Target, err: psycopg.OperationalError) -> Exception:
     text = str(err)

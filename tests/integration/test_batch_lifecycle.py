@@ -213,16 +213,20 @@ def test_validation_past_the_servers_temp_file_limit_says_so_at_once_and_undoes_
     sorts = ("SELECT 'sorted' AS check_name, count(*) = 200000 AS ok, '' AS detail "
              "FROM (SELECT g FROM generate_series(1, 200000) g ORDER BY md5(g::text)) s;")
     batch = make_batch(tmp_path, "0001_t", 'CREATE TABLE "T" ("id" int);', sorts, 'DROP TABLE IF EXISTS "T";')
-    db.execute(sql.SQL("ALTER DATABASE {} SET temp_file_limit = '128kB'").format(sql.Identifier(db_target.dbname)))
-    db.execute(sql.SQL("ALTER DATABASE {} SET work_mem = '64kB'").format(sql.Identifier(db_target.dbname)))
-
-    with pytest.raises(ValidationNotRun, match=r"could not validate batch '0001_t' on .*temporary file size exceeds "
-                                               r'"?temp_file_limit"? \(128kB\) \(SQLSTATE 53400\); 1 attempts\).*no check failed and nothing was undone'):
-        apply_batch(db_target, batch, FAST)
+    database = sql.Identifier(db_target.dbname)
+    db.execute(sql.SQL("ALTER DATABASE {} SET temp_file_limit = '128kB'").format(database))
+    db.execute(sql.SQL("ALTER DATABASE {} SET work_mem = '64kB'").format(database))
+    try:
+        with pytest.raises(ValidationNotRun, match=r"could not validate batch '0001_t' on .*temporary file size exceeds "
+                                                   r'"?temp_file_limit"? \(128kB\) \(SQLSTATE 53400\); 1 attempts\).*'
+                                                   r"no check failed and nothing was undone"):
+            apply_batch(db_target, batch, FAST)
+    finally:
+        db.execute(sql.SQL("ALTER DATABASE {} RESET temp_file_limit").format(database))
+        db.execute(sql.SQL("ALTER DATABASE {} RESET work_mem").format(database))
 
     assert "T" in public_tables(db) and Ledger(db).entry(batch.name) is None
     assert not Ledger(db).undo_pending(batch.name)
-    db.execute(sql.SQL("ALTER DATABASE {} RESET ALL").format(sql.Identifier(db_target.dbname)))
     assert all(c.ok for c in apply_batch(db_target, batch, FAST).checks)
 
 
