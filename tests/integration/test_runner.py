@@ -43,6 +43,7 @@ from tests.support.waiting import backend_gone, lock_waits, wait_until
 
 FAST = RunSettings(stack="test", lock_timeout_ms=200, lock_retries=2, lock_wait_ms=1000)
 PARK_KEY = 4242  # an advisory lock a test holds to park a step on it
+WAITS_FOR_THE_TEST = RunSettings(stack="test", lock_timeout_ms=600_000, lock_retries=0, lock_wait_ms=1000)  # parked steps
 
 BASE = 'CREATE TABLE "Lead" ("id" TEXT PRIMARY KEY, "name" TEXT NOT NULL DEFAULT \'\');\nINSERT INTO "Lead" ("id") VALUES (\'l1\');'
 BASE_ROLLBACK = 'DROP TABLE IF EXISTS "Lead";'
@@ -261,18 +262,17 @@ def test_a_blocker_that_ends_within_the_retry_budget_only_delays_the_batch(db_ta
 def test_a_terminated_connection_is_reported_and_the_next_run_resumes(tmp_path: Path, db_target: Target, db: psycopg.Connection, base: Batch) -> None:
     parked = LINK.replace('CREATE INDEX CONCURRENTLY', f'SELECT pg_advisory_xact_lock({PARK_KEY});\nCREATE INDEX CONCURRENTLY', 1)
     batch = make_batch(tmp_path, "0001_link", parked, LINK_CHECKS, LINK_ROLLBACK)
-    waits_for_the_test = RunSettings(stack="test", lock_timeout_ms=600_000, lock_retries=0, lock_wait_ms=1000)
 
     with connect(db_target) as holder, ThreadPoolExecutor(max_workers=1) as pool:
         holder.execute("SELECT pg_advisory_lock(%s)", (PARK_KEY,))
-        run = pool.submit(apply_batch, db_target, batch, waits_for_the_test)
+        run = pool.submit(apply_batch, db_target, batch, WAITS_FOR_THE_TEST)
         (pid, _), = wait_until(lambda: lock_waits(db, db_target.dbname, "SELECT pg_advisory_xact_lock%", "advisory"), "step 4 to wait")
         db.execute("SELECT pg_terminate_backend(%s)", (pid,))
         with pytest.raises(ConnectionLost, match=r"connection to .* was lost during migration.sql step 4 .*completed steps are recorded, apply again to resume"):
             run.result()
     assert sorted(Ledger(db).finished_steps("0001_link", "migration.sql")) == [1, 2, 3]
 
-    result = apply_batch(db_target, batch, waits_for_the_test)
+    result = apply_batch(db_target, batch, WAITS_FOR_THE_TEST)
     assert all(c.ok for c in result.checks)
 
 
@@ -340,16 +340,11 @@ def test_a_step_that_finishes_after_the_migration_lock_was_lost_is_rolled_back_n
     first = plan_steps(batch, "migration.sql")[0]
     assert not first.autocommit and any('CREATE TABLE "Customer"' in s.sql for s in first.statements)
 
-    waits_for_the_test = RunSettings(stack="test", lock_timeout_ms=600_000, lock_retries=0, lock_wait_ms=1000)
 
     with connect(db_target) as holder, ThreadPoolExecutor(max_workers=1) as pool:
         holder.execute("SELECT pg_advisory_lock(%s)", (PARK_KEY,))
-        run = pool.submit(apply_batch, db_target, batch, waits_for_the_test)
-        wait_until(lambda: lock_waits(db, db_target.dbname, "SELECT pg_advisory_xact_lock%", "advisory"), "the first step to wait")
-        lock_pid = migration_lock_holder(db)
-        db.execute("SELECT pg_terminate_backend(%s)", (lock_pid,))
-        wait_until(lambda: backend_gone(db, lock_pid), "the migration lock's session to end")
-        holder.execute("SELECT pg_advisory_unlock(%s)", (PARK_KEY,))  # the step runs to its end, without the lock
+        run = pool.submit(apply_batch, db_target, batch, WAITS_FOR_THE_TEST)
+        lose_the_migration_lock_while_parked(db, db_target, holder)  # the step then runs to its end, without the lock
         with pytest.raises(ConnectionLost, match=r"another run may now hold the lock"):
             run.result()
 
@@ -363,14 +358,13 @@ def test_the_migration_lock_outlives_a_long_step_on_a_server_that_ends_idle_sess
         tmp_path: Path, db_target: Target, db: psycopg.Connection, base: Batch) -> None:
     parked = LINK.replace('CREATE INDEX CONCURRENTLY', f'SELECT pg_advisory_xact_lock({PARK_KEY});\nCREATE INDEX CONCURRENTLY', 1)
     batch = make_batch(tmp_path, "0001_link", parked, LINK_CHECKS, LINK_ROLLBACK)
-    waits_for_the_test = RunSettings(stack="test", lock_timeout_ms=600_000, lock_retries=0, lock_wait_ms=1000)
     database = sql.Identifier(db_target.dbname)
 
     with connect(db_target) as holder, ThreadPoolExecutor(max_workers=1) as pool:
         holder.execute("SELECT pg_advisory_lock(%s)", (PARK_KEY,))
         db.execute(sql.SQL("ALTER DATABASE {} SET idle_session_timeout = '1s'").format(database))  # new sessions
         try:
-            run = pool.submit(apply_batch, db_target, batch, waits_for_the_test)
+            run = pool.submit(apply_batch, db_target, batch, WAITS_FOR_THE_TEST)
             wait_until(lambda: lock_waits(db, db_target.dbname, "SELECT pg_advisory_xact_lock%", "advisory"), "the step to wait")
             lock_pid = migration_lock_holder(db)
             wait_until(lambda: idle_ms(db, lock_pid) is None or idle_ms(db, lock_pid) >= 3000,
@@ -388,6 +382,16 @@ def idle_ms(db: psycopg.Connection, pid: int) -> float | None:
     row = db.execute("""SELECT CASE WHEN state = 'idle' THEN extract(epoch FROM clock_timestamp() - state_change) * 1000
                                ELSE 0 END FROM pg_stat_activity WHERE pid = %s""", (pid,)).fetchone()
     return None if row is None else float(row[0])
+
+
+def lose_the_migration_lock_while_parked(db: psycopg.Connection, db_target: Target, holder: psycopg.Connection) -> None:
+    """Once a statement of the run waits on PARK_KEY (held by `holder`), the server ends the migration lock's session;
+    then the statement is let go."""
+    wait_until(lambda: lock_waits(db, db_target.dbname, "SELECT pg_advisory_xact_lock%", "advisory"), "a step to wait")
+    lock_pid = migration_lock_holder(db)
+    db.execute("SELECT pg_terminate_backend(%s)", (lock_pid,))
+    wait_until(lambda: backend_gone(db, lock_pid), "the migration lock's session to end")
+    holder.execute("SELECT pg_advisory_unlock(%s)", (PARK_KEY,))
 
 
 def migration_lock_holder(db: psycopg.Connection) -> int:
@@ -471,16 +475,11 @@ def test_a_run_that_loses_the_migration_lock_while_undoing_says_what_the_batch_f
     broken = make_batch(tmp_path / "v1", "0001_t", migration + "SELECT * FROM nope;\n",
                         rollback=f'SELECT pg_advisory_xact_lock({PARK_KEY});\nALTER TABLE "Lead" DROP COLUMN IF EXISTS "q";\n'
                                  'DROP TABLE IF EXISTS "T";\n')
-    waits_for_the_test = RunSettings(stack="test", lock_timeout_ms=600_000, lock_retries=0, lock_wait_ms=1000)
 
     with connect(db_target) as holder, ThreadPoolExecutor(max_workers=1) as pool:
         holder.execute("SELECT pg_advisory_lock(%s)", (PARK_KEY,))
-        run = pool.submit(apply_batch, db_target, broken, waits_for_the_test)
-        wait_until(lambda: lock_waits(db, db_target.dbname, "SELECT pg_advisory_xact_lock%", "advisory"), "the undo to wait")
-        lock_pid = migration_lock_holder(db)
-        db.execute("SELECT pg_terminate_backend(%s)", (lock_pid,))
-        wait_until(lambda: backend_gone(db, lock_pid), "the migration lock's session to end")
-        holder.execute("SELECT pg_advisory_unlock(%s)", (PARK_KEY,))
+        run = pool.submit(apply_batch, db_target, broken, WAITS_FOR_THE_TEST)
+        lose_the_migration_lock_while_parked(db, db_target, holder)  # the undo's first step
         with pytest.raises(ConnectionLost, match=r"another run may now hold the lock\), while undoing batch '0001_t' after "
                                                  r"migration.sql:3 failed: relation \"nope\" does not exist .*apply again to resume"):
             run.result()
