@@ -20,6 +20,7 @@ from infra.migrations.errors import (
     LockNotAcquired,
     RollbackFailed,
     RunStopped,
+    SqlSyntaxError,
     StatementFailed,
     TargetUnreachable,
     UndoFailed,
@@ -493,6 +494,17 @@ def test_a_run_that_loses_the_migration_lock_while_undoing_says_what_the_batch_f
 
 def public_columns(db: psycopg.Connection, table: str) -> set[str]:
     return {r[0] for r in db.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s", (table,))}
+
+
+def test_a_validation_sql_that_does_not_parse_stops_the_batch_before_its_migration_runs(
+        tmp_path: Path, db_target: Target, db: psycopg.Connection, base: Batch) -> None:
+    unparsable = "SELECT 'x' AS check_name, true AS ok, '' AS detail FROM;"
+    batch = make_batch(tmp_path, "0001_t", 'CREATE TABLE "T" ("id" int);', unparsable, 'DROP TABLE "Missing";')  # no undo
+
+    with pytest.raises(SqlSyntaxError, match=r"^batch '0001_t' validation.sql:1: syntax error"):
+        apply_batch(db_target, batch, FAST)
+    assert db.execute("""SELECT to_regclass('"T"')""").fetchone() == (None,), "migration.sql did not run"
+    assert Ledger(db).finished_steps("0001_t", "migration.sql") == {} and not Ledger(db).undo_pending("0001_t")
 
 
 def test_a_validation_sql_without_checks_whose_undo_fails_says_both(tmp_path: Path, db_target: Target, db: psycopg.Connection, base: Batch) -> None:
