@@ -323,13 +323,9 @@ class DatabaseError(MigrationError):
 
 
 @dataclass(eq=False)
-class OperationalFailure(MigrationError):
+class OperationalFailure(DatabaseError):
     """The server stopped a statement for an operational reason: a lock or time limit, a conflict with another
     transaction, or a resource it ran short of (rather than the SQL being wrong or a privilege missing)."""
-
-    target: str
-    during: str
-    cause: str
 
     def message(self, say: Actions) -> str:
         return (f"{self.during} on {self.target} was stopped by the server: {self.cause}; not a fault of the SQL or "

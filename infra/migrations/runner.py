@@ -183,6 +183,11 @@ class _Run:
             conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(self.settings.role)))
         return conn
 
+    def _reconnect(self) -> None:
+        """A new work connection in place of a lost one, only while this run still holds the migration lock."""
+        self.lock.verify()
+        self.conn = self._connect()
+
     def close(self) -> None:
         if not self.conn.closed:
             self.conn.close()
@@ -290,7 +295,7 @@ class _Run:
             if step.number in done:
                 continue
             try:
-                self._run_step(batch, step, track=True)
+                self._run_step(batch, step)
             except (StatementFailed, LockNotAcquired) as err:  # the step's own failure; a lost run undoes nothing
                 self._undo_after(batch, err)
 
@@ -325,9 +330,8 @@ class _Run:
                     raise ValidationNotRun(batch.name, self.target.display(), summary, attempt + 1) from None
                 time.sleep(_backoff_s(attempt, self.settings.lock_timeout_ms))
                 if self.conn.broken or self.conn.closed:
-                    self.lock.verify()
                     try:
-                        self.conn = self._connect()
+                        self._reconnect()
                     except TargetUnreachable as unreachable:
                         raise ValidationNotRun(batch.name, self.target.display(), f"{summary}, then reconnecting "
                                                f"failed: {unreachable.cause}", attempt + 1) from None
@@ -379,8 +383,7 @@ class _Run:
         """rollback.sql for a batch that failed while being applied; an interrupted undo is finished first
         by the next run."""
         if self.conn.broken or self.conn.closed:
-            self.lock.verify()
-            self.conn = self._connect()
+            self._reconnect()
         try:
             self._run_rollback(batch, UNDO_MARKER)
         except _Stopped as stop:
@@ -400,7 +403,7 @@ class _Run:
             if done.get(step.number) == step.sha256:
                 continue
             try:
-                self._run_step(batch, step, track=True)
+                self._run_step(batch, step)
             except (StatementFailed, LockNotAcquired) as err:
                 with self._recording():
                     self.ledger.stopped(batch.name, marker, err.summary)
@@ -408,16 +411,17 @@ class _Run:
                 raise _Stopped(err.summary, finished, len(steps)) from None
 
     # -- one step ------------------------------------------------------------------------------------
-    def _run_step(self, batch: Batch, step: Step, *, track: bool) -> None:
-        """One step, its lock waits retried with backoff; the migration lock verified before each attempt, and
-        before the step is recorded (a CREATE INDEX CONCURRENTLY may run for as long as statement_timeout)."""
+    def _run_step(self, batch: Batch, step: Step) -> None:
+        """One step, its lock waits retried with backoff, recorded as it finishes; the migration lock verified before
+        each attempt, and before the step's record commits (a CREATE INDEX CONCURRENTLY may run for as long as
+        statement_timeout; a transactional step lost it meanwhile rolls back with its record)."""
         self._stop_if_asked(batch, step)
         self._current = None
         attempts = self.settings.lock_retries + 1
         for attempt in range(attempts):
             self.lock.verify()
             try:
-                self._attempt(batch, step, track)
+                self._attempt(batch, step)
                 return
             except pg_errors.LockNotAvailable:
                 if attempt + 1 < attempts:
@@ -431,21 +435,18 @@ class _Run:
         if reason:
             raise RunStopped(batch.name, step.file, step.number, reason)
 
-    def _attempt(self, batch: Batch, step: Step, track: bool) -> None:
+    def _attempt(self, batch: Batch, step: Step) -> None:
         if step.autocommit:
             self._run_concurrent(step.statements[0])
-            if track:
-                with self._recording():
-                    self.ledger.finish_step(batch.name, step.file, step.number, step.sha256)
+            with self._recording():
+                self.ledger.finish_step(batch.name, step.file, step.number, step.sha256)
             return
-        with self.conn.transaction():
+        with self._recording():
             for stmt in step.statements:
                 self._current = stmt
                 if not self._without_effect(stmt):
                     self.conn.execute(stmt.sql)
-            if track:
-                self.lock.verify()  # lost meanwhile: the step rolls back with its transaction
-                self.ledger.finish_step(batch.name, step.file, step.number, step.sha256)
+            self.ledger.finish_step(batch.name, step.file, step.number, step.sha256)
 
     def _run_concurrent(self, stmt: PlannedStatement) -> None:
         """CREATE INDEX CONCURRENTLY, resumable: a valid index is kept, an INVALID leftover rebuilt.
