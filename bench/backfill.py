@@ -247,12 +247,12 @@ def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Act
         pool, created = wal.ready(server), wal.created_by_sessions(server)
         start = time.monotonic()
         phases: list[tuple[float, str]] = []
-        checkpoints, io_before = checkpoints_requested(server), _io(server)
+        counted = _ServerCounts(server, start)
         done = action(dsn, phases)
-        checkpoints = checkpoints_requested(server) - checkpoints
+        checkpoints = counted.checkpoints()
         end = time.monotonic()
         time.sleep(TAIL_S)
-        io_after, io_end = _io(server), time.monotonic()
+        written = counted.written()
     finally:
         samples = writers.stop()
         if sampler:
@@ -265,13 +265,28 @@ def run_scenario(server: LocalServer, name: str, job_ids: list[str], action: Act
     result = Result(name, samples, t0, start, end, done.rows, done.longest_lock_ms, done.outcome,
                     max(inside) if inside else None, series, phases, checkpoints, pool, created, done.split,
                     done.events, done.sleeps)
-    result.written = pg_io.written_between(io_before, io_after, io_end - start)
+    result.written = written
     return result
 
 
+class _ServerCounts:
+    """What the server counts over a scenario from `start`: the checkpoints the WAL forced (read as its action ends),
+    and what it wrote (pg_io.py; read after the tail: the engine's sessions report theirs as they close)."""
+
+    def __init__(self, server: LocalServer, start: float) -> None:
+        self._server, self._start = server, start
+        self._checkpoints, self._io = checkpoints_requested(server), _io(server)
+
+    def checkpoints(self) -> int:
+        return checkpoints_requested(self._server) - self._checkpoints
+
+    def written(self) -> pg_io.Written | None:
+        after = _io(self._server)
+        return pg_io.written_between(self._io, after, time.monotonic() - self._start)
+
+
 def _io(server: LocalServer) -> pg_io.Counts | None:
-    """pg_stat_io's totals now (pg_io.py). Read as the window opens, and again after the tail: the engine's sessions
-    report theirs as they close."""
+    """pg_stat_io's totals now (pg_io.py)."""
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
         return pg_io.snapshot(conn)
 
@@ -511,24 +526,23 @@ def _tighten(server: LocalServer, job_ids: list[str], b2: Batch, b3: Batch, appl
             time.sleep(LEAD_IN_S)
             pool, created = wal.ready(server), wal.created_by_sessions(server)
             start = time.monotonic()
-            checkpoints, io_before = checkpoints_requested(server), _io(server)
+            counted = _ServerCounts(server, start)
             try:
                 apply_batch(Target.from_dsn(dsn), b3, RunSettings(stack="bench"))
                 outcome = f"applied ({on})"
             except Exception as err:  # noqa: BLE001
                 outcome = f"failed ({on}): {err}"
-            checkpoints = checkpoints_requested(server) - checkpoints
+            checkpoints = counted.checkpoints()
             end = time.monotonic()
             time.sleep(TAIL_S)
-            io_after, io_end = _io(server), time.monotonic()
+            written = counted.written()
         finally:
             samples = writers.stop()
         created = None if created is None else wal.created_by_sessions(server) - created  # flushed on the writers' exit
     finally:
         drop(server, database)
     return Result("tighten-0003", samples, t0, start, end, 0, 0.0, outcome, wal_checkpoints=checkpoints,
-                  wal_ready=pool, wal_created=created,
-                  written=pg_io.written_between(io_before, io_after, io_end - start))
+                  wal_ready=pool, wal_created=created, written=written)
 
 
 def _lateness(w: WindowStats) -> str:
